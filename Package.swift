@@ -1,0 +1,59 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "Sirius",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "sirius-coord", targets: ["sirius-coord"]),
+        .executable(name: "sirius-worker", targets: ["sirius-worker"]),
+        .library(name: "SiriusEngine", targets: ["SiriusEngine"]),
+        .library(name: "SiriusTasks", targets: ["SiriusTasks"]),
+        .library(name: "SiriusProtocol", targets: ["SiriusProtocol"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // C libraries from Debian packages.
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZMQ", path: "Sources/CZMQ",
+                       providers: [.apt(["libzmq3-dev"])]),
+        // Hot quantised dot-product kernels (AVX2 with a scalar fallback chosen at run time).
+        .target(name: "CKernels", path: "Sources/CKernels"),
+
+        .target(name: "SiriusEngine", dependencies: ["CKernels", "COpenBLAS"], path: "Sources/Engine"),
+        .target(name: "SiriusTasks", path: "Sources/Tasks"),
+        .target(name: "SiriusProtocol", dependencies: ["CZMQ"], path: "Sources/Protocol"),
+
+        .executableTarget(
+            name: "sirius-coord",
+            dependencies: [
+                "SiriusTasks", "SiriusProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            path: "Sources/Coordinator"),
+        .executableTarget(
+            name: "sirius-worker",
+            dependencies: [
+                "SiriusEngine", "SiriusTasks", "SiriusProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Worker"),
+
+        .target(name: "TestSupport", dependencies: ["SiriusEngine"], path: "Tests/TestSupport"),
+        .testTarget(name: "EngineTests", dependencies: ["SiriusEngine", "TestSupport"],
+                    path: "Tests/EngineTests", resources: [.copy("Fixtures")]),
+        .testTarget(name: "TasksTests", dependencies: ["SiriusTasks"], path: "Tests/TasksTests"),
+        .testTarget(name: "ProtocolTests", dependencies: ["SiriusProtocol"], path: "Tests/ProtocolTests"),
+        .testTarget(name: "CoordinatorTests", dependencies: ["sirius-coord", "SiriusTasks", "SiriusProtocol"],
+                    path: "Tests/CoordinatorTests"),
+    ],
+    swiftLanguageModes: [.v6]
+)

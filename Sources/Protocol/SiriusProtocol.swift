@@ -1,0 +1,2 @@
+/// Messages, framing and transports between `sirius-coord` and `sirius-worker`.
+public enum SiriusProtocol {}

@@ -1,0 +1,2 @@
+/// Benchmark tasks: prompts, stop strings, answer extraction and scoring (no engine, no network).
+public enum SiriusTasks {}
