@@ -1,0 +1,363 @@
+import Foundation
+
+/// Settings of a worker session.
+public struct WorkerOptions: Sendable {
+    public var workerId: String = UUID().uuidString.lowercased()
+    public var hostname: String = ProcessInfo.processInfo.hostName
+    public var pid: Int32 = ProcessInfo.processInfo.processIdentifier
+    public var build: String = "dev"
+    /// Join token, sent inside HELLO; only over CURVE (the CLI enforces this).
+    public var token: String?
+    /// Leases held at once (pull model: `READY credits`).
+    public var credits = 1
+    /// No WELCOME within this long after HELLO: reconnect with back-off.
+    public var helloTimeoutMs = 2000
+    public var backoffInitialMs = 100
+    public var backoffMaxMs = 30_000
+    /// Give up when no coordinator has answered for this long (nil: never). The error then says
+    /// that the handshake failed or the coordinator is unreachable.
+    public var giveUpAfterMs: Int? = nil
+    /// Unacknowledged results are re-sent after this long.
+    public var resendAfterMs = 2000
+    /// On drain, how long to wait for the last ACKs before leaving.
+    public var drainTimeoutMs = 5000
+    /// Coordinator silence (in heartbeat intervals) after which the worker reconnects.
+    public var livenessIntervals = 4
+
+    public init() {}
+}
+
+/// How a worker session ended.
+public enum WorkerExit: Sendable, Equatable, CustomStringConvertible {
+    case shutdown(String)
+    case drained
+    case rejected(Reject)
+    case fatal(String)
+    case unreachable(String)
+    case killed
+    case crashed(String)
+
+    public var description: String {
+        switch self {
+        case .shutdown(let r): "coordinator shut the session down: \(r)"
+        case .drained: "drained and left"
+        case .rejected(let r): "refused by the coordinator (\(r.reason.rawValue)): \(r.hint); accepted protocol versions: \(r.supported)"
+        case .fatal(let m): "fatal: \(m)"
+        case .unreachable(let m): m
+        case .killed: "killed"
+        case .crashed(let m): "crashed: \(m)"
+        }
+    }
+
+    /// Process exit status for `sirius-worker join`.
+    public var exitCode: Int32 {
+        switch self {
+        case .shutdown, .drained: 0
+        case .rejected: 3
+        case .fatal: 4
+        case .unreachable: 5
+        case .killed, .crashed: 6
+        }
+    }
+}
+
+/// The worker side of the protocol (§4.2–4.3): HELLO/WELCOME, pull-based leases, streaming
+/// RESULTs kept in a spool until ACKed and re-sent after reconnects, heartbeats from this I/O
+/// thread while the engine decodes on its own thread, back-off reconnects, self-fencing, drain.
+public final class WorkerAgent: @unchecked Sendable {
+    private let connector: any ClientConnector
+    private let factory: EngineFactory
+    private let options: WorkerOptions
+    private let host = EngineHost()
+    private let drainRequested = Locked(false)
+    private let killRequested = Locked(false)
+    private let exitBox = BlockingQueue<WorkerExit>()
+    private let exitValue = Locked<WorkerExit?>(nil)
+    private let wakerBox = Locked<(any Waker)?>(nil)
+    public let stats = FrameStats()
+    /// Called (on the I/O thread) with human-readable events; for logs.
+    public var log: @Sendable (String) -> Void = { _ in }
+
+    public init(connector: any ClientConnector, engine: @escaping EngineFactory, options: WorkerOptions = WorkerOptions()) {
+        self.connector = connector
+        self.factory = engine
+        self.options = options
+    }
+
+    public var workerId: String { options.workerId }
+
+    /// Runs the session on a new dedicated thread and returns at once.
+    public func start() {
+        let t = Thread { [self] in
+            let e = self.run()
+            self.exitValue.withLock { $0 = e }
+            self.exitBox.push(e)
+        }
+        t.name = "sirius-worker-io"
+        t.start()
+    }
+
+    /// Waits for the session started by `start()` to end.
+    public func waitForExit(timeoutMs: Int) -> WorkerExit? {
+        if let e = exitValue.current { return e }
+        return exitBox.pop(timeoutMs: timeoutMs) ?? exitValue.current
+    }
+
+    /// Graceful drain (SIGTERM): finish the example in progress, flush results, send BYE, leave.
+    public func requestDrain() { drainRequested.withLock { $0 = true }; wakerBox.current?.wake() }
+
+    /// Stop at once without a word to the coordinator: the in-process stand-in for `kill -9`.
+    public func kill() { killRequested.withLock { $0 = true }; wakerBox.current?.wake() }
+
+    private struct HeldLease {
+        var assign: Assign
+        var remaining: Set<ResultKey>
+        var done = 0
+        var digest = StableHasher()
+    }
+
+    private struct SpoolEntry {
+        var frames: [Data]
+        var lastSentMs: Int64
+    }
+
+    // I/O-thread state.
+    private var transport: (any ClientTransport)?
+    private var seq: UInt64 = 0
+    private var epoch = -1
+    private var runId = ""
+    private var welcomed = false
+    private var everWelcomed = false
+    private var heartbeatMs = 1000
+    private var leaseTtlMs = 5000
+    private var held: [Int64: HeldLease] = [:]
+    private var spool: [ResultKey: SpoolEntry] = [:]
+    private var coordinatorPaused = false
+
+    /// Runs the session on the calling thread (which must not be a Swift concurrency thread).
+    public func run() -> WorkerExit {
+        let waker: any Waker
+        do { waker = try connector.makeWaker() } catch { return .fatal("cannot create wake-up pipe: \(error)") }
+        wakerBox.withLock { $0 = waker }
+        host.start(factory: factory, waker: waker)
+        let exit = loop(waker: waker)
+        host.stop()
+        transport?.close()
+        transport = nil
+        return exit
+    }
+
+    private func header() -> Header {
+        seq += 1
+        return Header(runId: runId, epoch: max(epoch, 0), seq: seq)
+    }
+
+    @discardableResult
+    private func send(_ m: Message) -> Bool {
+        guard let t = transport else { return false }
+        return t.send(Framing.encode(m, header: header()))
+    }
+
+    private func hello() {
+        send(.hello(Hello(workerId: options.workerId, hostname: options.hostname, pid: options.pid,
+                          build: options.build, engines: ["fake", "full", "sparse", "sirius"], device: "cpu",
+                          maxCredits: options.credits, token: options.token,
+                          heldLeases: held.keys.sorted(), spoolCount: spool.count)))
+    }
+
+    private func loop(waker: any Waker) -> WorkerExit {
+        var backoffMs = options.backoffInitialMs
+        var lastHeardMs = monotonicMs()
+        var helloSentMs: Int64 = 0
+        var lastHeartbeatMs: Int64 = 0
+        var nextConnectMs: Int64 = 0
+        var draining = false
+        var drainStartedMs: Int64 = 0
+        let startedMs = monotonicMs()
+
+        while true {
+            let now = monotonicMs()
+            if killRequested.current { return .killed }
+
+            // (Re)connect.
+            if transport == nil {
+                if now < nextConnectMs {
+                    Thread.sleep(forTimeInterval: Double(min(50, nextConnectMs - now)) / 1000)
+                    continue
+                }
+                do { transport = try connector.connect(identity: options.workerId, waker: waker) } catch {
+                    return .fatal("cannot connect: \(error)")
+                }
+                welcomed = false
+                hello()
+                helloSentMs = now
+            }
+
+            // Give up if nobody ever answers (wrong server key, wrong address).
+            if let limit = options.giveUpAfterMs, now - lastHeardMs > limit {
+                return .unreachable(everWelcomed
+                    ? "coordinator silent for \(limit) ms; giving up"
+                    : "handshake failed: server key mismatch or coordinator unreachable (no answer in \(limit) ms)")
+            }
+
+            let timeout = welcomed ? min(heartbeatMs, 100) : 50
+            if let frames = transport?.receive(timeoutMs: timeout) {
+                switch Result(catching: { () throws(FrameError) -> Envelope in try Framing.decode(frames) }) {
+                case .failure(let e):
+                    stats.record(e)
+                    log("dropped malformed message: \(e)")
+                case .success(let env):
+                    lastHeardMs = monotonicMs()
+                    if let exit = handle(env) { return exit }
+                }
+            }
+            if killRequested.current { return .killed }
+
+            // Engine outputs → spool and RESULT/FAIL/SHARD_DONE.
+            while let out = host.outputs.popNow() {
+                if let exit = handle(out) { return exit }
+            }
+
+            let t = monotonicMs()
+            if !welcomed {
+                if t - helloSentMs > Int64(options.helloTimeoutMs) {
+                    // No WELCOME: recreate the socket after a back-off (a ZMQ socket whose
+                    // handshake failed never recovers by itself).
+                    transport?.close(); transport = nil
+                    nextConnectMs = t + Int64(backoffMs)
+                    log("no WELCOME after \(options.helloTimeoutMs) ms; reconnecting in \(backoffMs) ms")
+                    backoffMs = min(backoffMs * 2, options.backoffMaxMs)
+                }
+            } else {
+                if t - lastHeartbeatMs >= Int64(heartbeatMs) {
+                    let state: WorkerState = draining ? .draining : host.state.current
+                    send(.heartbeat(Heartbeat(state: state, leases: held.values.map {
+                        LeaseProgress(leaseId: $0.assign.leaseId, done: $0.done) }.sorted { $0.leaseId < $1.leaseId })))
+                    lastHeartbeatMs = t
+                }
+                for (k, e) in spool where t - e.lastSentMs > Int64(options.resendAfterMs) {
+                    transport?.send(e.frames)
+                    spool[k]?.lastSentMs = t
+                }
+                if t - lastHeardMs > Int64(heartbeatMs * options.livenessIntervals) {
+                    log("coordinator silent for \(t - lastHeardMs) ms; reconnecting")
+                    transport?.close(); transport = nil; welcomed = false
+                    nextConnectMs = t + Int64(backoffMs)
+                    backoffMs = min(backoffMs * 2, options.backoffMaxMs)
+                }
+            }
+            if welcomed { backoffMs = options.backoffInitialMs }
+            // Self-fencing: after a lease TTL of silence our leases are probably reassigned.
+            host.setPaused(coordinatorPaused || (!welcomed && t - lastHeardMs > Int64(leaseTtlMs)))
+
+            // Drain.
+            if drainRequested.current && !draining {
+                draining = true
+                drainStartedMs = t
+                host.stop()
+                log("draining: finishing the example in progress")
+            }
+            if draining {
+                let engineDone = host.isIdle && host.outputs.count == 0
+                if engineDone && (spool.isEmpty || t - drainStartedMs > Int64(options.drainTimeoutMs) || !welcomed) {
+                    if welcomed { send(.bye(Bye(reason: "drain"))) }
+                    return .drained
+                }
+            }
+            _ = startedMs
+        }
+    }
+
+    private func handle(_ env: Envelope) -> WorkerExit? {
+        if welcomed, env.header.epoch != epoch, env.message.type != .welcome, env.message.type != .reject {
+            // The coordinator restarted behind the same address: introduce ourselves again.
+            log("coordinator epoch changed \(epoch) → \(env.header.epoch); sending HELLO again")
+            welcomed = false
+            hello()
+            return nil
+        }
+        switch env.message {
+        case .welcome(let w):
+            welcomed = true
+            everWelcomed = true
+            epoch = w.epoch
+            runId = env.header.runId
+            heartbeatMs = max(10, w.heartbeatMs)
+            leaseTtlMs = w.leaseTtlMs
+            let free = options.credits - held.count
+            if free > 0 { send(.ready(Ready(credits: free))) }
+            let now = monotonicMs()
+            for (k, e) in spool { transport?.send(e.frames); spool[k]?.lastSentMs = now }
+        case .reject(let r):
+            return .rejected(r)
+        case .assign(let a):
+            var lease = HeldLease(assign: a, remaining: Set(a.items.map(\.key)))
+            lease.done = 0
+            held[a.leaseId] = lease
+            for item in a.items {
+                host.jobs.push(EngineHost.Job(leaseId: a.leaseId, attempt: a.attempt, model: a.model, request: item))
+            }
+            if a.items.isEmpty { finishLease(a.leaseId) }
+        case .ack(let a):
+            for k in a.keys { spool[k] = nil }
+        case .cancel(let c):
+            host.cancel(lease: c.leaseId)
+            if held.removeValue(forKey: c.leaseId) != nil, welcomed {
+                send(.ready(Ready(credits: 1)))
+            }
+        case .pause:
+            coordinatorPaused = true
+        case .resume:
+            coordinatorPaused = false
+        case .shutdown(let n):
+            if !spool.isEmpty { log("shutdown with \(spool.count) unacknowledged results") }
+            return .shutdown(n.reason)
+        case .heartbeat, .hello, .ready, .result, .shardDone, .fail, .bye:
+            break
+        }
+        return nil
+    }
+
+    private func handle(_ out: EngineHost.Output) -> WorkerExit? {
+        switch out {
+        case .done(let job, let outcome, let engine, let device):
+            let msg = ResultMessage(leaseId: job.leaseId, attempt: job.attempt, key: job.request.key,
+                                    engine: engine, device: device, outcome: outcome)
+            let frames = Framing.encode(.result(msg), header: header())
+            spool[job.request.key] = SpoolEntry(frames: frames, lastSentMs: monotonicMs())
+            if welcomed { transport?.send(frames) }
+            progress(job, hash: msg.resultHash)
+        case .failed(let job, let cls, let message):
+            if welcomed { send(.fail(Fail(leaseId: job.leaseId, key: job.request.key, errorClass: cls, message: message))) }
+            progress(job, hash: "fail")
+        case .skipped:
+            break
+        case .fatal(let m):
+            for id in held.keys.sorted() where welcomed {
+                send(.fail(Fail(leaseId: id, key: nil, errorClass: .fatalConfig, message: m)))
+            }
+            if welcomed { send(.bye(Bye(reason: "fatal: \(m)"))) }
+            return .fatal(m)
+        case .crashed(let m):
+            return .crashed(m)
+        }
+        return nil
+    }
+
+    private func progress(_ job: EngineHost.Job, hash: String) {
+        guard var lease = held[job.leaseId] else { return }
+        lease.remaining.remove(job.request.key)
+        lease.done += 1
+        lease.digest.combine(job.request.key.description)
+        held[job.leaseId] = lease
+        if lease.remaining.isEmpty { finishLease(job.leaseId) }
+    }
+
+    private func finishLease(_ id: Int64) {
+        guard let lease = held.removeValue(forKey: id) else { return }
+        if welcomed {
+            send(.shardDone(ShardDone(leaseId: id, nResults: lease.done, digest: lease.digest.hex)))
+            if !drainRequested.current { send(.ready(Ready(credits: 1))) }
+        }
+    }
+}
