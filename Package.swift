@@ -23,7 +23,7 @@ let package = Package(
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ",
                        providers: [.apt(["libzmq3-dev"])]),
         // Hot quantised dot-product kernels (AVX2 with a scalar fallback chosen at run time).
-        .target(name: "CKernels", path: "Sources/CKernels"),
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
         .target(name: "SiriusEngine", dependencies: ["CKernels", "COpenBLAS"], path: "Sources/Engine"),
         .target(name: "SiriusTasks", path: "Sources/Tasks"),

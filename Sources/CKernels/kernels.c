@@ -1,1 +1,570 @@
+// Quantised dot-product kernels for the Sirius engine.
+// Block layouts: formats.md §3. Each kernel has a portable scalar version; on x86-64 CPUs with
+// AVX2/FMA/F16C, the hot ones (F32, F16, Q4_0, Q4_1, Q8_0) also have an intrinsics version chosen at
+// run time, so the package needs no compiler flags and still runs on older CPUs.
 #include "ckernels.h"
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define CK_X86 1
+#include <immintrin.h>
+#else
+#define CK_X86 0
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// fp16 / bf16 conversion
+
+float ck_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1F;
+    uint32_t man = h & 0x3FF;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {                                   // subnormal: renormalise
+            int e = -1;
+            do { e++; man <<= 1; } while ((man & 0x400) == 0);
+            man &= 0x3FF;
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | (man << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7F800000u | (man << 13);  // inf / nan
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t ck_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t absx = x & 0x7FFFFFFF;
+    if (absx >= 0x7F800000u) {                          // inf or nan
+        return (uint16_t)(sign | 0x7C00 | (absx > 0x7F800000u ? 0x200 : 0));
+    }
+    if (absx >= 0x477FF000u) return (uint16_t)(sign | 0x7C00);   // overflow → inf
+    if (absx < 0x38800000u) {                            // subnormal or zero in half
+        if (absx < 0x33000000u) return (uint16_t)sign;
+        uint32_t e = absx >> 23;
+        uint32_t m = (absx & 0x7FFFFF) | 0x800000;
+        uint32_t shift = 126 - e;                        // value = m·2^(e−150); half unit = 2^−24
+        uint32_t half = m >> shift;
+        uint32_t rem = m & ((1u << shift) - 1);
+        uint32_t mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t h = ((absx - 0x38000000u) >> 13);
+    uint32_t rem = absx & 0x1FFF;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+static inline float bf16_to_f32(uint16_t b) {
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline float rd_f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return ck_f16_to_f32(h);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch state
+
+static int g_force_scalar = 0;
+static int g_avx2 = -1;
+
+int ck_has_avx2(void) {
+#if CK_X86
+    if (g_avx2 < 0) {
+        __builtin_cpu_init();
+        g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    }
+    return g_avx2 && !g_force_scalar;
+#else
+    return 0;
+#endif
+}
+
+void ck_force_scalar(int on) { g_force_scalar = on; }
+
+int ck_type_supported(int type) {
+    switch (type) {
+    case CK_F32: case CK_F16: case CK_BF16: case CK_Q4_0: case CK_Q4_1: case CK_Q8_0: case CK_Q4_K: case CK_Q6_K:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int64_t block_elems(int type) {
+    switch (type) {
+    case CK_Q4_0: case CK_Q4_1: case CK_Q8_0: return 32;
+    case CK_Q4_K: case CK_Q6_K: return 256;
+    default: return 1;
+    }
+}
+
+static size_t block_bytes(int type) {
+    switch (type) {
+    case CK_F32: return 4;
+    case CK_F16: case CK_BF16: return 2;
+    case CK_Q4_0: return 18;
+    case CK_Q4_1: return 20;
+    case CK_Q8_0: return 34;
+    case CK_Q4_K: return 144;
+    case CK_Q6_K: return 210;
+    default: return 0;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar dequantisation of one block (the reference semantics, formats.md §3)
+
+static void deq_q4_0(const uint8_t *b, float *y) {
+    float d = rd_f16(b);
+    const uint8_t *qs = b + 2;
+    for (int j = 0; j < 16; j++) {
+        y[j] = ((int)(qs[j] & 0x0F) - 8) * d;
+        y[j + 16] = ((int)(qs[j] >> 4) - 8) * d;
+    }
+}
+
+static void deq_q4_1(const uint8_t *b, float *y) {
+    float d = rd_f16(b), m = rd_f16(b + 2);
+    const uint8_t *qs = b + 4;
+    for (int j = 0; j < 16; j++) {
+        y[j] = (qs[j] & 0x0F) * d + m;
+        y[j + 16] = (qs[j] >> 4) * d + m;
+    }
+}
+
+static void deq_q8_0(const uint8_t *b, float *y) {
+    float d = rd_f16(b);
+    const int8_t *qs = (const int8_t *)(b + 2);
+    for (int j = 0; j < 32; j++) y[j] = qs[j] * d;
+}
+
+static inline void q4k_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+static void deq_q4_k(const uint8_t *b, float *y) {
+    float d = rd_f16(b), dmin = rd_f16(b + 2);
+    const uint8_t *scales = b + 4;
+    const uint8_t *qs = b + 16;
+    for (int c = 0; c < 4; c++) {
+        uint8_t sc, m;
+        q4k_scale_min(2 * c, scales, &sc, &m);
+        float d1 = d * sc, m1 = dmin * m;
+        q4k_scale_min(2 * c + 1, scales, &sc, &m);
+        float d2 = d * sc, m2 = dmin * m;
+        const uint8_t *q = qs + 32 * c;
+        for (int l = 0; l < 32; l++) y[64 * c + l] = d1 * (q[l] & 0x0F) - m1;
+        for (int l = 0; l < 32; l++) y[64 * c + 32 + l] = d2 * (q[l] >> 4) - m2;
+    }
+}
+
+static void deq_q6_k(const uint8_t *b, float *y) {
+    const uint8_t *ql = b;
+    const uint8_t *qh = b + 128;
+    const int8_t *sc = (const int8_t *)(b + 192);
+    float d = rd_f16(b + 208);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *l_ = ql + 64 * h;
+        const uint8_t *h_ = qh + 32 * h;
+        const int8_t *s_ = sc + 8 * h;
+        float *o = y + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            int is = l / 16;
+            int q1 = (int)((l_[l] & 0xF) | (((h_[l] >> 0) & 3) << 4)) - 32;
+            int q2 = (int)((l_[l + 32] & 0xF) | (((h_[l] >> 2) & 3) << 4)) - 32;
+            int q3 = (int)((l_[l] >> 4) | (((h_[l] >> 4) & 3) << 4)) - 32;
+            int q4 = (int)((l_[l + 32] >> 4) | (((h_[l] >> 6) & 3) << 4)) - 32;
+            o[l] = d * s_[is] * q1;
+            o[l + 32] = d * s_[is + 2] * q2;
+            o[l + 64] = d * s_[is + 4] * q3;
+            o[l + 96] = d * s_[is + 6] * q4;
+        }
+    }
+}
+
+static void deq_block(int type, const uint8_t *b, float *y) {
+    switch (type) {
+    case CK_Q4_0: deq_q4_0(b, y); break;
+    case CK_Q4_1: deq_q4_1(b, y); break;
+    case CK_Q8_0: deq_q8_0(b, y); break;
+    case CK_Q4_K: deq_q4_k(b, y); break;
+    case CK_Q6_K: deq_q6_k(b, y); break;
+    case CK_F32: memcpy(y, b, 4); break;
+    case CK_F16: y[0] = rd_f16(b); break;
+    case CK_BF16: { uint16_t h; memcpy(&h, b, 2); y[0] = bf16_to_f32(h); } break;
+    default: y[0] = 0; break;
+    }
+}
+
+void ck_dequantize(int type, const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    int64_t be = block_elems(type);
+    size_t bb = block_bytes(type);
+    if (type == CK_F32) { memcpy(dst, src, (size_t)n * 4); return; }
+    if (type == CK_F16) {
+        for (int64_t i = 0; i < n; i++) dst[i] = rd_f16(p + 2 * i);
+        return;
+    }
+    if (type == CK_BF16) {
+        for (int64_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = bf16_to_f32(h); }
+        return;
+    }
+    for (int64_t i = 0; i < n / be; i++) deq_block(type, p + i * bb, dst + i * be);
+}
+
+void ck_dequantize_rows(int type, const void *w, size_t row_bytes, int64_t n, int64_t r0, int64_t r1, float *dst) {
+    const uint8_t *p = (const uint8_t *)w;
+    for (int64_t r = r0; r < r1; r++) ck_dequantize(type, p + (size_t)r * row_bytes, dst + (r - r0) * n, n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar row dots
+
+static float dot_f32_scalar(const float *a, const float *b, int64_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i]; s1 += a[i + 1] * b[i + 1]; s2 += a[i + 2] * b[i + 2]; s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static float row_dot_scalar(int type, const uint8_t *row, const float *x, int64_t n) {
+    if (type == CK_F32) return dot_f32_scalar((const float *)row, x, n);
+    float buf[256];
+    int64_t be = block_elems(type);
+    size_t bb = block_bytes(type);
+    float sum = 0;
+    if (be == 1) {
+        for (int64_t i = 0; i < n; i += 256) {
+            int64_t m = n - i < 256 ? n - i : 256;
+            ck_dequantize(type, row + (size_t)i * bb, buf, m);
+            sum += dot_f32_scalar(buf, x + i, m);
+        }
+        return sum;
+    }
+    for (int64_t b = 0; b < n / be; b++) {
+        deq_block(type, row + (size_t)b * bb, buf);
+        sum += dot_f32_scalar(buf, x + b * be, be);
+    }
+    return sum;
+}
+
+static float row_dot_q8_scalar(int type, const uint8_t *row, const ck_q8_block *xq, int64_t n) {
+    float sum = 0;
+    int64_t nb = n / 32;
+    for (int64_t b = 0; b < nb; b++) {
+        const ck_q8_block *xb = xq + b;
+        if (type == CK_Q8_0) {
+            const uint8_t *blk = row + b * 34;
+            const int8_t *q = (const int8_t *)(blk + 2);
+            int32_t acc = 0;
+            for (int j = 0; j < 32; j++) acc += (int32_t)q[j] * xb->q[j];
+            sum += rd_f16(blk) * xb->d * (float)acc;
+        } else {
+            const uint8_t *blk = row + b * (type == CK_Q4_1 ? 20 : 18);
+            const uint8_t *qs = blk + (type == CK_Q4_1 ? 4 : 2);
+            int32_t acc = 0;
+            for (int j = 0; j < 16; j++) acc += (int32_t)(qs[j] & 0x0F) * xb->q[j] + (int32_t)(qs[j] >> 4) * xb->q[j + 16];
+            float d = rd_f16(blk);
+            float m = type == CK_Q4_1 ? rd_f16(blk + 2) : -8.0f * d;
+            sum += d * xb->d * (float)acc + m * xb->s;
+        }
+    }
+    return sum;
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX2 kernels
+
+#if CK_X86
+#pragma clang attribute push (__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+
+static inline float hsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    __m128 sh = _mm_movehdup_ps(lo);
+    __m128 s = _mm_add_ps(lo, sh);
+    sh = _mm_movehl_ps(sh, s);
+    s = _mm_add_ss(s, sh);
+    return _mm_cvtss_f32(s);
+}
+
+static float dot_f32_avx2(const float *a, const float *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void axpy_avx2(float a, const float *x, float *y, int64_t n) {
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+static float dot_f16_avx2(const uint8_t *row, const float *x, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 w = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * i)));
+        acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i), acc);
+    }
+    float s = hsum256(acc);
+    for (; i < n; i++) s += rd_f16(row + 2 * i) * x[i];
+    return s;
+}
+
+static float dot_bf16_avx2(const uint8_t *row, const float *x, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + 2 * i)));
+        __m256 w = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+        acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i), acc);
+    }
+    float s = hsum256(acc);
+    for (; i < n; i++) { uint16_t h; memcpy(&h, row + 2 * i, 2); s += bf16_to_f32(h) * x[i]; }
+    return s;
+}
+
+// Σ_j (q_j·d + m)·x_j over the row, for Q4_0 (m = −8d) and Q4_1, in float.
+static float dot_q4_f32_avx2(int type, const uint8_t *row, const float *x, int64_t n) {
+    const int is1 = type == CK_Q4_1;
+    const size_t bb = is1 ? 20 : 18;
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++) {
+        const uint8_t *blk = row + b * bb;
+        const float *xb = x + b * 32;
+        float d = rd_f16(blk);
+        float m = is1 ? rd_f16(blk + 2) : -8.0f * d;
+        __m128i q = _mm_loadu_si128((const __m128i *)(blk + (is1 ? 4 : 2)));
+        __m128i lo = _mm_and_si128(q, mask);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+        __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8), x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+        __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), x0);
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), x1, t);
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), x2, t);
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), x3, t);
+        __m256 sx = _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), t, acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(m), sx, accm);
+    }
+    return hsum256(_mm256_add_ps(acc, accm));
+}
+
+static float dot_q8_0_f32_avx2(const uint8_t *row, const float *x, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++) {
+        const uint8_t *blk = row + b * 34;
+        const float *xb = x + b * 32;
+        __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+        __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)), _mm256_loadu_ps(xb));
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), _mm256_loadu_ps(xb + 8), t);
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)), _mm256_loadu_ps(xb + 16), t);
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))), _mm256_loadu_ps(xb + 24), t);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(rd_f16(blk)), t, acc);
+    }
+    return hsum256(acc);
+}
+
+static inline __m256i bytes_from_nibbles(const uint8_t *qs) {
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+static float dot_q4_q8_avx2(int type, const uint8_t *row, const ck_q8_block *xq, int64_t n) {
+    const int is1 = type == CK_Q4_1;
+    const size_t bb = is1 ? 20 : 18;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    float accm = 0;
+    for (int64_t b = 0; b < n / 32; b++) {
+        const uint8_t *blk = row + b * bb;
+        const ck_q8_block *xb = xq + b;
+        float d = rd_f16(blk);
+        float m = is1 ? rd_f16(blk + 2) : -8.0f * d;
+        __m256i qq = bytes_from_nibbles(blk + (is1 ? 4 : 2));
+        __m256i xv = _mm256_loadu_si256((const __m256i *)xb->q);
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qq, xv), ones);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xb->d), _mm256_cvtepi32_ps(p), acc);
+        accm += m * xb->s;
+    }
+    return hsum256(acc) + accm;
+}
+
+static float dot_q8_0_q8_avx2(const uint8_t *row, const ck_q8_block *xq, int64_t n) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++) {
+        const uint8_t *blk = row + b * 34;
+        const ck_q8_block *xb = xq + b;
+        __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        __m256i xv = _mm256_loadu_si256((const __m256i *)xb->q);
+        __m256i aw = _mm256_sign_epi8(w, w);
+        __m256i sx = _mm256_sign_epi8(xv, w);
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(rd_f16(blk) * xb->d), _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum256(acc);
+}
+
+static void quantize_q8_avx2(const float *x, int64_t n, ck_q8_block *out) {
+    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8), v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+        __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signbit, v0), _mm256_andnot_ps(signbit, v1)),
+                                  _mm256_max_ps(_mm256_andnot_ps(signbit, v2), _mm256_andnot_ps(signbit, v3)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, vid), _MM_ROUND_NEAREST | _MM_FROUND_NO_EXC));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, vid), _MM_ROUND_NEAREST | _MM_FROUND_NO_EXC));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, vid), _MM_ROUND_NEAREST | _MM_FROUND_NO_EXC));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, vid), _MM_ROUND_NEAREST | _MM_FROUND_NO_EXC));
+        __m256i sum = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        s4 = _mm_hadd_epi32(s4, s4);
+        s4 = _mm_hadd_epi32(s4, s4);
+        // pack int32 → int16 → int8; packs interleave 128-bit lanes, fixed by the permute.
+        __m256i p01 = _mm256_packs_epi32(i0, i1);
+        __m256i p23 = _mm256_packs_epi32(i2, i3);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)out[b].q, p);
+        out[b].d = d;
+        out[b].s = d * (float)_mm_cvtsi128_si32(s4);
+    }
+}
+
+#pragma clang attribute pop
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Public entry points
+
+static inline float row_dot(int type, const uint8_t *row, const float *x, int64_t n, int avx) {
+#if CK_X86
+    if (avx) {
+        switch (type) {
+        case CK_F32: return dot_f32_avx2((const float *)row, x, n);
+        case CK_F16: return dot_f16_avx2(row, x, n);
+        case CK_BF16: return dot_bf16_avx2(row, x, n);
+        case CK_Q4_0: case CK_Q4_1: return dot_q4_f32_avx2(type, row, x, n);
+        case CK_Q8_0: return dot_q8_0_f32_avx2(row, x, n);
+        default: break;
+        }
+    }
+#endif
+    (void)avx;
+    return row_dot_scalar(type, row, x, n);
+}
+
+static inline float row_dot_q8(int type, const uint8_t *row, const ck_q8_block *xq, const float *x, int64_t n, int avx) {
+    if (type != CK_Q4_0 && type != CK_Q4_1 && type != CK_Q8_0) return row_dot(type, row, x, n, avx);
+#if CK_X86
+    if (avx) return type == CK_Q8_0 ? dot_q8_0_q8_avx2(row, xq, n) : dot_q4_q8_avx2(type, row, xq, n);
+#endif
+    return row_dot_q8_scalar(type, row, xq, n);
+}
+
+void ck_matvec_f32(int type, const void *w, size_t row_bytes, const float *x, float *y, int64_t n, int64_t r0, int64_t r1) {
+    const uint8_t *p = (const uint8_t *)w;
+    int avx = ck_has_avx2();
+    for (int64_t r = r0; r < r1; r++) y[r - r0] = row_dot(type, p + (size_t)r * row_bytes, x, n, avx);
+}
+
+void ck_matvec_f32_rows(int type, const void *w, size_t row_bytes, const float *x, float *y, int64_t n, const int32_t *rows, int64_t count) {
+    const uint8_t *p = (const uint8_t *)w;
+    int avx = ck_has_avx2();
+    for (int64_t i = 0; i < count; i++) y[i] = row_dot(type, p + (size_t)rows[i] * row_bytes, x, n, avx);
+}
+
+void ck_quantize_q8(const float *x, int64_t n, ck_q8_block *out) {
+#if CK_X86
+    if (ck_has_avx2()) { quantize_q8_avx2(x, n, out); return; }
+#endif
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) { float a = fabsf(xb[j]); if (a > amax) amax = a; }
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        int32_t s = 0;
+        for (int j = 0; j < 32; j++) {
+            int v = (int)nearbyintf(xb[j] * id);
+            out[b].q[j] = (int8_t)v;
+            s += v;
+        }
+        out[b].d = d;
+        out[b].s = d * (float)s;
+    }
+}
+
+void ck_matvec_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, const float *x, float *y, int64_t n, int64_t r0, int64_t r1) {
+    const uint8_t *p = (const uint8_t *)w;
+    int avx = ck_has_avx2();
+    for (int64_t r = r0; r < r1; r++) y[r - r0] = row_dot_q8(type, p + (size_t)r * row_bytes, xq, x, n, avx);
+}
+
+void ck_matvec_q8_rows(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, const float *x, float *y, int64_t n, const int32_t *rows, int64_t count) {
+    const uint8_t *p = (const uint8_t *)w;
+    int avx = ck_has_avx2();
+    for (int64_t i = 0; i < count; i++) y[i] = row_dot_q8(type, p + (size_t)rows[i] * row_bytes, xq, x, n, avx);
+}
+
+float ck_dot(const float *a, const float *b, int64_t n) {
+#if CK_X86
+    if (ck_has_avx2()) return dot_f32_avx2(a, b, n);
+#endif
+    return dot_f32_scalar(a, b, n);
+}
+
+void ck_axpy(float a, const float *x, float *y, int64_t n) {
+#if CK_X86
+    if (ck_has_avx2()) { axpy_avx2(a, x, y, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}

@@ -1,3 +1,66 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// ggml type ids (formats.md §1) understood by these kernels.
+enum {
+    CK_F32 = 0, CK_F16 = 1, CK_Q4_0 = 2, CK_Q4_1 = 3, CK_Q8_0 = 8,
+    CK_Q4_K = 12, CK_Q6_K = 14, CK_BF16 = 30
+};
+
+/// Activations quantised to 8 bits in blocks of 32 ("fast" numerics): x[j] ≈ d * q[j]; s = d * Σ q[j].
+typedef struct {
+    float d;
+    float s;
+    int8_t q[32];
+} ck_q8_block;
+
+/// 1 when the AVX2/FMA/F16C kernels are in use on this CPU, 0 for the portable scalar kernels.
+int ck_has_avx2(void);
+/// Force the portable scalar kernels (for tests comparing both paths). 1 = scalar only.
+void ck_force_scalar(int on);
+
+/// Whether `type` is supported by these kernels.
+int ck_type_supported(int type);
+
+/// IEEE half → float and back (round to nearest even).
+float ck_f16_to_f32(uint16_t h);
+uint16_t ck_f32_to_f16(float f);
+
+/// Dequantise `n` elements (a whole number of blocks) of `type` from `src` into `dst`.
+void ck_dequantize(int type, const void *src, float *dst, int64_t n);
+
+/// Dequantise rows [r0, r1) of a matrix whose rows are `row_bytes` apart, `n` elements each,
+/// into `dst` (row-major, (r1 - r0) × n floats).
+void ck_dequantize_rows(int type, const void *w, size_t row_bytes, int64_t n, int64_t r0, int64_t r1, float *dst);
+
+/// "exact" numerics: y[r - r0] = Σ_j dequant(w_r)[j] · x[j] for rows r in [r0, r1), in float.
+void ck_matvec_f32(int type, const void *w, size_t row_bytes, const float *x, float *y,
+                   int64_t n, int64_t r0, int64_t r1);
+
+/// Same, for an arbitrary list of rows: y[i] = w_{rows[i]} · x.
+void ck_matvec_f32_rows(int type, const void *w, size_t row_bytes, const float *x, float *y,
+                        int64_t n, const int32_t *rows, int64_t count);
+
+/// Quantise `n` floats (a multiple of 32) into n/32 blocks.
+void ck_quantize_q8(const float *x, int64_t n, ck_q8_block *out);
+
+/// "fast" numerics: integer dot products against quantised activations for Q4_0, Q4_1 and Q8_0;
+/// other types fall back to the float kernel on `x`.
+void ck_matvec_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, const float *x,
+                  float *y, int64_t n, int64_t r0, int64_t r1);
+void ck_matvec_q8_rows(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, const float *x,
+                       float *y, int64_t n, const int32_t *rows, int64_t count);
+
+/// Float helpers for attention and norms.
+float ck_dot(const float *a, const float *b, int64_t n);
+/// y += a * x
+void ck_axpy(float a, const float *x, float *y, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif

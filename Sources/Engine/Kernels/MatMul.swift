@@ -1,0 +1,115 @@
+import CKernels
+import COpenBLAS
+import Dispatch
+
+/// How activations meet quantised weights.
+public enum Numerics: String, Sendable, CaseIterable {
+    /// Float activations against dequantised weights (matches the float reference).
+    case exact
+    /// Activations quantised to 8 bits per block of 32, integer dot products (llama.cpp style).
+    case fast
+}
+
+/// Matrix kernels used by the forward pass. Single-token products are mat-vecs over the quantised rows;
+/// multi-token products dequantise a tile of rows and call OpenBLAS `sgemm` (formats.md §4).
+public final class MatMul {
+    public let numerics: Numerics
+    public let threads: Int
+    /// Token count from which multi-token products go through sgemm instead of per-token mat-vecs.
+    public var gemmMinTokens = 3
+    private var tile: UnsafeMutablePointer<Float>
+    private var tileCapacity: Int
+    private var q8: UnsafeMutablePointer<ck_q8_block>
+    private var q8Capacity: Int
+
+    public init(numerics: Numerics, threads: Int = 1) {
+        self.numerics = numerics
+        self.threads = max(1, threads)
+        tileCapacity = 1 << 16
+        tile = .allocate(capacity: tileCapacity)
+        q8Capacity = 1024
+        q8 = .allocate(capacity: q8Capacity)
+        openblas_set_num_threads(1)
+    }
+
+    deinit {
+        tile.deallocate()
+        q8.deallocate()
+    }
+
+    /// Quantised copy of `x` for fast numerics (valid until the next call).
+    func quantize(_ x: UnsafePointer<Float>, count: Int) -> UnsafePointer<ck_q8_block> {
+        let blocks = count / 32
+        if blocks > q8Capacity {
+            q8.deallocate()
+            q8Capacity = blocks
+            q8 = .allocate(capacity: blocks)
+        }
+        ck_quantize_q8(x, Int64(count), q8)
+        return UnsafePointer(q8)
+    }
+
+    /// y[0..<rows] = W · x for one token.
+    public func matvec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        if numerics == .fast && w.cols % 32 == 0 {
+            let xq = quantize(x, count: w.cols)
+            matvecQ(w, xq, x, y)
+        } else {
+            parallelRows(w.rows) { r0, r1 in
+                ck_matvec_f32(Int32(w.type.rawValue), w.data, w.rowBytes, x, y + r0, Int64(w.cols), Int64(r0), Int64(r1))
+            }
+        }
+    }
+
+    /// y = W · x with `x` already quantised (fast numerics).
+    func matvecQ(_ w: WeightMatrix, _ xq: UnsafePointer<ck_q8_block>, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        parallelRows(w.rows) { r0, r1 in
+            ck_matvec_q8(Int32(w.type.rawValue), w.data, w.rowBytes, xq, x, y + r0, Int64(w.cols), Int64(r0), Int64(r1))
+        }
+    }
+
+    /// Y[T, rows] = X[T, cols] · Wᵀ for `tokens` rows of X (row stride `cols`, output stride `rows`).
+    public func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int) {
+        if tokens < gemmMinTokens {
+            for t in 0..<tokens { matvec(w, x + t * w.cols, y + t * w.rows) }
+            return
+        }
+        let rowsPerTile = max(16, min(w.rows, (1 << 16) / w.cols))
+        if rowsPerTile * w.cols > tileCapacity {
+            tile.deallocate()
+            tileCapacity = rowsPerTile * w.cols
+            tile = .allocate(capacity: tileCapacity)
+        }
+        var r0 = 0
+        while r0 < w.rows {
+            let r1 = min(w.rows, r0 + rowsPerTile)
+            let b: UnsafePointer<Float>
+            if w.type == .f32 {
+                b = (w.data + r0 * w.rowBytes).assumingMemoryBound(to: Float.self)
+            } else {
+                ck_dequantize_rows(Int32(w.type.rawValue), w.data, w.rowBytes, Int64(w.cols), Int64(r0), Int64(r1), tile)
+                b = UnsafePointer(tile)
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(r1 - r0), Int32(w.cols),
+                        1, x, Int32(w.cols), b, Int32(w.cols), 0, y + r0, Int32(w.rows))
+            r0 = r1
+        }
+    }
+
+    /// Splits `rows` into contiguous ranges over the worker threads.
+    @inline(__always)
+    func parallelRows(_ rows: Int, _ body: (Int, Int) -> Void) {
+        if threads == 1 || rows < 64 {
+            body(0, rows)
+            return
+        }
+        let n = threads
+        withoutActuallyEscaping(body) { f in
+            nonisolated(unsafe) let f = f
+            DispatchQueue.concurrentPerform(iterations: n) { i in
+                let r0 = rows * i / n, r1 = rows * (i + 1) / n
+                if r1 > r0 { f(r0, r1) }
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+/// How rotary embeddings pair the dimensions of a head (formats.md §1, "the Q/K permutation trap").
+public enum RopeStyle: String, Sendable {
+    /// Adjacent pairs (x[2i], x[2i+1]): llama.cpp's convention, used with GGUF weights.
+    case interleaved
+    /// Half split (x[i], x[i + d/2]): Hugging Face's convention, used with safetensors weights.
+    case halfSplit
+}
+
+/// Llama-3 style frequency scaling (`rope_scaling.rope_type == "llama3"`).
+public struct Llama3RopeScaling: Sendable, Equatable {
+    public var factor: Double
+    public var lowFreqFactor: Double
+    public var highFreqFactor: Double
+    public var originalContextLength: Int
+
+    public init(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalContextLength: Int) {
+        self.factor = factor; self.lowFreqFactor = lowFreqFactor
+        self.highFreqFactor = highFreqFactor; self.originalContextLength = originalContextLength
+    }
+}
+
+/// The hyper-parameters of a Llama-family model.
+public struct ModelConfig: Sendable, Equatable {
+    public var architecture: String = "llama"
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var layerCount: Int
+    public var headCount: Int
+    public var kvHeadCount: Int
+    public var headDim: Int
+    public var contextLength: Int
+    public var rmsNormEps: Float
+    public var ropeTheta: Double
+    public var ropeScaling: Llama3RopeScaling?
+    /// Per-pair frequency divisors stored by llama.cpp as `rope_freqs.weight` (Llama-3.1 GGUF files).
+    public var ropeFreqFactors: [Float]?
+    public var ropeStyle: RopeStyle
+    public var tiedEmbeddings: Bool
+
+    public init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, layerCount: Int, headCount: Int,
+                kvHeadCount: Int, headDim: Int? = nil, contextLength: Int, rmsNormEps: Float, ropeTheta: Double,
+                ropeScaling: Llama3RopeScaling? = nil, ropeStyle: RopeStyle, tiedEmbeddings: Bool) {
+        self.vocabSize = vocabSize; self.hiddenSize = hiddenSize; self.intermediateSize = intermediateSize
+        self.layerCount = layerCount; self.headCount = headCount; self.kvHeadCount = kvHeadCount
+        self.headDim = headDim ?? hiddenSize / headCount
+        self.contextLength = contextLength; self.rmsNormEps = rmsNormEps; self.ropeTheta = ropeTheta
+        self.ropeScaling = ropeScaling; self.ropeStyle = ropeStyle; self.tiedEmbeddings = tiedEmbeddings
+    }
+
+    public var qDim: Int { headCount * headDim }
+    public var kvDim: Int { kvHeadCount * headDim }
+
+    /// Inverse frequencies of the rotary embedding, one per dimension pair, Llama-3 scaling applied.
+    public func ropeInverseFrequencies() -> [Float] {
+        let half = headDim / 2
+        var out = [Float](repeating: 0, count: half)
+        for i in 0..<half {
+            var f = 1.0 / pow(ropeTheta, Double(2 * i) / Double(headDim))
+            if let s = ropeScaling {
+                let lowWavelen = Double(s.originalContextLength) / s.lowFreqFactor
+                let highWavelen = Double(s.originalContextLength) / s.highFreqFactor
+                let wavelen = 2 * Double.pi / f
+                if wavelen > lowWavelen {
+                    f /= s.factor
+                } else if wavelen >= highWavelen {
+                    let smooth = (Double(s.originalContextLength) / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor)
+                    f = (1 - smooth) * f / s.factor + smooth * f
+                }
+            }
+            if let ff = ropeFreqFactors, i < ff.count { f /= Double(ff[i]) }
+            out[i] = Float(f)
+        }
+        return out
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

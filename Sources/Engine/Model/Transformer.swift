@@ -1,0 +1,221 @@
+import CKernels
+import Foundation
+
+/// Which positions a query may attend to, for multi-token passes that are not a plain causal chain
+/// (the Sirius tree verification). `visible(i, j)`: may query `i` of this pass see cache slot `j`?
+public struct AttentionMask {
+    public var visible: (Int, Int) -> Bool
+    public init(visible: @escaping (Int, Int) -> Bool) { self.visible = visible }
+}
+
+/// One model instance's working state: the KV cache and every activation buffer, allocated once.
+/// Not Sendable: it has one owner (the thread that runs the forward passes).
+public final class Transformer {
+    public let model: LlamaModel
+    public let config: ModelConfig
+    public let cache: KVCache
+    public let matmul: MatMul
+    /// Called for every layer's MLP; `nil` = dense. Set by the sparse decoders (issue 3 hooks in here).
+    public var mlpOverride: ((_ layer: Int, _ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, _ tokens: Int) -> Void)?
+    /// Called after each layer's dense MLP activations are computed: `act` is `[tokens][intermediate]`
+    /// of silu(gate)·up (Griffin scores the prompt from these).
+    public var mlpActivationObserver: ((_ layer: Int, _ act: UnsafePointer<Float>, _ tokens: Int) -> Void)?
+
+    private var maxTokens = 0
+    private var x: UnsafeMutablePointer<Float>!       // [T][hidden] residual stream
+    private var xn: UnsafeMutablePointer<Float>!      // [T][hidden] normed
+    private var q: UnsafeMutablePointer<Float>!       // [T][qDim]
+    private var k: UnsafeMutablePointer<Float>!       // [T][kvDim]
+    private var v: UnsafeMutablePointer<Float>!       // [T][kvDim]
+    private var att: UnsafeMutablePointer<Float>!     // [T][qDim]
+    private var proj: UnsafeMutablePointer<Float>!    // [T][hidden]
+    private var gate: UnsafeMutablePointer<Float>!    // [T][intermediate]
+    private var up: UnsafeMutablePointer<Float>!      // [T][intermediate]
+    private var rope: UnsafeMutablePointer<Float>!    // [T][headDim] (cos, sin) pairs
+    private var scores: UnsafeMutablePointer<Float>
+    private var logitsBuf: UnsafeMutablePointer<Float>!
+    private var logitsRows = 0
+    private let invFreq: [Float]
+
+    public init(model: LlamaModel, capacity: Int, numerics: Numerics = .exact, threads: Int = 1) {
+        self.model = model
+        self.config = model.config
+        cache = KVCache(layerCount: config.layerCount, kvDim: config.kvDim, capacity: capacity)
+        matmul = MatMul(numerics: numerics, threads: threads)
+        scores = .allocate(capacity: capacity)
+        invFreq = config.ropeInverseFrequencies()
+        reserve(tokens: 1)
+    }
+
+    deinit {
+        for p in [x, xn, q, k, v, att, proj, gate, up, rope, logitsBuf] { p?.deallocate() }
+        scores.deallocate()
+    }
+
+    /// Sizes the activation buffers for passes of up to `tokens` tokens (allocates only when growing).
+    public func reserve(tokens: Int) {
+        guard tokens > maxTokens else { return }
+        for p in [x, xn, q, k, v, att, proj, gate, up, rope] { p?.deallocate() }
+        let c = config
+        maxTokens = tokens
+        x = .allocate(capacity: tokens * c.hiddenSize)
+        xn = .allocate(capacity: tokens * c.hiddenSize)
+        q = .allocate(capacity: tokens * c.qDim)
+        k = .allocate(capacity: tokens * c.kvDim)
+        v = .allocate(capacity: tokens * c.kvDim)
+        att = .allocate(capacity: tokens * c.qDim)
+        proj = .allocate(capacity: tokens * c.hiddenSize)
+        gate = .allocate(capacity: tokens * c.intermediateSize)
+        up = .allocate(capacity: tokens * c.intermediateSize)
+        rope = .allocate(capacity: tokens * c.headDim)
+    }
+
+    private func reserveLogits(rows: Int) {
+        guard rows > logitsRows else { return }
+        logitsBuf?.deallocate()
+        logitsRows = rows
+        logitsBuf = .allocate(capacity: rows * config.vocabSize)
+    }
+
+    /// Runs the model over `tokens` at positions `start..<start+tokens.count`, writing their K/V into
+    /// the cache (overwriting what was there) and truncating it to `start + tokens.count`.
+    /// Returns logits: the last token's (`allLogits == false`) or every token's, `[T][vocab]`.
+    /// The buffer stays valid until the next call.
+    @discardableResult
+    public func forward(tokens: [Int32], start: Int, allLogits: Bool = false, mask: AttentionMask? = nil,
+                        positions: [Int]? = nil) -> UnsafeMutableBufferPointer<Float> {
+        let T = tokens.count
+        let c = config
+        precondition(T > 0)
+        precondition(start <= cache.count, "forward must start at or before the cached length")
+        precondition(start + T <= cache.capacity, "context full: \(start + T) > \(cache.capacity)")
+        reserve(tokens: T)
+        // Embeddings.
+        for (t, id) in tokens.enumerated() {
+            precondition(id >= 0 && Int(id) < c.vocabSize, "token id \(id) out of range")
+            model.tokenEmbedding.dequantizeRow(Int(id), into: x + t * c.hiddenSize)
+        }
+        // Rotary tables per token: cos at [2i], sin at [2i+1].
+        let half = c.headDim / 2
+        for t in 0..<T {
+            let pos = Float(positions?[t] ?? (start + t))
+            let r = rope + t * c.headDim
+            for i in 0..<half {
+                let a = pos * invFreq[i]
+                r[2 * i] = cos(a)
+                r[2 * i + 1] = sin(a)
+            }
+        }
+        let scale = 1 / Float(c.headDim).squareRoot()
+        let group = c.headCount / c.kvHeadCount
+        for (l, layer) in model.layers.enumerated() {
+            // Attention block.
+            rmsNorm(x, layer.attnNorm, xn, tokens: T)
+            matmul.matmul(layer.wq, xn, q, tokens: T)
+            matmul.matmul(layer.wk, xn, k, tokens: T)
+            matmul.matmul(layer.wv, xn, v, tokens: T)
+            for t in 0..<T {
+                applyRope(q + t * c.qDim, heads: c.headCount, table: rope + t * c.headDim)
+                applyRope(k + t * c.kvDim, heads: c.kvHeadCount, table: rope + t * c.headDim)
+                cache.key(layer: l, position: start + t).update(from: k + t * c.kvDim, count: c.kvDim)
+                cache.value(layer: l, position: start + t).update(from: v + t * c.kvDim, count: c.kvDim)
+            }
+            for t in 0..<T {
+                let last = start + t   // causal: slots 0...last
+                for h in 0..<c.headCount {
+                    let qh = q + t * c.qDim + h * c.headDim
+                    let g = h / group
+                    var maxS = -Float.infinity
+                    for j in 0...last {
+                        if let mask, j >= start, !mask.visible(t, j) { scores[j] = -.infinity; continue }
+                        let s = ck_dot(qh, cache.key(layer: l, position: j) + g * c.headDim, Int64(c.headDim)) * scale
+                        scores[j] = s
+                        if s > maxS { maxS = s }
+                    }
+                    var sum: Float = 0
+                    for j in 0...last {
+                        let e = scores[j] == -.infinity ? 0 : exp(scores[j] - maxS)
+                        scores[j] = e
+                        sum += e
+                    }
+                    let out = att + t * c.qDim + h * c.headDim
+                    out.initialize(repeating: 0, count: c.headDim)
+                    let inv = 1 / sum
+                    for j in 0...last where scores[j] != 0 {
+                        ck_axpy(scores[j] * inv, cache.value(layer: l, position: j) + g * c.headDim, out, Int64(c.headDim))
+                    }
+                }
+            }
+            matmul.matmul(layer.wo, att, proj, tokens: T)
+            for i in 0..<(T * c.hiddenSize) { x[i] += proj[i] }
+            // MLP block.
+            rmsNorm(x, layer.ffnNorm, xn, tokens: T)
+            if let mlpOverride {
+                mlpOverride(l, xn, proj, T)
+            } else {
+                denseMLP(layer: l, input: xn, output: proj, tokens: T)
+            }
+            for i in 0..<(T * c.hiddenSize) { x[i] += proj[i] }
+        }
+        cache.commitWrite(start: start, end: start + T)
+        // Output head.
+        let rows = allLogits ? T : 1
+        reserveLogits(rows: rows)
+        let first = allLogits ? 0 : T - 1
+        rmsNorm(x + first * c.hiddenSize, model.outputNorm, xn, tokens: rows)
+        matmul.matmul(model.output, xn, logitsBuf, tokens: rows)
+        return UnsafeMutableBufferPointer(start: logitsBuf, count: rows * c.vocabSize)
+    }
+
+    /// The dense SwiGLU MLP: down(silu(gate·x) ⊙ up·x).
+    public func denseMLP(layer l: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, tokens T: Int) {
+        let layer = model.layers[l]
+        let n = config.intermediateSize
+        matmul.matmul(layer.gate, input, gate, tokens: T)
+        matmul.matmul(layer.up, input, up, tokens: T)
+        for i in 0..<(T * n) {
+            let g = gate[i]
+            gate[i] = g / (1 + exp(-g)) * up[i]
+        }
+        mlpActivationObserver?(l, gate, T)
+        matmul.matmul(layer.down, gate, output, tokens: T)
+    }
+
+    /// Scratch buffers the sparse MLPs may use: `[maxTokens][intermediate]` each.
+    public var mlpScratch: (gate: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>) { (gate, up) }
+
+    private func rmsNorm(_ input: UnsafePointer<Float>, _ weight: [Float], _ out: UnsafeMutablePointer<Float>, tokens: Int) {
+        let n = config.hiddenSize
+        weight.withUnsafeBufferPointer { w in
+            for t in 0..<tokens {
+                let xi = input + t * n, o = out + t * n
+                let ss = ck_dot(xi, xi, Int64(n))
+                let r = 1 / (ss / Float(n) + config.rmsNormEps).squareRoot()
+                for i in 0..<n { o[i] = w[i] * (xi[i] * r) }
+            }
+        }
+    }
+
+    private func applyRope(_ vec: UnsafeMutablePointer<Float>, heads: Int, table: UnsafePointer<Float>) {
+        let d = config.headDim, half = d / 2
+        for h in 0..<heads {
+            let p = vec + h * d
+            switch config.ropeStyle {
+            case .interleaved:
+                for i in 0..<half {
+                    let c = table[2 * i], s = table[2 * i + 1]
+                    let a = p[2 * i], b = p[2 * i + 1]
+                    p[2 * i] = a * c - b * s
+                    p[2 * i + 1] = a * s + b * c
+                }
+            case .halfSplit:
+                for i in 0..<half {
+                    let c = table[2 * i], s = table[2 * i + 1]
+                    let a = p[i], b = p[i + half]
+                    p[i] = a * c - b * s
+                    p[i + half] = b * c + a * s
+                }
+            }
+        }
+    }
+}
