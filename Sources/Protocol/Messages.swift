@@ -46,7 +46,14 @@ public struct Ready: Codable, Sendable, Equatable {
     public init(credits: Int) { self.credits = credits }
 }
 
-public enum WorkerState: String, Codable, Sendable { case loading, running, idle, draining, coordinator }
+public enum WorkerState: String, Codable, Sendable {
+    case loading, running, idle, draining
+    /// Sent by the coordinator: a liveness beat to a known worker.
+    case coordinator
+    /// Sent by the coordinator to a peer it has no session for (after its restart, or after it
+    /// dropped a silent worker): the worker must send HELLO again.
+    case helloRequired = "hello_required"
+}
 
 public struct LeaseProgress: Codable, Sendable, Equatable {
     public var leaseId: Int64

@@ -6,6 +6,9 @@ public struct WorkerOptions: Sendable {
     public var hostname: String = ProcessInfo.processInfo.hostName
     public var pid: Int32 = ProcessInfo.processInfo.processIdentifier
     public var build: String = "dev"
+    /// Engines this worker can run (the coordinator refuses a worker without the run's engine).
+    public var engines: [String] = ["fake"]
+    public var device: String = "cpu"
     /// Join token, sent inside HELLO; only over CURVE (the CLI enforces this).
     public var token: String?
     /// Leases held at once (pull model: `READY credits`).
@@ -160,7 +163,7 @@ public final class WorkerAgent: @unchecked Sendable {
 
     private func hello() {
         send(.hello(Hello(workerId: options.workerId, hostname: options.hostname, pid: options.pid,
-                          build: options.build, engines: ["fake", "full", "sparse", "sirius"], device: "cpu",
+                          build: options.build, engines: options.engines, device: options.device,
                           maxCredits: options.credits, token: options.token,
                           heldLeases: held.keys.sorted(), spoolCount: spool.count)))
     }
@@ -312,7 +315,12 @@ public final class WorkerAgent: @unchecked Sendable {
         case .shutdown(let n):
             if !spool.isEmpty { log("shutdown with \(spool.count) unacknowledged results") }
             return .shutdown(n.reason)
-        case .heartbeat, .hello, .ready, .result, .shardDone, .fail, .bye:
+        case .heartbeat(let hb):
+            if hb.state == .helloRequired {
+                welcomed = false
+                hello()
+            }
+        case .hello, .ready, .result, .shardDone, .fail, .bye:
             break
         }
         return nil

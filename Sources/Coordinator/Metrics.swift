@@ -1,0 +1,229 @@
+import Foundation
+import GRDB
+import SiriusProtocol
+
+/// Metrics of one method on one task, always recomputed from `results` rows (§4.4, §4.6):
+/// counts are exact integers, ratios are ratios of sums.
+struct MethodMetrics: Codable, Sendable, Equatable {
+    var task: String
+    var method: String
+    var kind: String
+    /// Examples in the task.
+    var n: Int
+    var results: Int
+    var correct: Int
+    /// Examples declared failed (counted wrong under the default `strict` policy).
+    var failed: Int
+    /// correct / n (failed and missing count as wrong), with a 95 % Wilson interval.
+    var accuracy: Double
+    var accuracyLow: Double
+    var accuracyHigh: Double
+    /// correct / results.
+    var accuracyCompleted: Double
+    /// The paper's parameter-count density d (§5.2) and our byte-based model density (§11).
+    var density: Double?
+    var modelDensity: Double?
+    var period: Int?
+    /// Σ advanced tokens / Σ periods (final periods excluded by the engine).
+    var aal: Double?
+    /// ((K − 1)·d + 1) / AAL (§5.3).
+    var effectiveDensity: Double?
+    var generatedTokens: Int
+    var rollbacks: Int
+    var decodeSeconds: Double
+    /// Σ generated tokens / Σ seconds (non-deterministic, reported apart).
+    var tokensPerSecond: Double?
+    /// Seconds per token relative to `full` on the same task.
+    var timeRatioToFull: Double?
+    /// Fraction of examples where this method's extracted answer equals `full`'s.
+    var agreementWithFull: Double?
+    var agreementN: Int
+}
+
+struct TaskReport: Codable, Sendable, Equatable {
+    var task: String
+    var n: Int
+    var methods: [MethodMetrics]
+}
+
+struct RunReport: Codable, Sendable {
+    var runId: String
+    var status: String
+    var note: String?
+    var model: String
+    var engine: String
+    var runSeed: UInt64
+    var devices: [String]
+    var duplicateConflicts: Int
+    var tasks: [TaskReport]
+
+    /// The deterministic metrics persisted in `run_metrics` (timings left out).
+    var deterministicRows: [(task: String, method: String, metric: String, value: Double, n: Int)] {
+        var rows: [(String, String, String, Double, Int)] = []
+        for t in tasks {
+            for m in t.methods {
+                rows.append((t.task, m.method, "accuracy", m.accuracy, m.n))
+                rows.append((t.task, m.method, "accuracy_completed", m.accuracyCompleted, m.results))
+                rows.append((t.task, m.method, "correct", Double(m.correct), m.n))
+                rows.append((t.task, m.method, "failed", Double(m.failed), m.n))
+                rows.append((t.task, m.method, "generated_tokens", Double(m.generatedTokens), m.results))
+                if let a = m.aal { rows.append((t.task, m.method, "aal", a, m.results)) }
+                if let e = m.effectiveDensity { rows.append((t.task, m.method, "effective_density", e, m.results)) }
+                if let g = m.agreementWithFull { rows.append((t.task, m.method, "agreement_with_full", g, m.agreementN)) }
+            }
+        }
+        return rows.map { (task: $0.0, method: $0.1, metric: $0.2, value: $0.3, n: $0.4) }
+    }
+}
+
+/// 95 % Wilson score interval for k successes in n trials.
+func wilsonInterval(_ k: Int, _ n: Int, z: Double = 1.959964) -> (low: Double, high: Double) {
+    guard n > 0 else { return (0, 1) }
+    let p = Double(k) / Double(n), nn = Double(n), z2 = z * z
+    let denom = 1 + z2 / nn
+    let center = (p + z2 / (2 * nn)) / denom
+    let half = z * ((p * (1 - p) / nn + z2 / (4 * nn * nn)).squareRoot()) / denom
+    return (max(0, center - half), min(1, center + half))
+}
+
+enum Metrics {
+    static func compute(store: Store, runId: String) throws -> RunReport {
+        guard let run = try store.run(runId) else { throw CoordinatorError("no run \(runId) in \(store.path)") }
+        return try store.pool.read { db in
+            let taskRows = try Row.fetchAll(db, sql: "SELECT task, n_examples FROM tasks WHERE run_id = ? ORDER BY rowid", arguments: [runId])
+            let agg = try Row.fetchAll(db, sql: """
+                SELECT task, method, COUNT(*), COALESCE(SUM(correct), 0), SUM(gen_tokens), SUM(periods), SUM(advanced_tokens),
+                       SUM(total_s), MAX(paper_density), MAX(model_density), SUM(rollbacks)
+                FROM results WHERE run_id = ? GROUP BY task, method
+                """, arguments: [runId])
+            var byKey: [String: Row] = [:]
+            for r in agg { byKey["\(r[0] as String)\u{0}\(r[1] as String)"] = r }
+            var failedBy: [String: Int] = [:]
+            for r in try Row.fetchAll(db, sql: """
+                SELECT f.task, f.method, COUNT(DISTINCT f.example_id) FROM example_failures f
+                WHERE f.run_id = ? AND f.final = 1 AND NOT EXISTS (
+                  SELECT 1 FROM results r WHERE r.run_id = f.run_id AND r.task = f.task AND r.example_id = f.example_id AND r.method = f.method)
+                GROUP BY f.task, f.method
+                """, arguments: [runId]) { failedBy["\(r[0] as String)\u{0}\(r[1] as String)"] = r[2] }
+            var agreeBy: [String: (Int, Int)] = [:]
+            for r in try Row.fetchAll(db, sql: """
+                SELECT r.task, r.method, COUNT(*), SUM(r.extracted_answer IS f.extracted_answer)
+                FROM results r JOIN results f ON f.run_id = r.run_id AND f.task = r.task AND f.example_id = r.example_id AND f.method = 'full'
+                WHERE r.run_id = ? GROUP BY r.task, r.method
+                """, arguments: [runId]) { agreeBy["\(r[0] as String)\u{0}\(r[1] as String)"] = (r[2], r[3]) }
+            let devices = try String.fetchAll(db, sql: "SELECT DISTINCT device || ' (' || engine || ')' FROM results WHERE run_id = ? ORDER BY 1", arguments: [runId])
+            let conflicts = try Int.fetchOne(db, sql: "SELECT COUNT(DISTINCT task || '/' || example_id || '/' || method) FROM result_events WHERE run_id = ? AND kind = 'duplicate_conflict'", arguments: [runId]) ?? 0
+
+            var tasks: [TaskReport] = []
+            for t in taskRows {
+                let task: String = t[0], n: Int = t[1]
+                var ms: [MethodMetrics] = []
+                var fullSecPerTok: Double? = nil
+                for spec in run.config.methods {
+                    let key = "\(task)\u{0}\(spec.name)"
+                    let r = byKey[key]
+                    let results = r?[2] as Int? ?? 0
+                    let correct = r?[3] as Int? ?? 0
+                    let gen = r?[4] as Int? ?? 0
+                    let periods = r?[5] as Int? ?? 0
+                    let advanced = r?[6] as Int? ?? 0
+                    let secs = r?[7] as Double? ?? 0
+                    let d = r?[8] as Double?
+                    let md = r?[9] as Double?
+                    let ci = wilsonInterval(correct, n)
+                    let aal = periods > 0 ? Double(advanced) / Double(periods) : nil
+                    var ed: Double? = nil
+                    if let aal, let d, let k = spec.period { ed = (Double(k - 1) * d + 1) / aal }
+                    let agree = agreeBy[key]
+                    let m = MethodMetrics(
+                        task: task, method: spec.name, kind: spec.kind.rawValue, n: n, results: results, correct: correct,
+                        failed: failedBy[key] ?? 0, accuracy: n > 0 ? Double(correct) / Double(n) : 0,
+                        accuracyLow: ci.low, accuracyHigh: ci.high,
+                        accuracyCompleted: results > 0 ? Double(correct) / Double(results) : 0,
+                        density: d, modelDensity: md, period: spec.period, aal: aal, effectiveDensity: ed,
+                        generatedTokens: gen, rollbacks: r?[10] as Int? ?? 0, decodeSeconds: secs,
+                        tokensPerSecond: secs > 0 ? Double(gen) / secs : nil, timeRatioToFull: nil,
+                        agreementWithFull: spec.kind == .full || agree == nil || agree!.0 == 0 ? nil : Double(agree!.1) / Double(agree!.0),
+                        agreementN: spec.kind == .full ? 0 : agree?.0 ?? 0)
+                    if spec.kind == .full, gen > 0, secs > 0 { fullSecPerTok = secs / Double(gen) }
+                    ms.append(m)
+                }
+                if let f = fullSecPerTok {
+                    for i in ms.indices where ms[i].generatedTokens > 0 && ms[i].decodeSeconds > 0 {
+                        ms[i].timeRatioToFull = (ms[i].decodeSeconds / Double(ms[i].generatedTokens)) / f
+                    }
+                }
+                tasks.append(TaskReport(task: task, n: n, methods: ms))
+            }
+            return RunReport(runId: runId, status: run.status, note: run.note, model: run.config.model, engine: run.config.engine,
+                             runSeed: run.config.runSeed, devices: devices, duplicateConflicts: conflicts, tasks: tasks)
+        }
+    }
+}
+
+/// Renders a `RunReport` as Markdown (the paper's table plus what it lacks), CSV or JSON.
+enum ReportFormat: String, CaseIterable, Sendable { case md, csv, json }
+
+enum ReportRenderer {
+    static func render(_ r: RunReport, _ format: ReportFormat, config: RunConfig) -> String {
+        switch format {
+        case .json:
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            return String(decoding: (try? enc.encode(r)) ?? Data(), as: UTF8.self)
+        case .csv:
+            var out = "task,method,kind,n,results,correct,failed,accuracy,ci_low,ci_high,accuracy_completed,density,model_density,period,aal,effective_density,generated_tokens,decode_s,tokens_per_s,time_ratio_to_full,agreement_with_full\n"
+            for t in r.tasks {
+                for m in t.methods {
+                    let cols: [String] = [
+                        t.task, m.method, m.kind, "\(m.n)", "\(m.results)", "\(m.correct)", "\(m.failed)", f(m.accuracy, 4),
+                        f(m.accuracyLow, 4), f(m.accuracyHigh, 4), f(m.accuracyCompleted, 4), o(m.density, 2), o(m.modelDensity, 3),
+                        m.period.map(String.init) ?? "", o(m.aal, 3), o(m.effectiveDensity, 3), "\(m.generatedTokens)",
+                        f(m.decodeSeconds, 3), o(m.tokensPerSecond, 1), o(m.timeRatioToFull, 3), o(m.agreementWithFull, 4)]
+                    out += cols.map(csvField).joined(separator: ",") + "\n"
+                }
+            }
+            return out
+        case .md:
+            var out = "# Run \(r.runId) — \(r.status)\(r.note.map { " (\($0))" } ?? "")\n\n"
+            out += "Model `\(r.model)`, engine `\(r.engine)`, run seed \(r.runSeed). Devices: \(r.devices.joined(separator: ", ")).\n"
+            if r.devices.count > 1 { out += "**Mixed-device run**: numerics may differ between devices.\n" }
+            if r.duplicateConflicts > 0 { out += "**Non-determinism observed: \(r.duplicateConflicts) examples** had conflicting duplicate results (first kept).\n" }
+            for t in r.tasks {
+                out += "\n## \(t.task) (n = \(t.n))\n\n"
+                let full = t.methods.first { $0.kind == "full" }
+                let sparse = t.methods.filter { $0.kind == "sparse" }
+                if !sparse.isEmpty {
+                    out += "| Sparse method | Full | Sparse | Density | Sirius | AAL | Eff. density |\n|---|---|---|---|---|---|---|\n"
+                    for s in sparse {
+                        let spec = config.methods.first { $0.name == s.method }
+                        let sir = t.methods.first { m in
+                            guard m.kind == "sirius", let ms = config.methods.first(where: { $0.name == m.method }) else { return false }
+                            return ms.sparsity == spec?.sparsity && ms.density == spec?.density
+                        }
+                        let period = sir?.period.map { "/\($0)" } ?? ""
+                        out += "| \(s.method) | \(full.map { pct($0.accuracy) } ?? "–") | \(pct(s.accuracy)) | \(o(s.density, 2)) | \(sir.map { pct($0.accuracy) } ?? "–") | \(sir.flatMap { $0.aal }.map { f($0, 2) + period } ?? "–") | \(o(sir?.effectiveDensity, 3)) |\n"
+                    }
+                    out += "\n"
+                }
+                out += "| Method | Accuracy [95 % CI] | Completed-only | Results | Failed | Agreement with full | Tokens/s | Time ratio to full | AAL | Eff. density |\n|---|---|---|---|---|---|---|---|---|---|\n"
+                for m in t.methods {
+                    out += "| \(m.method) | \(pct(m.accuracy)) [\(pct(m.accuracyLow)), \(pct(m.accuracyHigh))] | \(pct(m.accuracyCompleted)) | \(m.results)/\(m.n) | \(m.failed) | \(m.agreementWithFull.map(pct) ?? "–") | \(o(m.tokensPerSecond, 1)) | \(o(m.timeRatioToFull, 3)) | \(o(m.aal, 2)) | \(o(m.effectiveDensity, 3)) |\n"
+                }
+                if t.methods.contains(where: { $0.failed > 0 }) {
+                    out += "\nAccuracy counts failed examples as wrong (strict); completed-only divides by the examples that produced a result.\n"
+                }
+            }
+            out += "\nTokens/s and time ratios are wall-clock measurements (non-deterministic); everything else is recomputed from the stored rows.\n"
+            return out
+        }
+    }
+
+    static func f(_ v: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", v) }
+    static func o(_ v: Double?, _ digits: Int) -> String { v.map { f($0, digits) } ?? "–" }
+    static func pct(_ v: Double) -> String { String(format: "%.1f%%", v * 100) }
+    static func csvField(_ s: String) -> String {
+        let s = s == "–" ? "" : s
+        return s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+    }
+}

@@ -1,0 +1,397 @@
+import Foundation
+import GRDB
+import SiriusProtocol
+
+/// The result store (§4.5): SQLite through GRDB, WAL, migrations. One row per
+/// (run, task, example, method) in `results`, written before the worker is acknowledged; metrics
+/// are always recomputed from rows (`Metrics`).
+final class Store: Sendable {
+    let pool: DatabasePool
+    let path: String
+
+    /// Opens (creating and migrating) the database at `path`. `durable` = `synchronous=FULL`
+    /// (an ACK then survives power loss, not only a process crash).
+    init(path: String, durable: Bool = false) throws {
+        self.path = path
+        var config = Configuration()
+        config.busyMode = .timeout(5)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(durable ? "FULL" : "NORMAL")")
+        }
+        pool = try DatabasePool(path: path, configuration: config)
+        try Store.migrator.migrate(pool)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+            CREATE TABLE runs (
+              run_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL,
+              status TEXT NOT NULL CHECK (status IN ('pending','running','paused','completed','failed','cancelled')),
+              config_json TEXT NOT NULL, config_hash TEXT NOT NULL, run_seed INTEGER NOT NULL,
+              proto_major INTEGER NOT NULL, code_version TEXT NOT NULL, epoch INTEGER NOT NULL DEFAULT 0,
+              endpoint TEXT, status_note TEXT
+            );
+            CREATE TABLE tasks (
+              run_id TEXT NOT NULL REFERENCES runs, task TEXT NOT NULL, dataset_rev TEXT NOT NULL,
+              n_examples INTEGER NOT NULL, examples_digest TEXT NOT NULL, PRIMARY KEY (run_id, task)
+            );
+            CREATE TABLE examples (
+              run_id TEXT NOT NULL, task TEXT NOT NULL, example_id TEXT NOT NULL, ord INTEGER NOT NULL,
+              prompt TEXT NOT NULL, reference TEXT NOT NULL, stop_json TEXT NOT NULL, max_new_tokens INTEGER,
+              prompt_hash TEXT NOT NULL,
+              PRIMARY KEY (run_id, task, example_id), UNIQUE (run_id, task, ord),
+              FOREIGN KEY (run_id, task) REFERENCES tasks
+            );
+            CREATE TABLE shards (
+              run_id TEXT NOT NULL, shard_id INTEGER NOT NULL, task TEXT NOT NULL, method TEXT NOT NULL,
+              first_ord INTEGER NOT NULL, count INTEGER NOT NULL,
+              state TEXT NOT NULL CHECK (state IN ('pending','leased','done','failed')) DEFAULT 'pending',
+              attempts INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, split INTEGER NOT NULL DEFAULT 0,
+              PRIMARY KEY (run_id, shard_id)
+            );
+            CREATE TABLE workers (
+              worker_id TEXT PRIMARY KEY, hostname TEXT, pid INTEGER, build TEXT, engines TEXT, device TEXT,
+              proto TEXT, first_seen INTEGER, last_seen INTEGER, state TEXT
+            );
+            CREATE TABLE leases (
+              lease_id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, shard_id INTEGER NOT NULL, worker_id TEXT NOT NULL,
+              attempt INTEGER NOT NULL, epoch INTEGER NOT NULL, granted_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+              n_items INTEGER NOT NULL, items_json TEXT NOT NULL,
+              state TEXT NOT NULL CHECK (state IN ('active','orphaned','completed','expired','cancelled')),
+              FOREIGN KEY (run_id, shard_id) REFERENCES shards
+            );
+            CREATE INDEX leases_active ON leases(state) WHERE state IN ('active','orphaned');
+            CREATE TABLE results (
+              run_id TEXT NOT NULL, task TEXT NOT NULL, example_id TEXT NOT NULL, method TEXT NOT NULL,
+              lease_id INTEGER NOT NULL, worker_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+              engine TEXT NOT NULL, device TEXT NOT NULL,
+              output_text TEXT NOT NULL, extracted_answer TEXT, correct INTEGER,
+              stop_reason TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, gen_tokens INTEGER NOT NULL,
+              periods INTEGER NOT NULL, advanced_tokens INTEGER NOT NULL, rollbacks INTEGER NOT NULL,
+              rolled_back_tokens INTEGER NOT NULL, sparse_steps INTEGER NOT NULL, dense_passes INTEGER NOT NULL,
+              tokens_verified INTEGER NOT NULL, model_density REAL, paper_density REAL,
+              prefill_s REAL NOT NULL, sparse_s REAL NOT NULL, verify_s REAL NOT NULL, total_s REAL NOT NULL,
+              result_hash TEXT NOT NULL, committed_at INTEGER NOT NULL,
+              PRIMARY KEY (run_id, task, example_id, method),
+              FOREIGN KEY (run_id, task, example_id) REFERENCES examples
+            );
+            CREATE TABLE result_events (
+              id INTEGER PRIMARY KEY, run_id TEXT, task TEXT, example_id TEXT, method TEXT, lease_id INTEGER,
+              worker_id TEXT, result_hash TEXT,
+              kind TEXT CHECK (kind IN ('duplicate_same','duplicate_conflict','late_accepted','late_ignored')), at INTEGER
+            );
+            CREATE TABLE example_failures (
+              id INTEGER PRIMARY KEY, run_id TEXT, task TEXT, example_id TEXT, method TEXT, attempt INTEGER,
+              worker_id TEXT, error_class TEXT, message TEXT, final INTEGER NOT NULL DEFAULT 0, at INTEGER
+            );
+            CREATE TABLE run_metrics (
+              run_id TEXT, task TEXT, method TEXT, metric TEXT, value REAL, n INTEGER,
+              PRIMARY KEY (run_id, task, method, metric)
+            );
+            """)
+        }
+        return m
+    }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    // MARK: runs
+
+    struct RunRow: Sendable {
+        var runId: String
+        var status: String
+        var config: RunConfig
+        var configHash: String
+        var epoch: Int
+        var createdAt: Int64
+        var endpoint: String?
+        var note: String?
+    }
+
+    /// Creates a run: tasks, examples in canonical order, and the shard layout, which depends
+    /// only on the config (never on the worker count).
+    func createRun(id: String, config: RunConfig, tasks: [LoadedTask]) throws {
+        try pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO runs (run_id, created_at, status, config_json, config_hash, run_seed, proto_major, code_version, epoch)
+                VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, 0)
+                """, arguments: [id, Store.now(), config.json, config.configHash, Int64(bitPattern: config.runSeed),
+                                 Int(SiriusProtocol.version.major), "sirius-coord dev"])
+            var shardId = 0
+            let enc = JSONEncoder()
+            for task in tasks {
+                var digest = StableHasher()
+                for e in task.examples { digest.combine(e.id); digest.combine(e.prompt); digest.combine(e.reference) }
+                try db.execute(sql: "INSERT INTO tasks VALUES (?, ?, ?, ?, ?)",
+                               arguments: [id, task.name, task.datasetRev, task.examples.count, digest.hex])
+                for (ord, e) in task.examples.enumerated() {
+                    try db.execute(sql: "INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", arguments: [
+                        id, task.name, e.id, ord, e.prompt, e.reference,
+                        String(decoding: try enc.encode(e.stop), as: UTF8.self), e.maxNewTokens,
+                        StableHasher.hash(e.prompt).description])
+                }
+                var first = 0
+                while first < task.examples.count {
+                    let count = min(config.shardSize, task.examples.count - first)
+                    for m in config.methods {
+                        try db.execute(sql: "INSERT INTO shards (run_id, shard_id, task, method, first_ord, count) VALUES (?, ?, ?, ?, ?, ?)",
+                                       arguments: [id, shardId, task.name, m.name, first, count])
+                        shardId += 1
+                    }
+                    first += count
+                }
+            }
+        }
+    }
+
+    func run(_ id: String) throws -> RunRow? {
+        try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE run_id = ?", arguments: [id]) else { return nil }
+            let json: String = row["config_json"]
+            let config = try JSONDecoder().decode(RunConfig.self, from: Data(json.utf8))
+            return RunRow(runId: row["run_id"], status: row["status"], config: config, configHash: row["config_hash"],
+                          epoch: row["epoch"], createdAt: row["created_at"], endpoint: row["endpoint"], note: row["status_note"])
+        }
+    }
+
+    func latestRunId() throws -> String? {
+        try pool.read { try String.fetchOne($0, sql: "SELECT run_id FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1") }
+    }
+
+    func runIds() throws -> [String] {
+        try pool.read { try String.fetchAll($0, sql: "SELECT run_id FROM runs ORDER BY created_at, rowid") }
+    }
+
+    func setStatus(_ id: String, _ status: String, note: String? = nil) throws {
+        try pool.write { try $0.execute(sql: "UPDATE runs SET status = ?, status_note = ? WHERE run_id = ?", arguments: [status, note, id]) }
+    }
+
+    func setEndpoint(_ id: String, _ endpoint: String) throws {
+        try pool.write { try $0.execute(sql: "UPDATE runs SET endpoint = ? WHERE run_id = ?", arguments: [endpoint, id]) }
+    }
+
+    /// A new coordinator incarnation: epoch+1, and every active lease becomes orphaned (§4.3).
+    func beginEpoch(_ id: String) throws -> Int {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE runs SET epoch = epoch + 1, status = 'running', status_note = NULL WHERE run_id = ?", arguments: [id])
+            try db.execute(sql: "UPDATE leases SET state = 'orphaned' WHERE run_id = ? AND state = 'active'", arguments: [id])
+            return try Int.fetchOne(db, sql: "SELECT epoch FROM runs WHERE run_id = ?", arguments: [id]) ?? 0
+        }
+    }
+
+    // MARK: loading state for the scheduler
+
+    struct ExampleRow: Sendable {
+        var task: String
+        var id: String
+        var ord: Int
+        var prompt: String
+        var reference: String
+        var stop: [String]
+        var maxNewTokens: Int?
+    }
+
+    struct ShardRow: Sendable {
+        var shardId: Int
+        var task: String
+        var method: String
+        var firstOrd: Int
+        var count: Int
+        var failures: Int
+        var split: Bool
+        var attempts: Int
+    }
+
+    struct LeaseRow: Sendable {
+        var leaseId: Int64
+        var shardId: Int
+        var workerId: String
+        var attempt: Int
+        var items: [ResultKey]
+    }
+
+    func examples(_ id: String) throws -> [ExampleRow] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM examples WHERE run_id = ? ORDER BY task, ord", arguments: [id]).map { r in
+                let stop: String = r["stop_json"]
+                return ExampleRow(task: r["task"], id: r["example_id"], ord: r["ord"], prompt: r["prompt"],
+                                  reference: r["reference"],
+                                  stop: (try? JSONDecoder().decode([String].self, from: Data(stop.utf8))) ?? [],
+                                  maxNewTokens: r["max_new_tokens"])
+            }
+        }
+    }
+
+    func shards(_ id: String) throws -> [ShardRow] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM shards WHERE run_id = ? ORDER BY shard_id", arguments: [id]).map { r in
+                ShardRow(shardId: r["shard_id"], task: r["task"], method: r["method"], firstOrd: r["first_ord"],
+                         count: r["count"], failures: r["failures"], split: r["split"] != 0, attempts: r["attempts"])
+            }
+        }
+    }
+
+    func committedKeys(_ id: String) throws -> Set<ResultKey> {
+        try pool.read { db in
+            Set(try Row.fetchAll(db, sql: "SELECT task, example_id, method FROM results WHERE run_id = ?", arguments: [id]).map {
+                ResultKey(task: $0[0], exampleId: $0[1], method: $0[2])
+            })
+        }
+    }
+
+    /// Failure attempts per example (non-final rows) and the examples declared failed.
+    func failureState(_ id: String) throws -> (counts: [ResultKey: Int], failed: Set<ResultKey>) {
+        try pool.read { db in
+            var counts: [ResultKey: Int] = [:]
+            var failed: Set<ResultKey> = []
+            for r in try Row.fetchAll(db, sql: "SELECT task, example_id, method, final FROM example_failures WHERE run_id = ?", arguments: [id]) {
+                let k = ResultKey(task: r[0], exampleId: r[1], method: r[2])
+                if (r[3] as Int) != 0 { failed.insert(k) } else { counts[k, default: 0] += 1 }
+            }
+            return (counts, failed.subtracting(try committedKeysIn(db, id)))
+        }
+    }
+
+    private func committedKeysIn(_ db: Database, _ id: String) throws -> Set<ResultKey> {
+        Set(try Row.fetchAll(db, sql: "SELECT task, example_id, method FROM results WHERE run_id = ?", arguments: [id]).map {
+            ResultKey(task: $0[0], exampleId: $0[1], method: $0[2])
+        })
+    }
+
+    func openLeases(_ id: String) throws -> [LeaseRow] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM leases WHERE run_id = ? AND state IN ('active','orphaned')", arguments: [id]).map { r in
+                let items: String = r["items_json"]
+                return LeaseRow(leaseId: r["lease_id"], shardId: r["shard_id"], workerId: r["worker_id"], attempt: r["attempt"],
+                                items: (try? JSONDecoder().decode([ResultKey].self, from: Data(items.utf8))) ?? [])
+            }
+        }
+    }
+
+    func maxLeaseId() throws -> Int64 {
+        try pool.read { try Int64.fetchOne($0, sql: "SELECT MAX(lease_id) FROM leases") ?? 0 }
+    }
+
+    // MARK: writes from the scheduler
+
+    func grantLease(runId: String, leaseId: Int64, shardId: Int, workerId: String, attempt: Int, epoch: Int,
+                    expiresAt: Int64, items: [ResultKey]) throws {
+        let json = String(decoding: try JSONEncoder().encode(items), as: UTF8.self)
+        try pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO leases (lease_id, run_id, shard_id, worker_id, attempt, epoch, granted_at, expires_at, n_items, items_json, state)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active')
+                """, arguments: [leaseId, runId, shardId, workerId, attempt, epoch, Store.now(), expiresAt, items.count, json])
+            try db.execute(sql: "UPDATE shards SET state = 'leased', attempts = attempts + 1 WHERE run_id = ? AND shard_id = ?",
+                           arguments: [runId, shardId])
+        }
+    }
+
+    func setLeaseState(_ leaseId: Int64, _ state: String) throws {
+        try pool.write { try $0.execute(sql: "UPDATE leases SET state = ? WHERE lease_id = ?", arguments: [state, leaseId]) }
+    }
+
+    func setShard(runId: String, shardId: Int, state: String, failures: Int, split: Bool) throws {
+        try pool.write {
+            try $0.execute(sql: "UPDATE shards SET state = ?, failures = ?, split = ? WHERE run_id = ? AND shard_id = ?",
+                           arguments: [state, failures, split ? 1 : 0, runId, shardId])
+        }
+    }
+
+    func recordFailure(runId: String, key: ResultKey, attempt: Int, workerId: String, errorClass: String,
+                       message: String, final: Bool) throws {
+        try pool.write {
+            try $0.execute(sql: """
+                INSERT INTO example_failures (run_id, task, example_id, method, attempt, worker_id, error_class, message, final, at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [runId, key.task, key.exampleId, key.method, attempt, workerId, errorClass, message, final ? 1 : 0, Store.now()])
+        }
+    }
+
+    func upsertWorker(_ h: Hello, proto: ProtocolVersion, state: String) throws {
+        try pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO workers (worker_id, hostname, pid, build, engines, device, proto, first_seen, last_seen, state)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(worker_id) DO UPDATE SET last_seen = excluded.last_seen, state = excluded.state, pid = excluded.pid
+                """, arguments: [h.workerId, h.hostname, Int(h.pid), h.build, h.engines.joined(separator: ","), h.device,
+                                 proto.description, Store.now(), Store.now(), state])
+        }
+    }
+
+    func setWorkerState(_ workerId: String, _ state: String) throws {
+        try pool.write { try $0.execute(sql: "UPDATE workers SET state = ?, last_seen = ? WHERE worker_id = ?",
+                                        arguments: [state, Store.now(), workerId]) }
+    }
+
+    enum CommitOutcome: Sendable, Equatable { case inserted, duplicateSame, duplicateConflict }
+
+    struct Scored: Sendable {
+        var message: ResultMessage
+        var workerId: String
+        var extracted: String?
+        var correct: Bool?
+        /// The lease was no longer active (expired/cancelled): recorded as `late_accepted` if new.
+        var late: Bool
+    }
+
+    /// Idempotent recording (§4.4): `INSERT … ON CONFLICT DO NOTHING`; an existing row is compared
+    /// by `result_hash` and the duplicate recorded in `result_events`. One transaction per batch;
+    /// the caller ACKs only after this returns.
+    func commit(runId: String, _ batch: [Scored]) throws -> [CommitOutcome] {
+        try pool.write { db in
+            var out: [CommitOutcome] = []
+            out.reserveCapacity(batch.count)
+            let now = Store.now()
+            for s in batch {
+                let m = s.message, o = m.outcome, c = o.counters, k = m.key
+                try db.execute(sql: """
+                    INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT DO NOTHING
+                    """, arguments: [
+                        runId, k.task, k.exampleId, k.method, m.leaseId, s.workerId, m.attempt, m.engine, m.device,
+                        o.text, s.extracted, s.correct.map { $0 ? 1 : 0 }, o.stopReason, o.promptTokens, o.generatedTokens,
+                        c.periods, c.advancedTokens, c.rollbacks, c.rolledBackTokens, c.sparseSteps, c.densePasses,
+                        c.tokensVerified, o.modelDensity, o.paperDensity, o.timings.prefillSeconds, o.timings.sparseSeconds,
+                        o.timings.verifySeconds, o.timings.totalSeconds, m.resultHash, now])
+                if db.changesCount == 1 {
+                    out.append(.inserted)
+                    if s.late { try event(db, runId, s, "late_accepted", now) }
+                } else {
+                    let existing = try String.fetchOne(db, sql: """
+                        SELECT result_hash FROM results WHERE run_id = ? AND task = ? AND example_id = ? AND method = ?
+                        """, arguments: [runId, k.task, k.exampleId, k.method])
+                    let same = existing == m.resultHash
+                    out.append(same ? .duplicateSame : .duplicateConflict)
+                    try event(db, runId, s, same ? "duplicate_same" : "duplicate_conflict", now)
+                }
+            }
+            return out
+        }
+    }
+
+    private func event(_ db: Database, _ runId: String, _ s: Scored, _ kind: String, _ now: Int64) throws {
+        try db.execute(sql: """
+            INSERT INTO result_events (run_id, task, example_id, method, lease_id, worker_id, result_hash, kind, at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [runId, s.message.key.task, s.message.key.exampleId, s.message.key.method, s.message.leaseId,
+                             s.workerId, s.message.resultHash, kind, now])
+    }
+
+    func saveMetrics(runId: String, _ rows: [(task: String, method: String, metric: String, value: Double, n: Int)]) throws {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM run_metrics WHERE run_id = ?", arguments: [runId])
+            for r in rows {
+                try db.execute(sql: "INSERT INTO run_metrics VALUES (?, ?, ?, ?, ?, ?)",
+                               arguments: [runId, r.task, r.method, r.metric, r.value, r.n])
+            }
+        }
+    }
+}
+
+extension DatabaseError {
+    /// SQLITE_FULL: disk (or `max_page_count`) full (T14).
+    var isDiskFull: Bool { resultCode == .SQLITE_FULL }
+}
