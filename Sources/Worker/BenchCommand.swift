@@ -1,0 +1,133 @@
+import ArgumentParser
+import Foundation
+import SiriusEngine
+
+/// llama-bench style throughput measurement (formats.md §5): every combination of the list options is
+/// one test; each test has an untimed warm-up, then `-r` repetitions from an empty KV cache on
+/// deterministic synthetic token ids; the report is mean ± standard deviation of per-repetition t/s.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure prompt-processing and decode throughput, llama-bench style.",
+        discussion: """
+            Examples:
+              sirius-worker bench -p 256 -n 128 -t 1,2
+              sirius-worker bench -m model.gguf -n 128 -p 0 --numerics exact,fast -o json
+            """)
+
+    @Option(name: [.short, .customLong("model")], help: "A .gguf file or a Hugging Face model directory.")
+    var model: String = EngineOptions.defaultModel
+    @Option(name: [.short, .customLong("n-prompt")], parsing: .singleValue, help: "Prompt lengths to test (comma list; 0 = none).")
+    var prompt: [String] = ["512"]
+    @Option(name: [.short, .customLong("n-gen")], parsing: .singleValue, help: "Decode lengths to test (comma list; 0 = none).")
+    var gen: [String] = ["128"]
+    @Option(name: [.short, .customLong("repetitions")], help: "Timed repetitions per test.")
+    var repetitions: Int = 5
+    @Option(name: [.short, .customLong("threads")], parsing: .singleValue, help: "Thread counts (comma list).")
+    var threads: [String] = ["1"]
+    @Option(parsing: .singleValue, help: "Numerics to test (comma list of exact, fast).")
+    var numerics: [String] = ["exact"]
+    @Option(name: [.short, .customLong("output")], help: "md, json or csv.")
+    var output: String = "md"
+
+    struct Row {
+        var test: String
+        var threads: Int
+        var numerics: Numerics
+        var nPrompt: Int
+        var nGen: Int
+        var samples: [Double]   // t/s per repetition
+        var mean: Double { samples.reduce(0, +) / Double(samples.count) }
+        var stddev: Double {
+            guard samples.count > 1 else { return 0 }
+            let m = mean
+            return (samples.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(samples.count - 1)).squareRoot()
+        }
+    }
+
+    static func ints(_ list: [String], _ name: String) throws -> [Int] {
+        try list.flatMap { $0.split(separator: ",") }.map {
+            guard let v = Int($0.trimmingCharacters(in: .whitespaces)), v >= 0 else { throw ValidationError("\(name): '\($0)' is not a non-negative integer") }
+            return v
+        }
+    }
+
+    func run() throws {
+        guard ["md", "json", "csv"].contains(output) else { throw ValidationError("-o must be md, json or csv") }
+        guard repetitions >= 1 else { throw ValidationError("-r must be at least 1") }
+        let ps = try Self.ints(prompt, "-p"), ns = try Self.ints(gen, "-n"), ts = try Self.ints(threads, "-t")
+        let nums = try numerics.flatMap { $0.split(separator: ",") }.map {
+            guard let n = Numerics(rawValue: String($0)) else { throw ValidationError("--numerics: '\($0)' is not exact or fast") }
+            return n
+        }
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        let model = try ModelLoader.load(path: model)
+        let loadSeconds = (clock.now - t0).seconds
+        let c = model.config
+        let maxLen = max((ps.max() ?? 0) + 1, (ns.max() ?? 0) + 2)
+        var rng = SeededRandom(seed: 42)
+        let tokens = (0..<maxLen).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }
+        var rows: [Row] = []
+        for th in ts where th >= 1 {
+            for num in nums {
+                let tr = Transformer(model: model, capacity: maxLen + 1, numerics: num, threads: th)
+                for p in ps where p > 0 {
+                    let ids = Array(tokens.prefix(p))
+                    tr.cache.reset(); tr.forward(tokens: ids, start: 0)          // warm-up
+                    var samples: [Double] = []
+                    for _ in 0..<repetitions {
+                        tr.cache.reset()
+                        let s = clock.now
+                        tr.forward(tokens: ids, start: 0)
+                        samples.append(Double(p) / (clock.now - s).seconds)
+                    }
+                    rows.append(Row(test: "pp\(p)", threads: th, numerics: num, nPrompt: p, nGen: 0, samples: samples))
+                    printErr("pp\(p) t=\(th) \(num): \(String(format: "%.2f", rows.last!.mean)) t/s")
+                }
+                for n in ns where n > 0 {
+                    var one: [Int32] = [tokens[0]]
+                    tr.cache.reset(); tr.forward(tokens: one, start: 0)          // warm-up: one token
+                    var samples: [Double] = []
+                    for _ in 0..<repetitions {
+                        tr.cache.reset()
+                        let s = clock.now
+                        for i in 0..<n {
+                            one[0] = tokens[i]
+                            tr.forward(tokens: one, start: i)
+                        }
+                        samples.append(Double(n) / (clock.now - s).seconds)
+                    }
+                    rows.append(Row(test: "tg\(n)", threads: th, numerics: num, nPrompt: 0, nGen: n, samples: samples))
+                    printErr("tg\(n) t=\(th) \(num): \(String(format: "%.2f", rows.last!.mean)) t/s")
+                }
+            }
+        }
+        let name = (self.model as NSString).lastPathComponent
+        let sizeMiB = Double(model.denseDecodeBytes + model.tokenEmbedding.byteCount * (c.tiedEmbeddings ? 0 : 1)) / 1_048_576
+        let params = Double(model.parameterCount) / 1e6
+        switch output {
+        case "json":
+            try printJSON([
+                "model": name, "model_size_mib": sizeMiB, "params_m": params, "load_seconds": loadSeconds,
+                "weight_bytes_per_token": model.denseDecodeBytes,
+                "results": rows.map { r in
+                    ["test": r.test, "n_threads": r.threads, "numerics": r.numerics.rawValue, "n_prompt": r.nPrompt,
+                     "n_gen": r.nGen, "avg_ts": r.mean, "stddev_ts": r.stddev, "samples_ts": r.samples] as [String: Any]
+                },
+            ])
+        case "csv":
+            print("model,size_mib,params_m,n_threads,numerics,test,n_prompt,n_gen,avg_ts,stddev_ts")
+            for r in rows {
+                print("\(name),\(String(format: "%.2f", sizeMiB)),\(String(format: "%.2f", params)),\(r.threads),\(r.numerics.rawValue),\(r.test),\(r.nPrompt),\(r.nGen),\(String(format: "%.3f", r.mean)),\(String(format: "%.3f", r.stddev))")
+            }
+        default:
+            print("| model | size | params | threads | numerics | test | t/s |")
+            print("| --- | ---: | ---: | ---: | --- | ---: | ---: |")
+            for r in rows {
+                print("| \(name) | \(String(format: "%.2f MiB", sizeMiB)) | \(String(format: "%.2f M", params)) | \(r.threads) | \(r.numerics.rawValue) | \(r.test) | \(String(format: "%.2f ± %.2f", r.mean, r.stddev)) |")
+            }
+            print("\nmodel loaded in \(String(format: "%.3f", loadSeconds)) s; \(model.denseDecodeBytes) weight bytes read per decode token")
+        }
+    }
+}
