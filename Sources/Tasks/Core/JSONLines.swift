@@ -6,19 +6,31 @@ struct JSONRecord {
     let path: String
     let line: Int?
 
+    /// "a number", "an array", … for error messages.
+    static func kind(_ value: Any) -> String {
+        switch value {
+        case is NSNull: return "null"
+        case is String: return "a string"
+        case is NSNumber: return "a number or boolean"
+        case is [Any]: return "an array"
+        case is [String: Any]: return "an object"
+        default: return "\(type(of: value))"
+        }
+    }
+
     func fail(_ field: String?, _ message: String) -> TaskError {
         .malformed(path: path, line: line, field: field, message: message)
     }
 
     func string(_ key: String) throws -> String {
         guard let value = object[key] else { throw fail(key, "missing") }
-        guard let s = value as? String else { throw fail(key, "expected a string, found \(type(of: value))") }
+        guard let s = value as? String else { throw fail(key, "expected a string, found \(Self.kind(value))") }
         return s
     }
 
     func optionalString(_ key: String) throws -> String? {
         guard let value = object[key], !(value is NSNull) else { return nil }
-        guard let s = value as? String else { throw fail(key, "expected a string, found \(type(of: value))") }
+        guard let s = value as? String else { throw fail(key, "expected a string, found \(Self.kind(value))") }
         return s
     }
 
