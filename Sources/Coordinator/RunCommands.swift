@@ -1,0 +1,333 @@
+import ArgumentParser
+import Foundation
+import SiriusProtocol
+
+/// `--db`, shared by every subcommand that reads or writes the run database.
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: "SQLite run database (created if missing).")
+    var db: String = "sirius-runs.sqlite"
+
+    func open(durable: Bool = false) throws -> Store {
+        do { return try Store(path: db, durable: durable) } catch { throw CoordinatorError("cannot open \(db): \(error)") }
+    }
+
+    func runId(_ given: String?, _ store: Store) throws -> String {
+        if let given { return given }
+        guard let latest = try store.latestRunId() else { throw ValidationError("no runs in \(db); start one with `sirius-coord start`") }
+        return latest
+    }
+}
+
+/// How a coordinator serves a run: address, security, local workers, timing, output.
+struct ServeOptions: ParsableArguments {
+    @Option(name: .long, help: "Local `sirius-worker join` processes to spawn (0: wait for remote workers only).")
+    var workers: Int = 2
+    @Option(name: .long, help: "Address to bind. Loopback by default; any other address needs CURVE (automatic) or --insecure.")
+    var bind: String = "tcp://127.0.0.1:*"
+    @Flag(name: .long, help: "Allow a non-loopback bind without encryption or join token (not recommended).")
+    var insecure = false
+    @Option(name: .long, help: "Directory for the CURVE key pair and join token (mode 0600).")
+    var keyDir: String = (NSHomeDirectory() as NSString).appendingPathComponent(".sirius")
+    @Option(name: .long, help: "Override the run's heartbeat interval (ms).")
+    var heartbeatMs: Int?
+    @Option(name: .long, help: "Override the run's lease TTL (ms).")
+    var leaseTtlMs: Int?
+    @Option(name: .long, help: "Engine threads per local worker (passed to `sirius-worker join --threads`).")
+    var threads: Int?
+    @Flag(name: .long, help: "No live progress.")
+    var quiet = false
+    @Flag(name: .long, help: "synchronous=FULL: an ACK survives power loss, not only a crash.")
+    var durable = false
+    @Option(name: .long, help: "Final report format: md, csv or json.")
+    var format: String = "md"
+}
+
+/// Serves `runId` until it completes, is cancelled or the coordinator is interrupted.
+func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutcome {
+    guard let format = ReportFormat(rawValue: options.format) else { throw ValidationError("--format must be md, csv or json") }
+    guard let run = try store.run(runId) else { throw CoordinatorError("no run \(runId)") }
+    let loopback = isLoopbackEndpoint(options.bind)
+    var secrets: CoordinatorSecrets? = nil
+    if !loopback {
+        if options.insecure {
+            FileHandle.standardError.write(Data("""
+                WARNING: binding \(options.bind) WITHOUT encryption or authentication (--insecure).
+                WARNING: anyone who can reach this port can read prompts and submit results.\n
+                """.utf8))
+        } else {
+            guard ZMQContext.hasCurve else { throw CoordinatorError("libzmq lacks CURVE support; remote mode needs it (or --insecure)") }
+            secrets = try CoordinatorSecrets.loadOrCreate(keyDir: options.keyDir)
+        }
+    }
+    let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("sirius-coord: \($0)\n".utf8)) }
+    let stop = Locked(false)
+    for sig in [SIGINT, SIGTERM] {
+        signal(sig, SIG_IGN)
+        let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        src.setEventHandler { stop.withLock { $0 = true } }
+        src.resume()
+        signalSources.withLock { $0.append(src) }
+    }
+
+    var copts = CoordinatorOptions()
+    copts.token = secrets?.token
+    copts.heartbeatMs = options.heartbeatMs
+    copts.leaseTtlMs = options.leaseTtlMs
+    copts.stop = stop
+    copts.log = log
+    if !options.quiet {
+        copts.progressEveryMs = 2000
+        let printer = ProgressPrinter(store: store, runId: runId)
+        copts.progress = { printer.print($0) }
+    }
+    let coordOptions = copts
+    let endpointBox = BlockingQueue<Result<String, CoordinatorError>>()
+    let outcomeBox = BlockingQueue<Result<(RunOutcome, CoordinatorStats), CoordinatorError>>()
+    let bindAddress = options.bind
+    let curveSecret = secrets?.keys.secretKey
+    // The coordinator thread owns the ROUTER socket from creation to close.
+    let thread = Thread {
+        do {
+            let coordinator = try Coordinator(store: store, runId: runId, provider: DefaultProvider(), options: coordOptions)
+            let server = try ZMQServer(bind: bindAddress, options: ZMQServerOptions(curveSecretKey: curveSecret))
+            endpointBox.push(.success(server.endpoint))
+            let outcome = coordinator.run(transport: server)
+            server.close()
+            outcomeBox.push(.success((outcome, coordinator.stats)))
+        } catch {
+            let e = CoordinatorError("\(error)")
+            endpointBox.push(.failure(e))
+            outcomeBox.push(.failure(e))
+        }
+    }
+    thread.stackSize = 8 << 20
+    thread.start()
+    let endpoint = try endpointBox.pop(timeoutMs: -1)!.get()
+
+    // What a remote worker runs; local workers connect over loopback.
+    let port = endpoint.split(separator: ":").last.map(String.init) ?? ""
+    let localEndpoint = endpoint.hasPrefix("tcp://0.0.0.0:") || endpoint.hasPrefix("tcp://*:") ? "tcp://127.0.0.1:\(port)" : endpoint
+    var joinArgs = ["join", "--engine", run.config.engine]
+    if let s = secrets { joinArgs += ["--server-key", s.keys.publicKey, "--token-file", s.tokenPath] }
+    let remoteEndpoint = loopback ? endpoint : "tcp://\(ProcessInfo.processInfo.hostName):\(port)"
+    print("run \(runId): \(run.config.tasks.joined(separator: ", ")) × \(run.config.methods.map(\.name).joined(separator: ", ")); coordinator at \(endpoint)")
+    print("worker command: sirius-worker \((["join", "--coordinator", remoteEndpoint] + joinArgs.dropFirst()).joined(separator: " "))")
+    if secrets != nil { print("(copy \(secrets!.tokenPath) to the worker host; keep it secret)") }
+    fflush(nil)
+
+    var launcher: WorkerLauncher? = nil
+    if options.workers > 0 {
+        var args = ["join", "--coordinator", localEndpoint] + joinArgs.dropFirst()
+        if let t = options.threads { args += ["--threads", String(t)] }
+        let l = WorkerLauncher(executable: WorkerLauncher.defaultWorkerPath(), arguments: args,
+                               respawnBudget: options.workers * 4 + 8, log: log)
+        do { try l.launch(count: options.workers) } catch { stop.withLock { $0 = true }; throw error }
+        launcher = l
+    }
+    let (outcome, stats) = try outcomeBox.pop(timeoutMs: -1)!.get()
+    launcher?.stopAll()
+    switch outcome {
+    case .completed:
+        let report = try Metrics.compute(store: store, runId: runId)
+        print(ReportRenderer.render(report, format, config: run.config))
+    case .cancelled:
+        print("run \(runId) cancelled; partial results kept (`sirius-coord report \(runId)`)")
+    case .stopped:
+        print("run \(runId) interrupted; continue with `sirius-coord resume \(runId)`")
+    }
+    let (acks, results) = stats.read { ($0.ackLatencyUs, $0.resultsReceived) }
+    log("\(results) results received, \(stats.read { $0.committed }) committed, \(stats.read { $0.duplicates }) duplicates, \(stats.malformed.total) malformed dropped; ACK latency p50 \(percentile(acks, 0.5)) µs, p99 \(percentile(acks, 0.99)) µs")
+    return outcome
+}
+
+let signalSources = Locked<[any DispatchSourceSignal]>([])
+
+func percentile(_ xs: [Int64], _ p: Double) -> Int64 {
+    guard !xs.isEmpty else { return 0 }
+    let s = xs.sorted()
+    return s[min(s.count - 1, Int(Double(s.count - 1) * p + 0.5))]
+}
+
+/// Live progress: per task done/total, rate, ETA, running accuracy and AAL per method.
+final class ProgressPrinter: @unchecked Sendable {
+    let store: Store
+    let runId: String
+    private var firstDone: Int? = nil
+
+    init(store: Store, runId: String) { self.store = store; self.runId = runId }
+
+    func print(_ s: ProgressSnapshot) {
+        let done = s.perTask.reduce(0) { $0 + $1.done + $1.failed }
+        let total = s.perTask.reduce(0) { $0 + $1.total }
+        if firstDone == nil { firstDone = done }
+        let rate = s.elapsedS > 0 ? Double(done - (firstDone ?? 0)) / s.elapsedS : 0
+        var line = String(format: "[%6.1fs] %d workers%@", s.elapsedS, s.workers, s.paused ? " PAUSED (store full)" : "")
+        let report = try? Metrics.compute(store: store, runId: runId)
+        for t in s.perTask {
+            let eta = rate > 0 ? String(format: "%.0fs", Double(total - done) / rate) : "?"
+            line += String(format: " | %@ %d/%d", t.task, t.done + t.failed, t.total)
+            if t.failed > 0 { line += " (\(t.failed) failed)" }
+            line += String(format: " %.1f/s ETA %@", rate, eta)
+            for m in report?.tasks.first(where: { $0.task == t.task })?.methods ?? [] where m.results > 0 {
+                line += String(format: " · %@ %.1f%%", m.method, m.accuracyCompleted * 100)
+                if let aal = m.aal { line += String(format: " AAL %.2f", aal) }
+            }
+        }
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}
+
+struct StartCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "start",
+        abstract: "Create a run, spawn local workers, serve it, and print the report.",
+        discussion: "The run's content comes from --run-file (JSON, see cluster/runs/) and/or flags; flags win.")
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var serveOptions: ServeOptions
+    @Option(name: .long, help: "JSON run file (model, engine, tasks, methods, runSeed, shardSize, limit, maxNewTokens…).")
+    var runFile: String?
+    @Option(name: .long, help: "Run id (default: generated).")
+    var runId: String?
+    @Option(name: .long, help: "Model reference passed to the engine.")
+    var model: String?
+    @Option(name: .long, help: "Engine the workers run: fake (deterministic stand-in) or sirius.")
+    var engine: String?
+    @Option(name: .customLong("task"), help: "Task (repeatable), e.g. gsm8k-cot or synthetic:64.")
+    var tasks: [String] = []
+    @Option(name: .customLong("method"), help: "Method (repeatable): full, griffin@D, cats@D, sirius/griffin@D, sirius/cats@D.")
+    var methods: [String] = []
+    @Option(name: .long, help: "Run seed (per-example seeds derive from it).")
+    var seed: UInt64?
+    @Option(name: .long, help: "Examples per shard (fixed at creation; independent of the worker count).")
+    var shardSize: Int?
+    @Option(name: .long, help: "Examples per task.")
+    var limit: Int?
+    @Option(name: .long, help: "Max new tokens per example.")
+    var maxNewTokens: Int?
+    @Option(name: .long, help: "Sirius period K.") var period: Int = 16
+    @Option(name: .long, help: "Sirius acceptance threshold τ.") var threshold: Double = 0.1
+    @Option(name: .long, help: "Sirius tree width W.") var treeWidth: Int = 1
+    @Option(name: .long, help: "Sirius acceptance rule: threshold, threshold-or-argmax, argmax.") var acceptance: String = "threshold"
+
+    func run() throws {
+        var config = try runFile.map(RunConfig.load) ?? RunConfig()
+        if let model { config.model = model }
+        if let engine { config.engine = engine }
+        if !tasks.isEmpty { config.tasks = tasks }
+        if !methods.isEmpty {
+            config.methods = try methods.map { try RunConfig.parseMethod($0, period: period, threshold: threshold, treeWidth: treeWidth, acceptance: acceptance) }
+        }
+        if let seed { config.runSeed = seed }
+        if let shardSize { guard shardSize > 0 else { throw ValidationError("--shard-size must be positive") }; config.shardSize = shardSize }
+        if let limit { config.limit = limit }
+        if let maxNewTokens { config.maxNewTokens = maxNewTokens }
+        guard Set(config.methods.map(\.name)).count == config.methods.count else { throw ValidationError("method names must be unique") }
+        let db = try store.open(durable: serveOptions.durable)
+        let provider = DefaultProvider()
+        let loaded = try config.tasks.map { try provider.load(task: $0, limit: config.limit) }
+        let id = runId ?? "run-\(ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: ""))-\(UUID().uuidString.prefix(4).lowercased())"
+        if try db.run(id) != nil { throw ValidationError("run \(id) already exists in \(store.db); use `sirius-coord resume \(id)`") }
+        try db.createRun(id: id, config: config, tasks: loaded)
+        let outcome = try serve(store: db, runId: id, options: serveOptions)
+        if outcome == .stopped { throw ExitCode(130) }
+    }
+}
+
+struct ResumeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resume",
+        abstract: "Continue an unfinished run (any worker count); committed results stay committed.")
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var serveOptions: ServeOptions
+    @Argument(help: "Run id (default: the latest run).") var runId: String?
+
+    func run() throws {
+        let db = try store.open(durable: serveOptions.durable)
+        let id = try store.runId(runId, db)
+        guard let row = try db.run(id) else { throw ValidationError("no run \(id) in \(store.db)") }
+        if row.status == "completed" {
+            print("run \(id) is already complete")
+            print(ReportRenderer.render(try Metrics.compute(store: db, runId: id), ReportFormat(rawValue: serveOptions.format) ?? .md, config: row.config))
+            return
+        }
+        if row.config.configHash != row.configHash {
+            throw CoordinatorError("config hash mismatch for run \(id): stored \(row.configHash), recomputed \(row.config.configHash)")
+        }
+        let outcome = try serve(store: db, runId: id, options: serveOptions)
+        if outcome == .stopped { throw ExitCode(130) }
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Progress of runs, read from the database while they run.")
+
+    @OptionGroup var store: StoreOptions
+    @Argument(help: "Run id (default: every run).") var runId: String?
+
+    func run() throws {
+        let db = try store.open()
+        let ids = try runId.map { [$0] } ?? db.runIds()
+        if ids.isEmpty { print("no runs in \(store.db)") }
+        for id in ids {
+            guard let r = try db.run(id) else { throw ValidationError("no run \(id)") }
+            let rep = try Metrics.compute(store: db, runId: id)
+            let info = try db.pool.read { d in
+                (leases: try Int.fetchOne(d, sql: "SELECT COUNT(*) FROM leases WHERE run_id = ? AND state IN ('active','orphaned')", arguments: [id]) ?? 0,
+                 expired: try Int.fetchOne(d, sql: "SELECT COUNT(*) FROM leases WHERE run_id = ? AND state = 'expired'", arguments: [id]) ?? 0,
+                 workers: try String.fetchAll(d, sql: """
+                    SELECT l.worker_id || ': ' || COUNT(r.example_id) || ' results' FROM leases l LEFT JOIN results r ON r.lease_id = l.lease_id
+                    WHERE l.run_id = ? GROUP BY l.worker_id ORDER BY l.worker_id
+                    """, arguments: [id]))
+            }
+            print("run \(id): \(r.status)\(r.note.map { " — \($0)" } ?? "") (epoch \(r.epoch), \(r.endpoint ?? "not served"))")
+            for t in rep.tasks {
+                let done = t.methods.reduce(0) { $0 + $1.results }, failed = t.methods.reduce(0) { $0 + $1.failed }
+                print("  \(t.task): \(done + failed)/\(t.n * t.methods.count) (\(failed) failed)")
+                for m in t.methods {
+                    var line = String(format: "    %@: %d/%d, accuracy %.1f%%", m.method, m.results, m.n, m.accuracyCompleted * 100)
+                    if let a = m.aal { line += String(format: ", AAL %.2f", a) }
+                    print(line)
+                }
+            }
+            print("  active leases \(info.leases), reassignments \(info.expired)")
+            for w in info.workers { print("  worker \(w)") }
+        }
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "The paper's table per task, recomputed from the stored rows.")
+
+    @OptionGroup var store: StoreOptions
+    @Argument(help: "Run id (default: the latest run).") var runId: String?
+    @Option(name: .long, help: "md, csv or json.") var format: String = "md"
+
+    func run() throws {
+        guard let f = ReportFormat(rawValue: format) else { throw ValidationError("--format must be md, csv or json") }
+        let db = try store.open()
+        let id = try store.runId(runId, db)
+        guard let r = try db.run(id) else { throw ValidationError("no run \(id) in \(store.db)") }
+        print(ReportRenderer.render(try Metrics.compute(store: db, runId: id), f, config: r.config))
+    }
+}
+
+struct CancelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cancel", abstract: "Cancel a run: workers are told, partial results are kept.")
+
+    @OptionGroup var store: StoreOptions
+    @Argument(help: "Run id.") var runId: String
+
+    func run() throws {
+        let db = try store.open()
+        guard let r = try db.run(runId) else { throw ValidationError("no run \(runId) in \(store.db)") }
+        if r.status == "completed" { print("run \(runId) is already complete"); return }
+        try db.setStatus(runId, "cancelled", note: "cancelled by operator")
+        try db.pool.write { try $0.execute(sql: "UPDATE leases SET state = 'cancelled' WHERE run_id = ? AND state = 'orphaned'", arguments: [runId]) }
+        print("run \(runId) cancelled; a running coordinator stops within a second")
+    }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import SiriusProtocol
+
+/// `sirius-worker join`: connect to a coordinator, take leases, decode, stream results
+/// (distributed-design.md §4). Heartbeats come from the I/O thread while the engine works on its
+/// own thread; unacknowledged results are kept and re-sent after a reconnect; SIGTERM drains.
+struct JoinCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "join",
+        abstract: "Join a sirius-coord run as a worker.",
+        discussion: """
+            Remote coordinators need --server-key (the coordinator's CURVE public key, printed by \
+            `sirius-coord start`) and --token-file. The token is never sent without encryption.
+            Fake-engine faults for tests: SIRIUS_FAKE_LATENCY_MS, SIRIUS_FAKE_CRASH_ON=id,…, \
+            SIRIUS_FAKE_FAIL_ON=id,…, SIRIUS_FAKE_HANG_ON=id:ms,…, SIRIUS_FAKE_LOAD_MS.
+            """)
+
+    @Option(name: .long, help: "Coordinator endpoint, e.g. tcp://127.0.0.1:5555.")
+    var coordinator: String
+    @Option(name: .long, help: "Engine: fake (deterministic stand-in) or sirius.")
+    var engine: String = "sirius"
+    @Option(name: .long, help: "Engine threads.")
+    var threads: Int?
+    @Option(name: .long, help: "File holding the coordinator's join token.")
+    var tokenFile: String?
+    @Option(name: .long, help: "Coordinator CURVE public key (Z85, 40 characters) to pin.")
+    var serverKey: String?
+    @Option(name: .long, help: "Stable worker id (default: a new UUID).")
+    var id: String?
+    @Option(name: .long, help: "Leases held at once.")
+    var credits: Int = 1
+    @Option(name: .long, help: "Give up after this many seconds without an answer from the coordinator (0: never).")
+    var giveUpAfter: Int = 0
+    @Option(name: .long, help: "Fake engine: simulated decode time per example (ms).")
+    var fakeLatencyMs: Int?
+
+    func validate() throws {
+        if tokenFile != nil && serverKey == nil {
+            throw ValidationError("--token-file needs --server-key: the join token is only ever sent over an encrypted (CURVE) connection")
+        }
+        if let k = serverKey, k.count != 40 { throw ValidationError("--server-key must be the 40-character Z85 key printed by sirius-coord start") }
+        if !isLoopbackEndpoint(coordinator) && serverKey == nil {
+            FileHandle.standardError.write(Data("sirius-worker: WARNING: connecting to \(coordinator) without encryption (no --server-key)\n".utf8))
+        }
+    }
+
+    func run() throws {
+        var options = WorkerOptions()
+        if let id { options.workerId = id }
+        options.credits = max(1, credits)
+        options.giveUpAfterMs = giveUpAfter > 0 ? giveUpAfter * 1000 : nil
+        if let tokenFile {
+            guard let t = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { throw ValidationError("cannot read \(tokenFile)") }
+            options.token = t.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let factory = try joinEngineFactory(name: engine, threads: threads, fakeLatencyMs: fakeLatencyMs)
+        options.engines = [engine]
+        let agent = WorkerAgent(connector: ZMQConnector(endpoint: coordinator, serverKey: serverKey), engine: factory, options: options)
+        let tag = String(options.workerId.prefix(8))
+        let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("sirius-worker[\(tag)]: \($0)\n".utf8)) }
+        agent.log = log
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            src.setEventHandler { log("signal \(sig): draining"); agent.requestDrain() }
+            src.resume()
+            joinSignalSources.withLock { $0.append(src) }
+        }
+        agent.start()
+        let exit = agent.waitForExit(timeoutMs: -1) ?? .killed
+        log(exit.description)
+        if exit.exitCode != 0 { throw ExitCode(exit.exitCode) }
+    }
+}
+
+let joinSignalSources = Locked<[any DispatchSourceSignal]>([])
