@@ -83,7 +83,7 @@ import SiriusEngine
         let bl = Date().timeIntervalSince(t0)
         #expect(l3.decode(ids2) == letters)
         print(String(format: "long inputs: SentencePiece 200k chars %.0f ms, byte-level 200k-letter word %.0f ms", spm * 1000, bl * 1000))
-        #expect(spm < 10 && bl < 10)
+        #expect(spm < 30 && bl < 30, "quadratic behaviour? (a quadratic merge loop needs minutes here)")
     }
 
     @Test func chatFormatDetectionWithoutTemplate() {

@@ -62,8 +62,13 @@ public final class Tokenizer: Sendable {
     let pieceOffsets: [Int32]
     /// Tokens skipped by `skipSpecial` (control, unknown, HF special added tokens).
     let isSpecial: [Bool]
+    /// SentencePiece `<0xNN>` byte tokens (decoded in runs, like HF's ByteFallback decoder).
+    let isBytePiece: [Bool]
     let stripLeadingSpaceOnDecode: Bool
     let addBOSDefault: Bool
+    /// SentencePiece: no token has `▁` after another character, so text can be cut into words before
+    /// each such `▁` and each word encoded (and cached) on its own with the same result.
+    let spmWordSplit: Bool
 
     /// Number of token ids (the model's vocabulary size as far as the tokenizer knows).
     public let vocabSize: Int
@@ -156,6 +161,7 @@ public final class Tokenizer: Sendable {
 
         // Byte tokens and decode pieces.
         var byteIDs = [Int32](repeating: -1, count: 256)
+        var bytePiece = [Bool](repeating: false, count: n)
         var pieces: [UInt8] = []
         pieces.reserveCapacity(tb.bytes.count)
         var offs: [Int32] = [0]
@@ -173,6 +179,7 @@ public final class Tokenizer: Sendable {
                 let t = tb.textBytes(id)
                 if let b = Tokenizer.byteTokenValue(t), spec.attributes[id] == .byte || spec.byteFallback {
                     if byteIDs[Int(b)] < 0 { byteIDs[Int(b)] = Int32(id) }
+                    bytePiece[id] = true
                     pieces.append(b)
                 } else {
                     var i = t.startIndex
@@ -186,6 +193,23 @@ public final class Tokenizer: Sendable {
             }
         }
         self.byteIDs = byteIDs
+        isBytePiece = bytePiece
+        var splittable = true
+        if case .sentencePiece = spec.kind {
+            let b = tb.bytes
+            outer: for id in 0..<n where spec.attributes[id] == .normal || spec.attributes[id] == .userDefined {
+                let s = Int(tb.offsets[id]), e = Int(tb.offsets[id + 1])
+                var k = s + 1
+                while k + 2 < e {
+                    if b[k] == 0xE2 && b[k + 1] == 0x96 && b[k + 2] == 0x81
+                        && !(k - 3 >= s && b[k - 3] == 0xE2 && b[k - 2] == 0x96 && b[k - 1] == 0x81) {
+                        splittable = false; break outer
+                    }
+                    k += 1
+                }
+            }
+        }
+        spmWordSplit = splittable
         pieceBytes = pieces
         pieceOffsets = offs
         isSpecial = spec.attributes.map { $0 == .control || $0 == .unknown }
@@ -244,10 +268,7 @@ public final class Tokenizer: Sendable {
         return pieceBytes[Int(pieceOffsets[Int(id)])..<Int(pieceOffsets[Int(id) + 1])]
     }
 
-    func isByteToken(_ id: Int32) -> Bool {
-        if case .sentencePiece = kind { return attributes[Int(id)] == .byte || (byteFallback && Tokenizer.byteTokenValue(table.textBytes(Int(id))) != nil) }
-        return false
-    }
+    func isByteToken(_ id: Int32) -> Bool { isBytePiece[Int(id)] }
 
     // MARK: - Encoding
 
@@ -273,7 +294,7 @@ public final class Tokenizer: Sendable {
                         encodeByteLevel(slice, pre: pre, addPrefixSpace: addPrefixSpace, cache: &cache, into: &out)
                     case .sentencePiece(let prefix, let split):
                         let addPrefix = prefix == .always || (prefix == .first && a == 0)
-                        encodeSentencePiece(slice, addPrefix: addPrefix, splitOnSpace: split, into: &out)
+                        encodeSentencePiece(slice, addPrefix: addPrefix, splitOnSpace: split, cache: &cache, into: &out)
                     }
                 }
             }
@@ -314,26 +335,40 @@ public final class Tokenizer: Sendable {
     }
 
     private func encodeSentencePiece(_ seg: UnsafeBufferPointer<UInt8>, addPrefix: Bool, splitOnSpace: Bool,
-                                     into out: inout [Int32]) {
+                                     cache: inout [ArraySlice<UInt8>: [Int32]], into out: inout [Int32]) {
         guard !seg.isEmpty else { return }
         var norm: [UInt8] = []
         norm.reserveCapacity(seg.count + 8)
         if addPrefix { norm.append(contentsOf: [0xE2, 0x96, 0x81]) }
         for b in seg { if b == 0x20 { norm.append(contentsOf: [0xE2, 0x96, 0x81]) } else { norm.append(b) } }
-        norm.withUnsafeBufferPointer { nb in
-            let text = ScalarText(nb)
-            var symbols: [Int32] = []
-            symbols.reserveCapacity(text.count)
-            var lastWasUnk = false
-            func flush() {
-                applyMerges(&symbols, merges)
-                out.append(contentsOf: symbols)
-                symbols.removeAll(keepingCapacity: true)
-                lastWasUnk = false
+        let text = norm.withUnsafeBufferPointer { ScalarText($0) }
+        // Word boundaries: before every ▁ (Metaspace split), or, when no token has a ▁ after another
+        // character (so no merge can cross it), before a ▁ that follows a non-▁ character.
+        var start = 0
+        func word(_ a: Int, _ b: Int) {
+            guard b > a else { return }
+            let key = norm[text.byteOffsets[a]..<text.byteOffsets[b]]
+            if let hit = cache[key] { out.append(contentsOf: hit); return }
+            let ids = sentencePieceWord(text, a, b, norm)
+            if cache.count < 50_000 { cache[key] = ids }
+            out.append(contentsOf: ids)
+        }
+        if splitOnSpace || spmWordSplit {
+            for i in 1..<max(1, text.count) where text.values[i] == 0x2581 && (splitOnSpace || text.values[i - 1] != 0x2581) {
+                word(start, i)
+                start = i
             }
-            for i in 0..<text.count {
+        }
+        word(start, text.count)
+    }
+
+    private func sentencePieceWord(_ text: ScalarText, _ a: Int, _ b: Int, _ norm: [UInt8]) -> [Int32] {
+        norm.withUnsafeBufferPointer { nb in
+            var symbols: [Int32] = []
+            symbols.reserveCapacity(b - a)
+            var lastWasUnk = false
+            for i in a..<b {
                 let s = text.byteOffsets[i], e = text.byteOffsets[i + 1]
-                if splitOnSpace && i > 0 && text.values[i] == 0x2581 { flush() }
                 if let id = table.lookup(UnsafeBufferPointer(rebasing: nb[s..<e])) {
                     symbols.append(id); lastWasUnk = false; continue
                 }
@@ -347,7 +382,8 @@ public final class Tokenizer: Sendable {
                     lastWasUnk = true
                 }
             }
-            flush()
+            applyMerges(&symbols, merges)
+            return symbols
         }
     }
 

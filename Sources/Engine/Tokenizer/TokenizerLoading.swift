@@ -199,10 +199,11 @@ extension Tokenizer {
         spec.ignoreMerges = model["ignore_merges"]?.bool ?? false
         spec.byteFallback = model["byte_fallback"]?.bool ?? false
         spec.fuseUnk = model["fuse_unk"]?.bool ?? false
-        func idOf(_ s: String?) -> Int32? { s.flatMap { t in spec.tokens.firstIndex(of: t).map(Int32.init) } }
-        if let u = model["unk_token"]?.string, let uid = TokenTable(tokens: [u]).count > 0 ? tokens.firstIndex(where: { $0.utf8.elementsEqual(u.utf8) }) : nil {
-            spec.unkID = Int32(uid)
-            spec.attributes[uid] = .unknown
+        // Exact (byte-wise) text → id; String == would match canonically equivalent tokens.
+        let exact: (String) -> Int32? = { t in tokens.firstIndex(where: { $0.utf8.elementsEqual(t.utf8) }).map(Int32.init) }
+        if let u = model["unk_token"]?.string, let uid = exact(u) {
+            spec.unkID = uid
+            spec.attributes[Int(uid)] = .unknown
         }
         for d in flatten(root["decoder"], "decoders") {
             if d["type"]?.string == "Strip", d["content"]?.string == " ", (d["start"]?.int ?? 0) >= 1 { spec.stripLeadingSpaceOnDecode = true }
@@ -216,13 +217,12 @@ extension Tokenizer {
                 if piece["Sequence"] != nil { break }
                 if let name = piece["SpecialToken"]?["id"]?.string {
                     let tid = pp["special_tokens"]?[name]?["ids"]?.array?.first?.int
-                    templateBOS = tid.map(Int32.init) ?? idOf(name)
+                    templateBOS = tid.map(Int32.init) ?? exact(name)
                     break
                 }
             }
         }
         func tokenString(_ j: JSON?) -> String? { j?.string ?? j?["content"]?.string }
-        let exact: (String) -> Int32? = { t in tokens.firstIndex(where: { $0.utf8.elementsEqual(t.utf8) }).map(Int32.init) }
         let cfgBOS = tokenString(config?["bos_token"]).flatMap(exact)
         spec.bosID = cfgBOS ?? templateBOS
         if let add = config?["add_bos_token"]?.bool { spec.addBOS = add } else { spec.addBOS = templateBOS != nil }
