@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CKernels
+import SiriusEngine
+
+/// Guards the process-wide kernel selection (`ck_force_scalar`). Tests that compare two runs for exact
+/// equality hold it shared; the test that switches to the scalar kernels holds it exclusively, so no
+/// exact comparison ever straddles a switch. (Swift Testing runs tests in parallel.)
+public final class KernelSelection: @unchecked Sendable {
+    public static let shared = KernelSelection()
+    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
+
+    private init() {
+        lock = .allocate(capacity: 1)
+        pthread_rwlock_init(lock, nil)
+    }
+
+    /// Runs `body` while nobody changes the kernel selection.
+    public func stable<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return try body()
+    }
+
+    /// Runs `body` with the portable scalar kernels forced on (or off), restoring the default after.
+    public func with<T>(scalar: Bool, _ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_wrlock(lock)
+        defer {
+            ck_force_scalar(0)
+            pthread_rwlock_unlock(lock)
+        }
+        ck_force_scalar(scalar ? 1 : 0)
+        return try body()
+    }
+}
+
+/// Comparison helpers for logits.
+public enum Compare {
+    public static func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
+        precondition(a.count == b.count, "\(a.count) vs \(b.count) values")
+        var m: Float = 0
+        for i in a.indices {
+            let d = abs(a[i] - b[i])
+            if d.isNaN { return .infinity }
+            m = max(m, d)
+        }
+        return m
+    }
+    public static func maxAbs(_ a: [Float]) -> Float { a.reduce(0) { max($0, abs($1)) } }
+
+    /// Largest difference relative to the larger of 1 and the reference's largest magnitude.
+    public static func relDiff(_ a: [Float], _ ref: [Float]) -> Float {
+        maxAbsDiff(a, ref) / max(1, maxAbs(ref))
+    }
+
+    public static func argmax(_ a: [Float]) -> Int { a.indices.max { a[$0] < a[$1] || (a[$0] == a[$1] && $0 > $1) }! }
+
+    /// Bitwise equality (NaN equals NaN of the same bits).
+    public static func bitsEqual(_ a: [Float], _ b: [Float]) -> Bool {
+        a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern }
+    }
+}
+
+extension Transformer {
+    /// Logits as arrays: every token's when `all`, otherwise the last token's only.
+    public func logits(_ tokens: [Int32], start: Int, all: Bool = false) -> [[Float]] {
+        let buf = forward(tokens: tokens, start: start, allLogits: all)
+        let v = config.vocabSize
+        return (0..<(buf.count / v)).map { Array(buf[($0 * v)..<(($0 + 1) * v)]) }
+    }
+}
