@@ -122,24 +122,40 @@ public final class GGUFFile: @unchecked Sendable {
         var table: [String: GGUFTensorInfo] = [:]
         var order: [String] = []
         for (name, dims, t, off) in infos {
-            guard let type = GGMLType(rawValue: t), let g = type.blockGeometry else {
+            guard let type = GGMLType(rawValue: t) else {
                 throw ModelLoadError(file: path, problem: "tensor '\(name)' has ggml type \(t), which this engine does not know",
+                                     fix: "use a file quantised to one of \(GGMLType.supportedNames)")
+            }
+            guard let g = type.blockGeometry else {
+                throw ModelLoadError(file: path, problem: "tensor '\(name)' has ggml type \(type) (\(t)), which this engine cannot read",
                                      fix: "use a file quantised to one of \(GGMLType.supportedNames)")
             }
             guard dims[0] % g.elements == 0 else {
                 throw ModelLoadError(file: path, problem: "tensor '\(name)' of type \(type) has rows of \(dims[0]) elements, not a multiple of its block size \(g.elements)",
                                      fix: "the file is corrupt; download it again")
             }
-            let n = dims.reduce(1, *)
-            let bytes = n / g.elements * g.bytes
+            // Element and byte counts of a corrupt table can overflow: check them instead of trapping.
+            var n = 1
+            for d in dims {
+                let (p, o) = n.multipliedReportingOverflow(by: d)
+                guard !o else {
+                    throw ModelLoadError(file: path, problem: "corrupt: tensor '\(name)' has dimensions \(dims), too many elements", fix: "the file is corrupt; download it again")
+                }
+                n = p
+            }
+            let (bytes, o) = (n / g.elements).multipliedReportingOverflow(by: g.bytes)
+            guard !o, bytes <= file.size else {
+                throw ModelLoadError(file: path, problem: "corrupt or truncated: tensor '\(name)' (\(type) \(dims)) needs more bytes than the file's \(file.size)",
+                                     fix: "the file is corrupt or incomplete; download it again")
+            }
             guard off % UInt64(align) == 0 else {
                 throw ModelLoadError(file: path, problem: "tensor '\(name)' offset \(off) is not a multiple of the alignment \(align)", fix: "the file is corrupt; download it again")
             }
-            let abs = dataOffset + Int(off)
-            guard off < UInt64(file.size), abs + bytes <= file.size else {
-                throw ModelLoadError(file: path, problem: "truncated: tensor '\(name)' needs bytes \(abs)..<\(abs + bytes) but the file has \(file.size) bytes",
+            guard off < UInt64(file.size), dataOffset + Int(off) + bytes <= file.size else {
+                throw ModelLoadError(file: path, problem: "truncated: tensor '\(name)' needs \(bytes) bytes at data offset \(off) but the file has \(file.size) bytes",
                                      fix: "the download is incomplete; fetch the file again")
             }
+            let abs = dataOffset + Int(off)
             guard table[name] == nil else {
                 throw ModelLoadError(file: path, problem: "tensor '\(name)' appears twice", fix: "the file is corrupt; regenerate it")
             }

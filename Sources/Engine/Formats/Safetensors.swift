@@ -89,11 +89,20 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
             default:
                 throw ModelLoadError(file: f.path, problem: "tensor '\(name)' has unknown dtype \(dtype)", fix: "convert the checkpoint to F32, F16 or BF16")
             }
-            let count = shape.reduce(1, *)
-            guard offs[0] >= 0, offs[1] >= offs[0], offs[1] - offs[0] == count * width,
-                  dataStart + offs[1] <= f.size else {
+            // Negative or overflowing shapes are corrupt (checked so that they cannot trap).
+            var count = 1
+            for d in shape {
+                let (p, o) = count.multipliedReportingOverflow(by: d)
+                guard d >= 0, !o else {
+                    throw ModelLoadError(file: f.path, problem: "tensor '\(name)' has an invalid shape \(shape)", fix: "the file is corrupt; download it again")
+                }
+                count = p
+            }
+            let (size, o) = count.multipliedReportingOverflow(by: width)
+            guard !o, offs[0] >= 0, offs[1] >= offs[0], offs[1] - offs[0] == size,
+                  offs[1] <= f.size - dataStart else {
                 throw ModelLoadError(file: f.path,
-                                     problem: "tensor '\(name)' (\(dtype) \(shape)) spans bytes \(offs) but needs \(count * width) within a file of \(f.size) bytes",
+                                     problem: "tensor '\(name)' (\(dtype) \(shape)) spans bytes \(offs) but needs \(o ? "more than \(Int.max)" : "\(size)") within a file of \(f.size) bytes",
                                      fix: "the file is truncated or corrupt; download it again")
             }
             out.append(SafetensorsTensor(name: name, dtype: dtype, shape: shape, data: f.base + dataStart + offs[0],

@@ -39,7 +39,8 @@ public enum ModelLoader {
             throw ModelLoadError(file: path, problem: "tensor token_embd.weight is missing", fix: "the file is incomplete; regenerate it")
         }
         let vocab = g.metadata["\(arch).vocab_size"]?.intValue ?? (emb.dims.count > 1 ? emb.dims[1] : 0)
-        let headDim = try int("rope.dimension_count", default: hidden / heads)
+        // (heads is checked by validate below; avoid dividing by zero before that.)
+        let headDim = try int("rope.dimension_count", default: heads > 0 ? hidden / heads : 0)
         var scaling: Llama3RopeScaling?
         if g.metadata["\(arch).rope.scaling.type"]?.stringValue == "llama3",
            let factor = g.metadata["\(arch).rope.scaling.factor"]?.doubleValue {
@@ -117,8 +118,14 @@ public enum ModelLoader {
         func bad(_ what: String) -> ModelLoadError {
             ModelLoadError(file: file, problem: "inconsistent model configuration: \(what)", fix: "check the model's metadata / config.json")
         }
-        guard c.hiddenSize > 0, c.layerCount > 0, c.headCount > 0, c.kvHeadCount > 0, c.vocabSize > 0, c.intermediateSize > 0 else {
+        guard c.hiddenSize > 0, c.layerCount > 0, c.headCount > 0, c.kvHeadCount > 0, c.vocabSize > 0, c.intermediateSize > 0, c.headDim > 0 else {
             throw bad("sizes must be positive")
+        }
+        // Far above any real model, low enough that products of sizes cannot overflow.
+        let limit = 1 << 24
+        guard [c.hiddenSize, c.layerCount, c.headCount, c.kvHeadCount, c.vocabSize, c.intermediateSize, c.headDim].allSatisfy({ $0 <= limit }),
+              c.qDim <= limit, c.kvDim <= limit else {
+            throw bad("implausibly large sizes (hidden \(c.hiddenSize), layers \(c.layerCount), heads \(c.headCount)/\(c.kvHeadCount), head dim \(c.headDim), vocab \(c.vocabSize), feed-forward \(c.intermediateSize))")
         }
         guard c.headCount % c.kvHeadCount == 0 else { throw bad("\(c.headCount) heads are not a multiple of \(c.kvHeadCount) KV heads") }
         guard c.headDim % 2 == 0 else { throw bad("head dimension \(c.headDim) is odd") }
@@ -158,7 +165,7 @@ public enum ModelLoader {
         let config = ModelConfig(
             vocabSize: try int("vocab_size"), hiddenSize: hidden, intermediateSize: try int("intermediate_size"),
             layerCount: try int("num_hidden_layers"), headCount: heads,
-            kvHeadCount: j["num_key_value_heads"] as? Int ?? heads, headDim: j["head_dim"] as? Int ?? hidden / heads,
+            kvHeadCount: j["num_key_value_heads"] as? Int ?? heads, headDim: j["head_dim"] as? Int ?? (heads > 0 ? hidden / heads : 0),
             contextLength: j["max_position_embeddings"] as? Int ?? 2048,
             rmsNormEps: Float(j["rms_norm_eps"] as? Double ?? 1e-6),
             ropeTheta: j["rope_theta"] as? Double ?? 10000, ropeScaling: scaling, ropeStyle: .halfSplit, tiedEmbeddings: tied)

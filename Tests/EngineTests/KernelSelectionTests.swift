@@ -1,0 +1,144 @@
+import CKernels
+import Foundation
+import SiriusEngine
+import Testing
+import TestSupport
+
+/// The AVX2/FMA/F16C kernels against the portable scalar ones. `ck_force_scalar` is process-wide, so
+/// this suite is serialized and every switch happens inside `KernelSelection.shared.with(scalar:)`,
+/// which excludes the other suites' exact comparisons (they hold `KernelSelection.shared.stable`).
+/// On a CPU without AVX2 both runs use the scalar kernels and the comparisons hold trivially.
+@Suite("AVX2 and scalar kernels agree", .serialized)
+struct KernelSelectionTests {
+    static let kernelTol: Float = 1e-5
+
+    func run<T>(scalar: Bool, _ body: () throws -> T) rethrows -> T {
+        try KernelSelection.shared.with(scalar: scalar, body)
+    }
+
+    @Test("ck_force_scalar switches ck_has_avx2 off and back")
+    func forceScalarSwitch() {
+        let native = run(scalar: false) { ck_has_avx2() }
+        let forced = run(scalar: true) { ck_has_avx2() }
+        #expect(forced == 0)
+        #expect(run(scalar: false) { ck_has_avx2() } == native)
+        #if arch(x86_64)
+        print("[numerics] this CPU uses the AVX2 kernels: \(native == 1)")
+        #endif
+    }
+
+    func matrix(_ type: GGMLType, rows: Int, cols: Int, seed: UInt64) -> (WeightMatrix, [Float]) {
+        var rng = SeededRandom(seed: seed)
+        let w = (0..<(rows * cols)).map { _ in rng.nextUnit() * 2 - 1 }
+        let bytes = RefQuant.quantize(w, rows: rows, cols: cols, as: type)
+        let buf = WeightBuffer(size: bytes.count)
+        bytes.withUnsafeBytes { buf.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return (WeightMatrix(type: type, rows: rows, cols: cols, data: UnsafeRawPointer(buf.pointer), owner: buf),
+                RefQuant.dequantize(bytes, type: type, count: rows * cols))
+    }
+
+    @Test("mat-vec kernels (exact and fast, all rows and row lists) agree with each other and the reference",
+          arguments: allWeightTypes)
+    func matvecKernels(type: GGMLType) {
+        let rows = 70, cols = type == .q4_K || type == .q6_K ? 512 : 288
+        let (m, deq) = matrix(type, rows: rows, cols: cols, seed: 100 + UInt64(type.rawValue))
+        var rng = SeededRandom(seed: 5)
+        let x = (0..<cols).map { _ in (rng.nextUnit() * 2 - 1) * 2 }
+        let reference = (0..<rows).map { r in Float((0..<cols).reduce(0.0) { $0 + Double(deq[r * cols + $1]) * Double(x[$1]) }) }
+        let list: [Int32] = [69, 0, 5, 5, 33]
+        func products(_ numerics: Numerics) -> (all: [Float], listed: [Float]) {
+            let mm = MatMul(numerics: numerics, threads: 1)
+            var y = [Float](repeating: .nan, count: rows), z = [Float](repeating: .nan, count: list.count)
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { mm.matvec(m, xp.baseAddress!, $0.baseAddress!) }
+                list.withUnsafeBufferPointer { lp in
+                    z.withUnsafeMutableBufferPointer { mm.matvecRows(m, rows: lp.baseAddress!, count: list.count, xp.baseAddress!, $0.baseAddress!) }
+                }
+            }
+            return (y, z)
+        }
+        for numerics in Numerics.allCases {
+            let simd = run(scalar: false) { products(numerics) }
+            let scalar = run(scalar: true) { products(numerics) }
+            #expect(Compare.relDiff(simd.all, scalar.all) <= Self.kernelTol, "\(type) \(numerics): AVX2 vs scalar")
+            // A listed row is computed by the same kernel as in the full product.
+            let listedSIMD = Compare.bitsEqual(simd.listed, list.map { simd.all[Int($0)] })
+            let listedScalar = Compare.bitsEqual(scalar.listed, list.map { scalar.all[Int($0)] })
+            #expect(listedSIMD && listedScalar, "\(type) \(numerics): row-list kernel vs full kernel")
+            if numerics == .exact {
+                #expect(Compare.relDiff(simd.all, reference) <= Self.kernelTol, "\(type) AVX2 vs reference")
+                #expect(Compare.relDiff(scalar.all, reference) <= Self.kernelTol, "\(type) scalar vs reference")
+            }
+        }
+    }
+
+    @Test("activation quantisation (fast numerics) is bit-identical in both kernels, ties and zero blocks included")
+    func quantizeQ8() {
+        var rng = SeededRandom(seed: 12)
+        var x = (0..<256).map { _ in (rng.nextUnit() * 2 - 1) * 5 }
+        for j in 32..<64 { x[j] = 0 }                                  // an all-zero block (d = 0)
+        for j in 64..<96 { x[j] = Float(j - 80) * 0.5 }                // many exact .5 ties after scaling
+        x[64] = 127                                                     // amax 127 → d = 1, ties stay ties
+        func quantize() -> [ck_q8_block] {
+            var out = [ck_q8_block](repeating: ck_q8_block(), count: 8)
+            x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { ck_quantize_q8(xp.baseAddress!, 256, $0.baseAddress!) } }
+            return out
+        }
+        let a = run(scalar: false) { quantize() }, b = run(scalar: true) { quantize() }
+        for i in 0..<8 {
+            let qa = withUnsafeBytes(of: a[i].q) { Array($0) }, qb = withUnsafeBytes(of: b[i].q) { Array($0) }
+            #expect(a[i].d.bitPattern == b[i].d.bitPattern && a[i].s.bitPattern == b[i].s.bitPattern && qa == qb, "block \(i)")
+        }
+        // Model: d = amax/127, q = round-half-even(x/d), s = d·Σq.
+        for i in 0..<8 {
+            let xb = Array(x[(32 * i)..<(32 * i + 32)])
+            let d = xb.map(abs).max()! / 127, id: Float = d != 0 ? 1 / d : 0
+            let q = xb.map { Int8(($0 * id).rounded(.toNearestOrEven)) }
+            let qa = withUnsafeBytes(of: a[i].q) { $0.map { Int8(bitPattern: $0) } }
+            #expect(a[i].d == d && qa == q && a[i].s == d * Float(q.reduce(0) { $0 + Int($1) }), "block \(i) vs model")
+        }
+    }
+
+    @Test("ck_dot and ck_axpy agree across kernels for every length 0…70")
+    func dotAndAxpy() {
+        var rng = SeededRandom(seed: 3)
+        let a = (0..<70).map { _ in rng.nextUnit() - 0.5 }, b = (0..<70).map { _ in rng.nextUnit() - 0.5 }
+        for n in 0...70 {
+            let ref = (0..<n).reduce(0.0) { $0 + Double(a[$1]) * Double(b[$1]) }
+            for scalar in [false, true] {
+                let (d, y) = run(scalar: scalar) { () -> (Float, [Float]) in
+                    var y = b
+                    let d = ck_dot(a, b, Int64(n))
+                    ck_axpy(0.75, a, &y, Int64(n))
+                    return (d, y)
+                }
+                #expect(abs(Double(d) - ref) <= 1e-5, "dot n=\(n) scalar=\(scalar)")
+                let expectY = (0..<70).map { $0 < n ? b[$0] + 0.75 * a[$0] : b[$0] }
+                #expect(Compare.maxAbsDiff(y, expectY) <= 1e-6, "axpy n=\(n) scalar=\(scalar)")
+            }
+        }
+    }
+
+    @Test("Transformer logits with the scalar kernels equal the AVX2 ones", arguments: allWeightTypes)
+    func transformerScalarVsSIMD(type: GGMLType) throws {
+        let tiny = TinyLlama(tinySpec(for: type, tied: type == .q8_0, seed: 61))
+        let (model, ref) = try tiny.loadGGUF(TinyWeightTypes(type))
+        let tokens = TinyLlama.tokens(8, vocab: tiny.spec.vocab, seed: 2)
+        let expected = ref.logits(tokens)
+        for numerics in Numerics.allCases {
+            func logits() -> (prefill: [[Float]], decode: [[Float]]) {
+                let p = Transformer(model: model, capacity: 16, numerics: numerics, threads: 2)
+                let d = Transformer(model: model, capacity: 16, numerics: numerics, threads: 2)
+                return (p.logits(tokens, start: 0, all: true), tokens.enumerated().map { d.logits([$1], start: $0)[0] })
+            }
+            let simd = run(scalar: false) { logits() }, scalar = run(scalar: true) { logits() }
+            for i in tokens.indices {
+                #expect(Compare.relDiff(simd.prefill[i], scalar.prefill[i]) <= Tol.exact, "\(type) \(numerics) prefill \(i)")
+                #expect(Compare.relDiff(simd.decode[i], scalar.decode[i]) <= Tol.exact, "\(type) \(numerics) decode \(i)")
+                if numerics == .exact {
+                    #expect(Compare.relDiff(scalar.decode[i], expected[i]) <= Tol.exact, "\(type) scalar decode vs reference \(i)")
+                }
+            }
+        }
+    }
+}
