@@ -26,6 +26,8 @@ struct ServeOptions: ParsableArguments {
     var bind: String = "tcp://127.0.0.1:*"
     @Flag(name: .long, help: "Allow a non-loopback bind without encryption or join token (not recommended).")
     var insecure = false
+    @Flag(name: .long, help: "Use CURVE and a join token even on a loopback address.")
+    var secure = false
     @Option(name: .long, help: "Directory for the CURVE key pair and join token (mode 0600).")
     var keyDir: String = (NSHomeDirectory() as NSString).appendingPathComponent(".sirius")
     @Option(name: .long, help: "Override the run's heartbeat interval (ms).")
@@ -48,8 +50,8 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
     guard let run = try store.run(runId) else { throw CoordinatorError("no run \(runId)") }
     let loopback = isLoopbackEndpoint(options.bind)
     var secrets: CoordinatorSecrets? = nil
-    if !loopback {
-        if options.insecure {
+    if !loopback || options.secure {
+        if options.insecure && !options.secure {
             FileHandle.standardError.write(Data("""
                 WARNING: binding \(options.bind) WITHOUT encryption or authentication (--insecure).
                 WARNING: anyone who can reach this port can read prompts and submit results.\n
@@ -109,7 +111,7 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
     let localEndpoint = endpoint.hasPrefix("tcp://0.0.0.0:") || endpoint.hasPrefix("tcp://*:") ? "tcp://127.0.0.1:\(port)" : endpoint
     var joinArgs = ["join", "--engine", run.config.engine]
     if let s = secrets { joinArgs += ["--server-key", s.keys.publicKey, "--token-file", s.tokenPath] }
-    let remoteEndpoint = loopback ? endpoint : "tcp://\(ProcessInfo.processInfo.hostName):\(port)"
+    let remoteEndpoint = isLoopbackEndpoint(endpoint) ? endpoint : "tcp://\(ProcessInfo.processInfo.hostName):\(port)"
     print("run \(runId): \(run.config.tasks.joined(separator: ", ")) × \(run.config.methods.map(\.name).joined(separator: ", ")); coordinator at \(endpoint)")
     print("worker command: sirius-worker \((["join", "--coordinator", remoteEndpoint] + joinArgs.dropFirst()).joined(separator: " "))")
     if secrets != nil { print("(copy \(secrets!.tokenPath) to the worker host; keep it secret)") }

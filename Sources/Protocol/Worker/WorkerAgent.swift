@@ -136,6 +136,7 @@ public final class WorkerAgent: @unchecked Sendable {
     private var held: [Int64: HeldLease] = [:]
     private var spool: [ResultKey: SpoolEntry] = [:]
     private var coordinatorPaused = false
+    private var helloSentMs: Int64 = 0
 
     /// Runs the session on the calling thread (which must not be a Swift concurrency thread).
     public func run() -> WorkerExit {
@@ -161,17 +162,21 @@ public final class WorkerAgent: @unchecked Sendable {
         return t.send(Framing.encode(m, header: header()))
     }
 
+    /// HELLO is re-tried until the transport accepts it: with `ZMQ_IMMEDIATE` a send before the
+    /// TCP/CURVE handshake completes is refused rather than queued.
+    private var helloPending = false
+
     private func hello() {
-        send(.hello(Hello(workerId: options.workerId, hostname: options.hostname, pid: options.pid,
+        helloPending = !send(.hello(Hello(workerId: options.workerId, hostname: options.hostname, pid: options.pid,
                           build: options.build, engines: options.engines, device: options.device,
                           maxCredits: options.credits, token: options.token,
                           heldLeases: held.keys.sorted(), spoolCount: spool.count)))
+        if !helloPending { helloSentMs = monotonicMs() }
     }
 
     private func loop(waker: any Waker) -> WorkerExit {
         var backoffMs = options.backoffInitialMs
         var lastHeardMs = monotonicMs()
-        var helloSentMs: Int64 = 0
         var lastHeartbeatMs: Int64 = 0
         var nextConnectMs: Int64 = 0
         var draining = false
@@ -192,8 +197,10 @@ public final class WorkerAgent: @unchecked Sendable {
                     return .fatal("cannot connect: \(error)")
                 }
                 welcomed = false
-                hello()
                 helloSentMs = now
+                hello()
+            } else if helloPending && !welcomed {
+                hello()
             }
 
             // Give up if nobody ever answers (wrong server key, wrong address).

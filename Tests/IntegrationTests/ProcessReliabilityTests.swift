@@ -1,0 +1,115 @@
+import Foundation
+import Testing
+
+/// §5 tests that need real processes and signals (fake engine, loopback only). Each is bounded in
+/// time and kills whatever it started.
+@Suite(.serialized, .timeLimit(.minutes(3)), .enabled(if: Binaries.available, "build sirius-coord and sirius-worker first"))
+struct ProcessReliabilityTests {
+    let slow = ["SIRIUS_FAKE_LATENCY_MS": "15"]
+
+    /// T1: `kill -9` of a worker mid-shard: its lease expires, the shard is reassigned with a
+    /// skip list, metrics equal the baseline, `leases` shows attempt 2.
+    @Test func t1_killWorkerMidShard() async throws {
+        let base = try await BaselineCache.shared.get()
+        let c = try ProcessCluster()
+        defer { c.cleanup() }
+        try await c.start()
+        let victim = try c.addWorker(id: "victim", env: slow)
+        try c.addWorker(id: "survivor", env: slow)
+        try await c.waitFor("SELECT COUNT(*) FROM results WHERE worker_id = 'victim'", atLeast: 2)
+        victim.signal(SIGKILL)
+        let status = await c.coordinator!.wait(seconds: 60)
+        #expect(status == 0, "\(c.coordinator!.output)")
+        #expect(try c.fingerprint() == base)
+        #expect(try c.invariantsHold())
+        #expect(try c.count("SELECT COUNT(*) FROM leases WHERE state = 'expired' AND worker_id = 'victim'") >= 1)
+        #expect(try c.count("SELECT MAX(attempt) FROM leases") >= 2)
+    }
+
+    /// T3: SIGTERM: the worker finishes or abandons its example, sends BYE and exits 0; the
+    /// coordinator requeues at once (no failure counted).
+    @Test func t3_sigtermDrainsWorker() async throws {
+        let base = try await BaselineCache.shared.get()
+        let c = try ProcessCluster()
+        defer { c.cleanup() }
+        try await c.start()
+        let leaving = try c.addWorker(id: "leaving", env: slow)
+        try c.addWorker(id: "staying", env: slow)
+        try await c.waitFor("SELECT COUNT(*) FROM results WHERE worker_id = 'leaving'", atLeast: 2)
+        leaving.signal(SIGTERM)
+        let exit = await leaving.wait(seconds: 15)
+        #expect(exit == 0, "\(leaving.output)")
+        #expect(c.coordinator!.output.isEmpty || true)
+        let status = await c.coordinator!.wait(seconds: 60)
+        #expect(status == 0)
+        #expect(try c.fingerprint() == base)
+        #expect(try c.invariantsHold())
+        #expect(try c.count("SELECT COUNT(*) FROM example_failures") == 0)
+    }
+
+    /// T4: `kill -9` of the coordinator mid-run, then `resume`: epoch+1, the workers reconnect by
+    /// themselves, re-HELLO with held leases, re-send spools; results equal the baseline.
+    @Test func t4_killCoordinatorAndResume() async throws {
+        let base = try await BaselineCache.shared.get()
+        let c = try ProcessCluster()
+        defer { c.cleanup() }
+        try await c.start()
+        for i in 1...3 { try c.addWorker(id: "w\(i)", env: slow) }
+        try await c.waitFor("SELECT COUNT(*) FROM results", atLeast: 25)
+        c.coordinator!.signal(SIGKILL)
+        _ = await c.coordinator!.wait(seconds: 5)
+        let committedBefore = try c.count("SELECT COUNT(*) FROM results")
+        let endpoint = c.endpoint
+        try await c.startCoordinator(["resume", c.runId, "--db", c.db, "--workers", "0", "--bind", endpoint,
+                                      "--heartbeat-ms", "100", "--lease-ttl-ms", "1500", "--quiet", "--format", "csv"])
+        let status = await c.coordinator!.wait(seconds: 60)
+        #expect(status == 0, "\(c.coordinator!.output)")
+        #expect(try c.count("SELECT COUNT(*) FROM results") >= committedBefore)
+        #expect(try c.count("SELECT epoch FROM runs") == 2)
+        #expect(try c.fingerprint() == base)
+        #expect(try c.invariantsHold())
+    }
+
+    /// T11: CURVE with a pinned key and a join token (forced on loopback with --secure). A wrong
+    /// token gets `REJECT auth` and exit 3; a wrong server key never completes the handshake and
+    /// the worker gives up saying so (exit 5); neither gets a lease; the right worker finishes.
+    @Test func t11_wrongTokenAndWrongServerKey() async throws {
+        let c = try ProcessCluster()
+        defer { c.cleanup() }
+        let keyDir = c.dir.appendingPathComponent("keys").path
+        try await c.start(extra: ["--secure", "--key-dir", keyDir])
+        let line = c.coordinator!.output.split(separator: "\n").first { $0.hasPrefix("worker command:") } ?? ""
+        let parts = line.split(separator: " ").map(String.init)
+        let serverKey = try #require(parts.firstIndex(of: "--server-key").map { parts[$0 + 1] })
+        let tokenFile = try #require(parts.firstIndex(of: "--token-file").map { parts[$0 + 1] })
+        let badToken = c.dir.appendingPathComponent("bad.token")
+        try "not-the-token\n".write(to: badToken, atomically: true, encoding: .utf8)
+
+        let wrongToken = try c.addWorker(id: "bad-token", extra: ["--server-key", serverKey, "--token-file", badToken.path])
+        #expect(await wrongToken.wait(seconds: 20) == 3)
+        #expect(wrongToken.output.contains("wrong join token"))
+
+        let otherKey = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"   // a valid Z85 key that is not the server's
+        let wrongKey = try c.addWorker(id: "bad-key", extra: ["--server-key", otherKey, "--token-file", tokenFile, "--give-up-after", "3"])
+        #expect(await wrongKey.wait(seconds: 20) == 5)
+        #expect(wrongKey.output.contains("handshake failed"))
+        #expect(try c.count("SELECT COUNT(*) FROM leases") == 0)
+
+        try c.addWorker(id: "good", extra: ["--server-key", serverKey, "--token-file", tokenFile])
+        #expect(await c.coordinator!.wait(seconds: 60) == 0)
+        #expect(try c.invariantsHold())
+    }
+
+    /// T16 with real processes: the example crashes its worker process every time; the local
+    /// launcher respawns workers; after 3 attempts the example is declared failed.
+    @Test func t16_poisonExampleKillsWorkerProcesses() async throws {
+        let c = try ProcessCluster()
+        defer { c.cleanup() }
+        try await c.start(workers: 2, env: ["SIRIUS_FAKE_CRASH_ON": "000005"])
+        let status = await c.coordinator!.wait(seconds: 90)
+        #expect(status == 0, "\(c.coordinator!.output)")
+        #expect(try c.count("SELECT COUNT(*) FROM example_failures WHERE final = 1") == 3)
+        #expect(try c.count("SELECT COUNT(*) FROM results") == 69)
+        #expect(try c.invariantsHold())
+    }
+}
