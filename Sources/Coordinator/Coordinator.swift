@@ -358,8 +358,9 @@ final class Coordinator {
     private func flush(_ transport: any ServerTransport) {
         guard !batch.isEmpty, !paused else { return }
         let scored = batch.map { p -> Store.Scored in
-            let ref = examples[p.message.key.task]?[p.message.key.exampleId]?.reference ?? ""
-            let (extracted, correct) = provider.score(task: p.message.key.task, output: p.message.outcome.text, reference: ref)
+            let ex = examples[p.message.key.task]?[p.message.key.exampleId]
+            let (extracted, correct) = provider.score(task: p.message.key.task, output: p.message.outcome.text,
+                                                      reference: ex?.reference ?? "", exampleJSON: ex?.exampleJSON)
             let lease = leases[p.message.leaseId]
             return Store.Scored(message: p.message, workerId: p.workerId, extracted: extracted, correct: correct,
                                 late: lease == nil || lease?.workerId != p.workerId)
@@ -474,7 +475,9 @@ final class Coordinator {
                 let e = examples[k.task]![k.exampleId]!
                 return ExampleRequest(task: k.task, exampleId: k.exampleId, prompt: e.prompt, stop: e.stop,
                                       maxNewTokens: e.maxNewTokens ?? config.maxNewTokens, method: methods[k.method]!,
-                                      seed: exampleSeed(runSeed: config.runSeed, task: k.task, exampleId: k.exampleId))
+                                      seed: exampleSeed(runSeed: config.runSeed, task: k.task, exampleId: k.exampleId),
+                                      promptSegments: e.promptSegments, addBOS: e.addBOS, chat: e.chat,
+                                      maxTotalTokens: e.maxTotalTokens)
             }
             send(.assign(Assign(leaseId: leaseId, shardId: shardId, attempt: attempt, expiresInMs: leaseTtlMs,
                                 engine: config.engine, model: config.model, configHash: config.configHash,

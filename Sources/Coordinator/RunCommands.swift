@@ -36,6 +36,8 @@ struct ServeOptions: ParsableArguments {
     var leaseTtlMs: Int?
     @Option(name: .long, help: "Engine threads per local worker (passed to `sirius-worker join --threads`).")
     var threads: Int?
+    @Option(name: .long, help: "Leases each local worker holds at once (passed to `sirius-worker join --credits`).")
+    var credits: Int?
     @Flag(name: .long, help: "No live progress.")
     var quiet = false
     @Flag(name: .long, help: "synchronous=FULL: an ACK survives power loss, not only a crash.")
@@ -121,12 +123,15 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
     if options.workers > 0 {
         var args = ["join", "--coordinator", localEndpoint] + joinArgs.dropFirst()
         if let t = options.threads { args += ["--threads", String(t)] }
+        if let c = options.credits { args += ["--credits", String(c)] }
         let l = WorkerLauncher(executable: WorkerLauncher.defaultWorkerPath(), arguments: args,
                                respawnBudget: options.workers * 4 + 8, log: log)
         do { try l.launch(count: options.workers) } catch { stop.withLock { $0 = true }; throw error }
         launcher = l
     }
+    let servedFromUs = monotonicUs()
     let (outcome, stats) = try outcomeBox.pop(timeoutMs: -1)!.get()
+    let servedS = Double(monotonicUs() - servedFromUs) / 1e6
     launcher?.stopAll()
     switch outcome {
     case .completed:
@@ -138,7 +143,9 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
         print("run \(runId) interrupted; continue with `sirius-coord resume \(runId)`")
     }
     let (acks, results) = stats.read { ($0.ackLatencyUs, $0.resultsReceived) }
-    log("\(results) results received, \(stats.read { $0.committed }) committed, \(stats.read { $0.duplicates }) duplicates, \(stats.malformed.total) malformed dropped; ACK latency p50 \(percentile(acks, 0.5)) µs, p99 \(percentile(acks, 0.99)) µs")
+    let committedCount = stats.read { $0.committed }
+    log(String(format: "served %.2f s: %.1f results committed/s", servedS, Double(committedCount) / max(servedS, 1e-9)))
+    log("\(results) results received, \(committedCount) committed, \(stats.read { $0.duplicates }) duplicates, \(stats.malformed.total) malformed dropped; ACK latency p50 \(percentile(acks, 0.5)) µs, p99 \(percentile(acks, 0.99)) µs")
     return outcome
 }
 
@@ -227,7 +234,7 @@ struct StartCommand: ParsableCommand {
         guard Set(config.methods.map(\.name)).count == config.methods.count else { throw ValidationError("method names must be unique") }
         let db = try store.open(durable: serveOptions.durable)
         let provider = DefaultProvider()
-        let loaded = try config.tasks.map { try provider.load(task: $0, limit: config.limit) }
+        let loaded = try config.tasks.map { try provider.load(task: $0, limit: config.limit, runSeed: config.runSeed) }
         let id = runId ?? "run-\(ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: ""))-\(UUID().uuidString.prefix(4).lowercased())"
         if try db.run(id) != nil { throw ValidationError("run \(id) already exists in \(store.db); use `sirius-coord resume \(id)`") }
         try db.createRun(id: id, config: config, tasks: loaded)

@@ -40,7 +40,8 @@ final class Store: Sendable {
             CREATE TABLE examples (
               run_id TEXT NOT NULL, task TEXT NOT NULL, example_id TEXT NOT NULL, ord INTEGER NOT NULL,
               prompt TEXT NOT NULL, reference TEXT NOT NULL, stop_json TEXT NOT NULL, max_new_tokens INTEGER,
-              prompt_hash TEXT NOT NULL,
+              prompt_hash TEXT NOT NULL, segments_json TEXT, add_bos INTEGER, chat INTEGER, max_total_tokens INTEGER,
+              example_json TEXT,
               PRIMARY KEY (run_id, task, example_id), UNIQUE (run_id, task, ord),
               FOREIGN KEY (run_id, task) REFERENCES tasks
             );
@@ -127,10 +128,12 @@ final class Store: Sendable {
                 try db.execute(sql: "INSERT INTO tasks VALUES (?, ?, ?, ?, ?)",
                                arguments: [id, task.name, task.datasetRev, task.examples.count, digest.hex])
                 for (ord, e) in task.examples.enumerated() {
-                    try db.execute(sql: "INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", arguments: [
+                    try db.execute(sql: "INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", arguments: [
                         id, task.name, e.id, ord, e.prompt, e.reference,
                         String(decoding: try enc.encode(e.stop), as: UTF8.self), e.maxNewTokens,
-                        StableHasher.hash(e.prompt).description])
+                        StableHasher.hash(e.prompt).description,
+                        try e.promptSegments.map { String(decoding: try enc.encode($0), as: UTF8.self) },
+                        e.addBOS.map { $0 ? 1 : 0 }, e.chat.map { $0 ? 1 : 0 }, e.maxTotalTokens, e.exampleJSON])
                 }
                 var first = 0
                 while first < task.examples.count {
@@ -191,6 +194,11 @@ final class Store: Sendable {
         var reference: String
         var stop: [String]
         var maxNewTokens: Int?
+        var promptSegments: [String]?
+        var addBOS: Bool?
+        var chat: Bool?
+        var maxTotalTokens: Int?
+        var exampleJSON: String?
     }
 
     struct ShardRow: Sendable {
@@ -216,10 +224,15 @@ final class Store: Sendable {
         try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM examples WHERE run_id = ? ORDER BY task, ord", arguments: [id]).map { r in
                 let stop: String = r["stop_json"]
+                let segments: String? = r["segments_json"]
+                let bos: Int? = r["add_bos"], chat: Int? = r["chat"]
                 return ExampleRow(task: r["task"], id: r["example_id"], ord: r["ord"], prompt: r["prompt"],
                                   reference: r["reference"],
                                   stop: (try? JSONDecoder().decode([String].self, from: Data(stop.utf8))) ?? [],
-                                  maxNewTokens: r["max_new_tokens"])
+                                  maxNewTokens: r["max_new_tokens"],
+                                  promptSegments: segments.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) },
+                                  addBOS: bos.map { $0 != 0 }, chat: chat.map { $0 != 0 },
+                                  maxTotalTokens: r["max_total_tokens"], exampleJSON: r["example_json"])
             }
         }
     }

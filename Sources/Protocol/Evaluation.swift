@@ -53,11 +53,24 @@ public struct ExampleRequest: Codable, Sendable, Equatable {
     public var method: MethodSpec
     /// Per-example seed, `exampleSeed(runSeed:task:exampleId:)`; greedy decoding ignores it.
     public var seed: UInt64
+    /// The prompt as the parts the reference runs tokenized separately and concatenated as token
+    /// ids (`prompt` is their concatenation); nil = tokenize `prompt` whole.
+    public var promptSegments: [String]?
+    /// Prepend the tokenizer's BOS before the first segment (nil = false).
+    public var addBOS: Bool?
+    /// Wrap the prompt in the model's chat format (nil = false: raw prompt, as the paper).
+    public var chat: Bool?
+    /// Cap on prompt + generated tokens (bigcode-style limit); the engine generates at most
+    /// `min(maxNewTokens, maxTotalTokens − promptTokens)`. nil = no such cap.
+    public var maxTotalTokens: Int?
 
     public init(task: String, exampleId: String, prompt: String, stop: [String], maxNewTokens: Int,
-                method: MethodSpec, seed: UInt64) {
+                method: MethodSpec, seed: UInt64, promptSegments: [String]? = nil, addBOS: Bool? = nil,
+                chat: Bool? = nil, maxTotalTokens: Int? = nil) {
         self.task = task; self.exampleId = exampleId; self.prompt = prompt; self.stop = stop
         self.maxNewTokens = maxNewTokens; self.method = method; self.seed = seed
+        self.promptSegments = promptSegments; self.addBOS = addBOS; self.chat = chat
+        self.maxTotalTokens = maxTotalTokens
     }
 
     public var key: ResultKey { ResultKey(task: task, exampleId: exampleId, method: method.name) }

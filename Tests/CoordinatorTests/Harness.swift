@@ -29,7 +29,7 @@ final class TestRun: @unchecked Sendable {
         self.runId = runId
         self.config = config
         let provider = SyntheticProvider()
-        try store.createRun(id: runId, config: config, tasks: config.tasks.map { try provider.load(task: $0, limit: config.limit) })
+        try store.createRun(id: runId, config: config, tasks: config.tasks.map { try provider.load(task: $0, limit: config.limit, runSeed: config.runSeed) })
     }
 
     deinit { try? FileManager.default.removeItem(at: dir) }
