@@ -479,6 +479,20 @@ static void quantize_q8_avx2(const float *x, int64_t n, ck_q8_block *out) {
     }
 }
 
+static void acc_q8_0_avx2(const uint8_t *row, int64_t n, float c, float *y) {
+    for (int64_t b = 0; b < n / 32; b++) {
+        const uint8_t *blk = row + b * 34;
+        __m256 s = _mm256_set1_ps(c * rd_f16(blk));
+        __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+        float *yb = y + b * 32;
+        _mm256_storeu_ps(yb, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)), _mm256_loadu_ps(yb)));
+        _mm256_storeu_ps(yb + 8, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), _mm256_loadu_ps(yb + 8)));
+        _mm256_storeu_ps(yb + 16, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)), _mm256_loadu_ps(yb + 16)));
+        _mm256_storeu_ps(yb + 24, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))), _mm256_loadu_ps(yb + 24)));
+    }
+}
+
 #pragma clang attribute pop
 #endif
 
@@ -567,4 +581,42 @@ void ck_axpy(float a, const float *x, float *y, int64_t n) {
     if (ck_has_avx2()) { axpy_avx2(a, x, y, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void ck_quantize_row_q8_0(const float *x, int64_t n, void *dst) {
+    uint8_t *o = (uint8_t *)dst;
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) { float a = fabsf(xb[j]); if (a > amax) amax = a; }
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint16_t h = ck_f32_to_f16(d);
+        memcpy(o + b * 34, &h, 2);
+        int8_t *q = (int8_t *)(o + b * 34 + 2);
+        for (int j = 0; j < 32; j++) q[j] = (int8_t)nearbyintf(xb[j] * id);
+    }
+}
+
+void ck_accumulate_rows(int type, const void *w, size_t row_bytes, int64_t n, const float *coef,
+                        const int32_t *rows, int64_t count, float *y) {
+    const uint8_t *p = (const uint8_t *)w;
+    int avx = ck_has_avx2();
+    float buf[4096];
+    for (int64_t i = 0; i < count; i++) {
+        float c = coef[i];
+        if (c == 0.0f) continue;
+        const uint8_t *row = p + (size_t)(rows ? rows[i] : i) * row_bytes;
+#if CK_X86
+        if (avx && type == CK_Q8_0) { acc_q8_0_avx2(row, n, c, y); continue; }
+        if (avx && type == CK_F32) { axpy_avx2(c, (const float *)row, y, n); continue; }
+#endif
+        for (int64_t j0 = 0; j0 < n; j0 += 4096) {
+            int64_t m = n - j0 < 4096 ? n - j0 : 4096;
+            int64_t be = block_elems(type);
+            ck_dequantize(type, row + (size_t)(j0 / be) * block_bytes(type), buf, m);
+            for (int64_t j = 0; j < m; j++) y[j0 + j] += c * buf[j];
+        }
+    }
+    (void)avx;
 }

@@ -56,6 +56,14 @@ void ck_matvec_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *
 void ck_matvec_q8_rows(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, const float *x,
                        float *y, int64_t n, const int32_t *rows, int64_t count);
 
+/// Quantise `n` floats (a multiple of 32) into ggml Q8_0 blocks (fp16 scale + 32 int8) at `dst`.
+void ck_quantize_row_q8_0(const float *x, int64_t n, void *dst);
+
+/// Neuron-major accumulate: y[0..<n] += Σ_i coef[i] · dequant(w_{rows[i]}) for `count` rows of `n`
+/// elements (`rows == NULL` means rows 0..<count). The sparse down projection over active neurons.
+void ck_accumulate_rows(int type, const void *w, size_t row_bytes, int64_t n, const float *coef,
+                        const int32_t *rows, int64_t count, float *y);
+
 /// Float helpers for attention and norms.
 float ck_dot(const float *a, const float *b, int64_t n);
 /// y += a * x

@@ -25,19 +25,29 @@ public struct GenerationError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
-/// Plain autoregressive decoding with the full model: prefill, then one token per step.
+/// Plain autoregressive decoding: dense prefill, then one token per step with the full model, or with
+/// a sparse MLP (the Griffin / CATS baselines without correction).
 public enum PlainDecoder {
     /// Generates from `promptIDs` on `transformer` (its cache is reset first).
     /// `onText` receives committed text as it becomes visible.
     public static func generate(_ t: Transformer, promptIDs: [Int32], committed: CommittedText,
-                                sampling: SamplingParams, onText: ((String) -> Void)? = nil) throws -> GenerationResult {
+                                sampling: SamplingParams, sparse: SparseMLP? = nil,
+                                onText: ((String) -> Void)? = nil) throws -> GenerationResult {
         try checkFits(promptIDs.count, committed.maxNewTokens, t)
         t.cache.reset()
         var sampler = Sampler(params: sampling)
         var timings = GenerationTimings()
         let clock = ContinuousClock()
         let s0 = clock.now
+        // The prefill is always dense (sirius-method.md §2); a sparse MLP takes over after it.
+        t.mlpOverride = nil
+        sparse?.beginPrompt()
         var logits = t.forward(tokens: promptIDs, start: 0)
+        if let sparse {
+            sparse.freeze()
+            t.mlpOverride = { [unowned sparse] l, x, y, n in sparse.run(layer: l, input: x, output: y, tokens: n) }
+        }
+        defer { t.mlpOverride = nil }
         timings.prefillSeconds = (clock.now - s0).seconds
         var next = sampler.sample(UnsafeBufferPointer(logits))
         var piece = committed.append(next)

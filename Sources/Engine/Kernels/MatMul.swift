@@ -68,6 +68,21 @@ public final class MatMul {
         }
     }
 
+    /// y[i] = W_{rows[i]} · x for the listed rows only (sparse up projection over active neurons).
+    public func matvecRows(_ w: WeightMatrix, rows: UnsafePointer<Int32>, count: Int, _ x: UnsafePointer<Float>,
+                           _ y: UnsafeMutablePointer<Float>) {
+        if numerics == .fast && w.cols % 32 == 0 {
+            let xq = quantize(x, count: w.cols)
+            parallelRows(count) { r0, r1 in
+                ck_matvec_q8_rows(Int32(w.type.rawValue), w.data, w.rowBytes, xq, x, y + r0, Int64(w.cols), rows + r0, Int64(r1 - r0))
+            }
+        } else {
+            parallelRows(count) { r0, r1 in
+                ck_matvec_f32_rows(Int32(w.type.rawValue), w.data, w.rowBytes, x, y + r0, Int64(w.cols), rows + r0, Int64(r1 - r0))
+            }
+        }
+    }
+
     /// Y[T, rows] = X[T, cols] · Wᵀ for `tokens` rows of X (row stride `cols`, output stride `rows`).
     public func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int) {
         if tokens < gemmMinTokens {

@@ -1,11 +1,13 @@
 import CKernels
 import Foundation
 
-/// Which positions a query may attend to, for multi-token passes that are not a plain causal chain
-/// (the Sirius tree verification). `visible(i, j)`: may query `i` of this pass see cache slot `j`?
+/// Which cache slots a query may attend to, for passes that are not a plain causal chain (the Sirius
+/// tree). Slots before `from` are always visible; for `j >= from`, `visible(i, j)` says whether query
+/// `i` of this pass may see slot `j` (causality still applies: never a slot after the query's own).
 public struct AttentionMask {
+    public var from: Int
     public var visible: (Int, Int) -> Bool
-    public init(visible: @escaping (Int, Int) -> Bool) { self.visible = visible }
+    public init(from: Int, visible: @escaping (Int, Int) -> Bool) { self.from = from; self.visible = visible }
 }
 
 /// One model instance's working state: the KV cache and every activation buffer, allocated once.
@@ -127,7 +129,7 @@ public final class Transformer {
                     let g = h / group
                     var maxS = -Float.infinity
                     for j in 0...last {
-                        if let mask, j >= start, !mask.visible(t, j) { scores[j] = -.infinity; continue }
+                        if let mask, j >= mask.from, !mask.visible(t, j) { scores[j] = -.infinity; continue }
                         let s = ck_dot(qh, cache.key(layer: l, position: j) + g * c.headDim, Int64(c.headDim)) * scale
                         scores[j] = s
                         if s > maxS { maxS = s }
