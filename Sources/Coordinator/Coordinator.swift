@@ -124,6 +124,7 @@ final class Coordinator {
     private var seq: UInt64 = 0
     private var batch: [PendingResult] = []
     private var paused = false
+    private var retrying = false
     private var retryAtMs: Int64 = 0
     private var retryBackoffMs: Int64 = 100
     private let sessionId = UUID().uuidString.lowercased()
@@ -409,12 +410,15 @@ final class Coordinator {
 
     private func enterPause(_ transport: any ServerTransport, _ error: any Error) {
         let full = (error as? DatabaseError)?.isDiskFull ?? false
-        if !paused {
+        defer { paused = true }
+        if !paused && !retrying {
             options.log(full ? "disk full at \(store.path): pausing the run; results stay in worker spools until space is freed"
                              : "store error: \(error); pausing the run and retrying")
             paused = true
             stats.setPaused(true)
             retryBackoffMs = 100
+            // Best effort: with the disk full this write may fail too; the log line above stays.
+            tryWrite { try store.setStatus(runId, "paused", note: full ? "disk full at \(store.path)" : "store error: \(error)") }
             for s in sessions.values { send(.pause(Notice(reason: full ? "disk full at coordinator" : "store error")), to: s.peer, transport) }
         }
         retryAtMs = monotonicMs() + retryBackoffMs
@@ -424,7 +428,9 @@ final class Coordinator {
     private func retryPaused(_ transport: any ServerTransport, _ now: Int64) {
         guard now >= retryAtMs else { return }
         paused = false
+        retrying = true
         flush(transport)
+        retrying = false
         if !paused {
             options.log("store writable again: resuming")
             stats.setPaused(false)
