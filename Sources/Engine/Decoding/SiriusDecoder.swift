@@ -67,7 +67,10 @@ public final class SiriusDecoder {
     public let transformer: Transformer
     public let sparse: SparseMLP
     public let params: SiriusParams
-    private var logProbScratch: [Float] = []
+    /// Called after every period's rollback with the number of committed cache positions (the
+    /// prompt plus every committed token except the newest, whose K/V comes with the next pass):
+    /// the cache then holds only dense K/V (tests check that invariant here).
+    public var afterPeriod: ((_ cachedPositions: Int) -> Void)?
 
     public init(transformer: Transformer, sparse: SparseMLP, params: SiriusParams) {
         precondition(params.period >= 2 && params.treeWidth >= 1)
@@ -191,6 +194,7 @@ public final class SiriusDecoder {
             if !committed.isFinished { emit(correction, committed, onText) }
             root = correction
             c += L + 1
+            afterPeriod?(c)
         }
         // The final period is excluded from AAL (§5.1).
         if counters.periods > 0 {
