@@ -78,6 +78,19 @@ struct LoadedModel {
     }
 }
 
+extension LoadedModel {
+    /// Token ids of a prompt given as segments that are tokenized separately and concatenated (the
+    /// reference CSR runs do this), BOS only before the first; `chat` wraps the text in the chat format.
+    func encode(segments: [String], addBOS: Bool?, chat: Bool) throws -> [Int32] {
+        if chat { return try promptIDs(segments.joined(), chat: true) }
+        var ids: [Int32] = []
+        for (i, s) in segments.enumerated() {
+            ids += tokenizer.encode(s, addBOS: i == 0 ? addBOS : false)
+        }
+        return ids
+    }
+}
+
 /// Reads `--x TEXT` or `--x-file FILE`, exactly one of them.
 func textOrFile(_ text: String?, _ file: String?, name: String) throws -> String {
     switch (text, file) {

@@ -12,9 +12,11 @@ struct GenerateCommand: ParsableCommand {
               sirius-worker generate --prompt 'The capital of France is' --max-new-tokens 16
               sirius-worker generate --chat --prompt 'Write a haiku about the sea.' --temperature 0.7 --seed 1
               sirius-worker generate --prompt-file q.txt --stop 'Q:' --json
+              sirius-worker generate --method sirius --sparse griffin --density 0.5 --kernel-size 8 --prompt 'Q: ...' --json
             """)
 
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var methodOptions: MethodOptions
     @Option(help: "The prompt text.") var prompt: String?
     @Option(help: "Read the prompt from this file.") var promptFile: String?
     @Flag(help: "Wrap the prompt as one user message in the model's chat format.") var chat = false
@@ -42,7 +44,8 @@ struct GenerateCommand: ParsableCommand {
         guard ids.count < limit else {
             throw ValidationError("the prompt has \(ids.count) tokens but the model's context is \(limit): shorten the prompt")
         }
-        let capacity = min(limit, context ?? (ids.count + maxNewTokens))
+        let method = try methodOptions.decodingMethod()
+        let capacity = min(limit, context ?? (ids.count + maxNewTokens + methodOptions.extraCapacity(method)))
         guard ids.count < capacity else {
             throw ValidationError("the prompt has \(ids.count) tokens but --context is \(capacity): raise --context (up to \(limit)) or shorten the prompt")
         }
@@ -53,9 +56,11 @@ struct GenerateCommand: ParsableCommand {
         let stream: ((String) -> Void)? = json ? nil : { piece in
             FileHandle.standardOutput.write(Data(piece.utf8))
         }
-        let r = try PlainDecoder.generate(t, promptIDs: ids, committed: committed, sampling: sampling, onText: stream)
+        let outcome = try MethodRunner(transformer: t).generate(method, promptIDs: ids, committed: committed,
+                                                                 sampling: sampling, onText: stream)
+        let r = outcome.generation
         if json {
-            try printJSON([
+            var obj: [String: Any] = [
                 "prompt_ids": r.promptIDs.map(Int.init),
                 "output_ids": r.outputIDs.map(Int.init),
                 "text": r.text,
@@ -69,12 +74,18 @@ struct GenerateCommand: ParsableCommand {
                 ],
                 "numerics": engine.numerics.rawValue,
                 "threads": engine.threads,
-            ])
+                "method": method.name,
+            ]
+            if method != .full { obj["sirius"] = siriusJSON(outcome, method: method) }
+            try printJSON(obj)
         } else {
             print("")
-            printErr(String(format: "[%d prompt tokens, %d new, stop: %@; load %.3f s, prefill %.3f s, decode %.1f tok/s]",
-                            r.promptIDs.count, r.outputIDs.count, r.stopReason.rawValue, loaded.loadSeconds,
-                            r.timings.prefillSeconds, r.timings.decodeTokensPerSecond))
+            var line = String(format: "[%d prompt tokens, %d new, stop: %@; load %.3f s, prefill %.3f s, decode %.1f tok/s",
+                              r.promptIDs.count, r.outputIDs.count, r.stopReason.rawValue, loaded.loadSeconds,
+                              r.timings.prefillSeconds, r.timings.decodeTokensPerSecond)
+            if let d = outcome.modelDensity { line += String(format: "; model density %.3f", d) }
+            if let aal = outcome.counters.aal, case .sirius(_, let p) = method { line += String(format: "; AAL %.2f/%d", aal, p.period) }
+            printErr(line + "]")
         }
     }
 }

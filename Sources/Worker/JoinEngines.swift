@@ -1,4 +1,5 @@
 import Foundation
+import SiriusEngine
 import SiriusProtocol
 
 /// Engines `sirius-worker join --engine NAME` can run. **The real engine plugs in here**: add a
@@ -11,8 +12,12 @@ func joinEngineFactory(name: String, threads: Int?, fakeLatencyMs: Int?) throws 
         if let fakeLatencyMs { config.latencyMs = fakeLatencyMs }
         let c = config
         return { FakeEngine(config: c) }
+    case "sirius":
+        let n = threads ?? 1
+        let numerics = Numerics(rawValue: ProcessInfo.processInfo.environment["SIRIUS_NUMERICS"] ?? "exact") ?? .exact
+        return { SiriusEvaluationEngine(threads: n, numerics: numerics) }
     default:
-        throw JoinError("engine \(name.debugDescription) is not available in this build yet; use --engine fake (the Sirius engine adapter is not wired in)")
+        throw JoinError("engine \(name.debugDescription) is not known: use --engine sirius (the real engine) or --engine fake (the deterministic stand-in for tests)")
     }
 }
 
