@@ -124,6 +124,7 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
         var args = ["join", "--coordinator", localEndpoint] + joinArgs.dropFirst()
         if let t = options.threads { args += ["--threads", String(t)] }
         if let c = options.credits { args += ["--credits", String(c)] }
+        args += ["--exit-with-parent", String(ProcessInfo.processInfo.processIdentifier)]
         let l = WorkerLauncher(executable: WorkerLauncher.defaultWorkerPath(), arguments: args,
                                respawnBudget: options.workers * 4 + 8, log: log)
         do { try l.launch(count: options.workers) } catch { stop.withLock { $0 = true }; throw error }

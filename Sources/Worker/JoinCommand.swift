@@ -34,6 +34,8 @@ struct JoinCommand: ParsableCommand {
     var giveUpAfter: Int = 0
     @Option(name: .long, help: "Fake engine: simulated decode time per example (ms).")
     var fakeLatencyMs: Int?
+    @Option(name: .long, help: "Drain and leave when this process (the spawning coordinator) is gone.")
+    var exitWithParent: Int32?
 
     func validate() throws {
         if tokenFile != nil && serverKey == nil {
@@ -68,6 +70,16 @@ struct JoinCommand: ParsableCommand {
             joinSignalSources.withLock { $0.append(src) }
         }
         agent.start()
+        if let parent = exitWithParent {
+            // A coordinator killed with SIGKILL cannot stop the workers it spawned: they notice
+            // being re-parented and leave, instead of retrying forever.
+            let watcher = Thread {
+                while getppid() == parent { Thread.sleep(forTimeInterval: 0.5) }
+                log("parent process \(parent) is gone: draining")
+                agent.requestDrain()
+            }
+            watcher.start()
+        }
         let exit = agent.waitForExit(timeoutMs: -1) ?? .killed
         log(exit.description)
         if exit.exitCode != 0 { throw ExitCode(exit.exitCode) }

@@ -187,6 +187,10 @@ public final class WorkerAgent: @unchecked Sendable {
             let now = monotonicMs()
             if killRequested.current { return .killed }
 
+            // Draining while disconnected: nothing can be flushed, so leave now (the coordinator
+            // re-leases whatever was not acknowledged).
+            if transport == nil && drainRequested.current { return .drained }
+
             // (Re)connect.
             if transport == nil {
                 if now < nextConnectMs {
