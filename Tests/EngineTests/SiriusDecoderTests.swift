@@ -1,0 +1,237 @@
+import Foundation
+import SiriusEngine
+import Testing
+import TestSupport
+
+/// The invariants of the Sirius correction loop (issue 3) on tiny random models.
+@Suite("Sirius decoder on tiny random models")
+struct SiriusDecoderTests {
+    static let kinds: [SparsityKind] = [.griffin, .cats]
+
+    /// With `--acceptance argmax` only drafts equal to the dense argmax survive and the correction is
+    /// the dense argmax, so the committed ids are exactly dense greedy decoding's — whatever the sparse
+    /// model drafts, for every tree width and period. F32 weights keep the numerics clean.
+    @Test("argmax acceptance: sirius output equals full greedy, token for token",
+          arguments: kinds, [1, 2, 4])
+    func argmaxEqualsFullGreedy(kind: SparsityKind, width: Int) throws {
+        let model = try SiriusRig.tinyModel(.f32, seed: 11)
+        let prompts = SiriusRig.prompts([1, 6, 13], vocab: model.config.vocabSize, seed: 5)
+        let maxNew = 40
+        var drafted = 0, rolledBack = 0
+        for period in [4, 16] {
+            for prompt in prompts {
+                let full = try SiriusRig.fullGreedy(model, prompt: prompt, maxNew: maxNew)
+                let params = SiriusParams(period: period, acceptance: .argmax, treeWidth: width)
+                let r = try SiriusRig.sirius(model, prompt: prompt, sparsity: SparsityConfig(kind: kind, density: 0.5),
+                                             params: params, maxNew: maxNew)
+                #expect(r.generation.outputIDs == full, "\(kind) W=\(width) K=\(period) prompt \(prompt.count) tokens")
+                #expect(r.generation.stopReason == .length)
+                drafted += r.counters.advancedTokens - r.counters.periods
+                rolledBack += r.counters.rolledBackTokens
+            }
+        }
+        // Both paths ran: some drafts were accepted, some rejected.
+        print("[sirius] argmax \(kind) W=\(width): \(drafted) drafts accepted, \(rolledBack) rolled back")
+        #expect(drafted > 0)
+        #expect(rolledBack > 0)
+    }
+
+    /// The same invariant with quantised weights (Q4_0 layers; CATS reads a Q8_0 neuron-major down).
+    @Test("argmax acceptance on a Q4_0 model equals full greedy", arguments: kinds)
+    func argmaxEqualsFullGreedyQuantised(kind: SparsityKind) throws {
+        let model = try SiriusRig.tinyModel(.q4_0, seed: 12)
+        let prompts = SiriusRig.prompts([3, 9], vocab: model.config.vocabSize, seed: 8)
+        for prompt in prompts {
+            let full = try SiriusRig.fullGreedy(model, prompt: prompt, maxNew: 32)
+            for (period, width) in [(4, 1), (8, 2), (16, 4)] {
+                let r = try SiriusRig.sirius(model, prompt: prompt, sparsity: SparsityConfig(kind: kind, density: 0.4),
+                                             params: SiriusParams(period: period, acceptance: .argmax, treeWidth: width),
+                                             maxNew: 32)
+                #expect(r.generation.outputIDs == full, "\(kind) W=\(width) K=\(period)")
+            }
+        }
+    }
+
+    /// After every period the cache holds exactly the committed positions, and their K/V equal a dense
+    /// forward over the committed tokens — the full model has rewritten every draft's K/V, rejected
+    /// drafts are gone, and with a tree the accepted path was compacted into place. Threshold acceptance
+    /// (τ = 0.1, as the paper) so that non-argmax drafts are accepted and rollbacks happen.
+    @Test("after every period the cached K/V equal a dense forward over the committed tokens",
+          arguments: kinds, [1, 3])
+    func cacheEqualsDenseAfterEveryPeriod(kind: SparsityKind, width: Int) throws {
+        let model = try SiriusRig.tinyModel(.f32, seed: 21)
+        let c = model.config
+        let prompts = SiriusRig.prompts([4, 11], vocab: c.vocabSize, seed: 31)
+        var compared = 0, rollbacks = 0, nonArgmax = 0
+        for prompt in prompts {
+            let maxNew = 48
+            let dense = Transformer(model: model, capacity: prompt.count + maxNew + 80)
+            var worst: Float = 0
+            let params = SiriusParams(period: 6, threshold: 0.1, acceptance: .threshold, treeWidth: width)
+            let r = try SiriusRig.sirius(model, prompt: prompt, sparsity: SparsityConfig(kind: kind, density: 0.5),
+                                         params: params, maxNew: maxNew) { t, committed, cached in
+                #expect(t.cache.count == cached)
+                let sequence = prompt + committed.ids
+                // Every committed token but the newest is cached — except after the last period, which may
+                // end the generation (token limit) before all its accepted tokens are committed.
+                if !committed.isFinished { #expect(sequence.count == cached + 1) }
+                guard sequence.count >= cached else { return }
+                dense.forward(tokens: Array(sequence.prefix(cached)), start: 0)
+                for l in 0..<c.layerCount {
+                    let got = t.cache.snapshot(layer: l), want = dense.cache.snapshot(layer: l)
+                    worst = max(worst, Compare.relDiff(got.keys, want.keys), Compare.relDiff(got.values, want.values))
+                }
+                compared += 1
+            }
+            #expect(worst <= 1e-5, "\(kind) W=\(width): worst K/V relDiff \(worst)")
+            rollbacks += r.counters.rollbacks
+            // Non-argmax drafts were accepted: the output departs from full greedy.
+            if r.generation.outputIDs != (try SiriusRig.fullGreedy(model, prompt: prompt, maxNew: maxNew)) { nonArgmax += 1 }
+        }
+        print("[sirius] K/V check \(kind) W=\(width): \(compared) periods compared, \(rollbacks) rollbacks, \(nonArgmax) outputs differ from greedy")
+        #expect(compared >= 10)
+        #expect(rollbacks > 0)
+    }
+
+    /// With density 1.0 the sparse MLP keeps every neuron, so the sparse model's logits equal the dense
+    /// model's (float tolerance: only summation order differs), for single-token steps and for the
+    /// several rows of a tree step.
+    @Test("density 1.0: sparse logits equal dense logits", arguments: kinds)
+    func fullDensitySparseEqualsDense(kind: SparsityKind) throws {
+        let model = try SiriusRig.tinyModel(.f32, seed: 31)
+        let tokens = TinyLlama.tokens(20, vocab: model.config.vocabSize, seed: 3)
+        let prompt = Array(tokens.prefix(8))
+        let dense = Transformer(model: model, capacity: 32)
+        let sparseT = Transformer(model: model, capacity: 32)
+        let mlp = SparseMLP(transformer: sparseT, config: SparsityConfig(kind: kind, density: 1.0), downT: nil)
+        mlp.beginPrompt()
+        let p0 = sparseT.logits(prompt, start: 0)[0]
+        mlp.freeze()
+        #expect(Compare.bitsEqual(p0, dense.logits(prompt, start: 0)[0]), "the prefill is dense")
+        if kind == .griffin { #expect(mlp.griffinSelection.allSatisfy { $0 == (0..<Int32(model.config.intermediateSize)).map { $0 } }) }
+        sparseT.mlpOverride = { l, x, y, n in mlp.run(layer: l, input: x, output: y, tokens: n) }
+        var worst: Float = 0
+        // Single-token steps.
+        for (i, tok) in tokens[8..<16].enumerated() {
+            let s = sparseT.logits([tok], start: 8 + i)[0]
+            let d = dense.logits([tok], start: 8 + i)[0]
+            worst = max(worst, Compare.relDiff(s, d))
+        }
+        // A 4-row step (tree drafting: CATS shares one mask across the rows; at density 1 it keeps all).
+        let s4 = sparseT.logits(Array(tokens[16..<20]), start: 16, all: true)
+        let d4 = dense.logits(Array(tokens[16..<20]), start: 16, all: true)
+        for (s, d) in zip(s4, d4) { worst = max(worst, Compare.relDiff(s, d)) }
+        #expect(mlp.sparseLayerSteps == 9 * model.config.layerCount)
+        if kind == .cats { #expect(mlp.activeNeuronsTotal == mlp.sparseLayerSteps * model.config.intermediateSize) }
+        #expect(worst <= 2e-5, "\(kind): worst logits relDiff \(worst)")
+        print("[sirius] density 1.0 \(kind): worst sparse-vs-dense logits relDiff \(worst)")
+    }
+
+    /// With density 1.0 the drafts are the dense argmax, so `threshold-or-argmax` accepts every draft:
+    /// each period advances K tokens, nothing is rolled back, and the output is full greedy's.
+    @Test("density 1.0 with threshold-or-argmax: every period advances K tokens", arguments: kinds, [4, 16])
+    func fullDensityAdvancesKEveryPeriod(kind: SparsityKind, period: Int) throws {
+        let model = try SiriusRig.tinyModel(.f32, seed: 41)
+        for prompt in SiriusRig.prompts([5, 12], vocab: model.config.vocabSize, seed: 17) {
+            let maxNew = 3 * period + 5
+            var advances: [Int] = []
+            var last = prompt.count
+            let params = SiriusParams(period: period, acceptance: .thresholdOrArgmax)
+            let r = try SiriusRig.sirius(model, prompt: prompt, sparsity: SparsityConfig(kind: kind, density: 1.0),
+                                         params: params, maxNew: maxNew) { _, _, cached in
+                advances.append(cached - last); last = cached
+            }
+            let k = r.counters
+            #expect(advances.count == 4 && advances.allSatisfy { $0 == period }, "\(advances)")
+            #expect(k.periods == advances.count - 1)
+            #expect(k.advancedTokens == k.periods * period)
+            #expect(k.finalPeriodAdvance == period)
+            #expect(k.rollbacks == 0 && k.rolledBackTokens == 0)
+            #expect(k.sparseSteps == advances.count * (period - 1))
+            #expect(k.densePasses == advances.count && k.tokensVerified == advances.count * period)
+            #expect(k.aal == Double(period))
+            #expect(r.generation.outputIDs == (try SiriusRig.fullGreedy(model, prompt: prompt, maxNew: maxNew)))
+        }
+    }
+
+    /// §5: AAL = Σ(L+1)/#periods and effective density ((K−1)·d + 1)/AAL; the paper's Llama-3-8B
+    /// GSM8K CSparse row: AAL 15.22/16 at density 0.65 gives 0.706.
+    @Test("effective density reproduces the paper's 15.22/16 at 0.65 → 0.706")
+    func effectiveDensityPaper() {
+        let ed = DecodeCounters.effectiveDensity(period: 16, density: 0.65, aal: 15.22)
+        #expect((ed * 1000).rounded() / 1000 == 0.706, "\(ed)")
+        // The dense-every-token limit: AAL 1 at K = 1 is density 1.
+        #expect(DecodeCounters.effectiveDensity(period: 1, density: 0.5, aal: 1) == 1)
+        var c = DecodeCounters()
+        #expect(c.aal == nil)
+        c.periods = 4; c.advancedTokens = 50
+        #expect(c.aal == 12.5)
+    }
+
+    /// The counters of a real run: every period is counted by `afterPeriod`; the counters hold all but
+    /// the last (§5.1), whose advance is kept aside in `finalPeriodAdvance`; rollbacks are the periods
+    /// that advanced less than K, and the rolled-back drafts are K − advance each.
+    @Test("counters exclude the final period and agree with the periods observed", arguments: kinds, [1, 2])
+    func countersExcludeFinalPeriod(kind: SparsityKind, width: Int) throws {
+        let model = try SiriusRig.tinyModel(.f32, seed: 51)
+        let K = 8
+        for prompt in SiriusRig.prompts([7], vocab: model.config.vocabSize, seed: 23) {
+            var advances: [Int] = []
+            var last = prompt.count
+            let params = SiriusParams(period: K, acceptance: .threshold, treeWidth: width)
+            let r = try SiriusRig.sirius(model, prompt: prompt, sparsity: SparsityConfig(kind: kind, density: 0.5),
+                                         params: params, maxNew: 60) { _, _, cached in
+                advances.append(cached - last); last = cached
+            }
+            let k = r.counters
+            #expect(advances.count >= 3)
+            #expect(k.periods == advances.count - 1)
+            #expect(k.finalPeriodAdvance == advances.last)
+            #expect(k.advancedTokens == advances.dropLast().reduce(0, +))
+            #expect(k.densePasses == advances.count)
+            #expect(k.sparseSteps == advances.count * (K - 1))
+            #expect(k.tokensVerified == advances.count * ((K - 1) * width + 1))
+            #expect(k.rollbacks == advances.filter { $0 < K }.count)
+            #expect(k.rolledBackTokens == advances.reduce(0) { $0 + K - $1 })
+            #expect(advances.allSatisfy { $0 >= 1 && $0 <= K })
+            // Every committed token but the final period's overshoot came from these periods.
+            #expect(1 + advances.reduce(0, +) >= r.generation.outputIDs.count)
+            let aal = try #require(k.aal)
+            #expect(aal == Double(k.advancedTokens) / Double(k.periods))
+            print("[sirius] counters \(kind) W=\(width): advances \(advances), AAL \(aal)")
+        }
+    }
+}
+
+/// §5.2: the paper's parameter-count density, on Llama-3-8B's shape.
+@Suite("Sparsity configuration")
+struct SparsityConfigTests {
+    static let llama3_8B = ModelConfig(vocabSize: 128256, hiddenSize: 4096, intermediateSize: 14336, layerCount: 32,
+                                       headCount: 32, kvHeadCount: 8, contextLength: 8192, rmsNormEps: 1e-5,
+                                       ropeTheta: 500000, ropeStyle: .halfSplit, tiedEmbeddings: false)
+
+    @Test("paper density of Llama-3-8B: CSparse 0.649 / 0.579, FSparse 0.766 / 0.719 (§5.2)")
+    func paperDensityLlama3() {
+        func d(_ kind: SparsityKind, _ density: Double) -> Double {
+            (SparsityConfig(kind: kind, density: density).paperDensity(Self.llama3_8B) * 1000).rounded() / 1000
+        }
+        #expect(d(.griffin, 0.5) == 0.649)
+        #expect(d(.cats, 0.5) == 0.766)
+        #expect(d(.griffin, 0.4) == 0.579)
+        #expect(d(.cats, 0.4) == 0.719)
+        // The blog's Fig. 1(a) points are s = 0.7, 0.6, 0.5, 0.4, 0.3, 0.1 under the CSparse formula.
+        let fig = [(0.3, 0.51), (0.4, 0.58), (0.5, 0.65), (0.6, 0.72), (0.7, 0.79), (0.9, 0.93)].map { kept, shown in
+            ((SparsityConfig(kind: .griffin, density: kept).paperDensity(Self.llama3_8B) * 100).rounded() / 100, shown)
+        }
+        for (got, shown) in fig { #expect(got == shown) }
+        #expect(SparsityConfig(kind: .cats, density: 1).paperDensity(Self.llama3_8B) == 1)
+    }
+
+    @Test("kept neurons: floor(density · D), at least 1, at most D")
+    func keptNeurons() {
+        #expect(SparsityConfig(kind: .griffin, density: 0.5).keptNeurons(14336) == 7168)
+        #expect(SparsityConfig(kind: .griffin, density: 0.4).keptNeurons(1536) == 614)
+        #expect(SparsityConfig(kind: .cats, density: 0.001).keptNeurons(100) == 1)
+        #expect(SparsityConfig(kind: .cats, density: 1).keptNeurons(100) == 100)
+    }
+}

@@ -1,0 +1,45 @@
+import Foundation
+import SiriusEngine
+import TestSupport
+
+/// Shared set-up of the Sirius / sparsity tests: tiny random GGUF models and the three decoders run
+/// side by side on fresh transformers.
+enum SiriusRig {
+    /// A tiny random Llama (hidden 64, intermediate 128, 2 layers, GQA, vocab 300) stored as `type`.
+    static func tinyModel(_ type: GGMLType = .f32, seed: UInt64 = 11, layers: Int = 2) throws -> LlamaModel {
+        var spec = TinyLlamaSpec.small(seed: seed)
+        spec.layers = layers
+        return try TinyLlama(spec).loadGGUF(TinyWeightTypes(type)).model
+    }
+
+    /// Random prompts of the given lengths.
+    static func prompts(_ lengths: [Int], vocab: Int, seed: UInt64) -> [[Int32]] {
+        lengths.enumerated().map { i, n in TinyLlama.tokens(n, vocab: vocab, seed: seed &+ UInt64(i) &* 7919) }
+    }
+
+    /// KV capacity that never cuts a Sirius run short: prompt, new tokens and one period's tree.
+    static func capacity(prompt: Int, maxNew: Int, params: SiriusParams = SiriusParams()) -> Int {
+        prompt + maxNew + (params.period - 1) * params.treeWidth + 2
+    }
+
+    /// Dense greedy decoding (`full`).
+    static func fullGreedy(_ model: LlamaModel, prompt: [Int32], maxNew: Int, capacity: Int? = nil,
+                           eos: Set<Int32> = []) throws -> [Int32] {
+        let t = Transformer(model: model, capacity: capacity ?? (prompt.count + maxNew + 1))
+        let committed = CommittedText(tokenizer: nil, maxNewTokens: maxNew, eosIDs: eos)
+        return try PlainDecoder.generate(t, promptIDs: prompt, committed: committed, sampling: SamplingParams()).outputIDs
+    }
+
+    /// One Sirius generation on a fresh transformer; `afterPeriod` sees the transformer, the committed
+    /// text and the number of cached positions after each period's rollback.
+    static func sirius(_ model: LlamaModel, prompt: [Int32], sparsity: SparsityConfig, params: SiriusParams,
+                       maxNew: Int, eos: Set<Int32> = [], downT: NeuronMajorDown? = nil,
+                       afterPeriod: ((Transformer, CommittedText, Int) -> Void)? = nil) throws -> SiriusResult {
+        let t = Transformer(model: model, capacity: capacity(prompt: prompt.count, maxNew: maxNew, params: params))
+        let committed = CommittedText(tokenizer: nil, maxNewTokens: maxNew, eosIDs: eos)
+        let mlp = SparseMLP(transformer: t, config: sparsity, downT: downT)
+        let decoder = SiriusDecoder(transformer: t, sparse: mlp, params: params)
+        if let afterPeriod { decoder.afterPeriod = { afterPeriod(t, committed, $0) } }
+        return try decoder.generate(promptIDs: prompt, committed: committed)
+    }
+}
