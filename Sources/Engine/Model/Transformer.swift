@@ -22,6 +22,9 @@ public final class Transformer {
     /// Called after each layer's dense MLP activations are computed: `act` is `[tokens][intermediate]`
     /// of silu(gate)·up (Griffin scores the prompt from these).
     public var mlpActivationObserver: ((_ layer: Int, _ act: UnsafePointer<Float>, _ tokens: Int) -> Void)?
+    /// Called in each layer's dense MLP with the gate projection `[tokens][intermediate]` before the
+    /// SiLU (CATS threshold calibration reads |silu(gate)| from it).
+    public var gateObserver: ((_ layer: Int, _ gate: UnsafePointer<Float>, _ tokens: Int) -> Void)?
 
     private var maxTokens = 0
     private var x: UnsafeMutablePointer<Float>!       // [T][hidden] residual stream
@@ -174,6 +177,7 @@ public final class Transformer {
         let layer = model.layers[l]
         let n = config.intermediateSize
         matmul.matmul(layer.gate, input, gate, tokens: T)
+        gateObserver?(l, gate, T)
         matmul.matmul(layer.up, input, up, tokens: T)
         for i in 0..<(T * n) {
             let g = gate[i]
