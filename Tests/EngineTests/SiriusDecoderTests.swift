@@ -191,6 +191,8 @@ struct SiriusDecoderTests {
             #expect(k.densePasses == advances.count)
             #expect(k.sparseSteps == advances.count * (K - 1))
             #expect(k.tokensVerified == advances.count * ((K - 1) * width + 1))
+            // Rollbacks and rolled-back drafts count every period, the final one included (unlike periods
+            // and advances; the same convention as the protocol's SiriusCounters).
             #expect(k.rollbacks == advances.filter { $0 < K }.count)
             #expect(k.rolledBackTokens == advances.reduce(0) { $0 + K - $1 })
             #expect(advances.allSatisfy { $0 >= 1 && $0 <= K })
