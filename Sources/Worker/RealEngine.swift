@@ -20,7 +20,9 @@ final class SiriusEvaluationEngine: EvaluationEngine {
     }
 
     func prepare(model: String, method: MethodSpec) throws {
-        let path = model.isEmpty || model == "default" ? EngineOptions.defaultModel : (model as NSString).expandingTildeInPath
+        // "smollm2-135m-instruct" (the runs' default model reference) names the development model.
+        let aliases = ["", "default", "smollm2-135m-instruct"]
+        let path = aliases.contains(model.lowercased()) ? EngineOptions.defaultModel : (model as NSString).expandingTildeInPath
         if modelPath != path {
             do {
                 loaded = try LoadedModel(path: path)
