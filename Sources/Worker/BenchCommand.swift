@@ -13,6 +13,8 @@ struct BenchCommand: ParsableCommand {
             Examples:
               sirius-worker bench -p 256 -n 128 -t 1,2
               sirius-worker bench -m model.gguf -n 128 -p 0 --numerics exact,fast -o json
+              sirius-worker bench --methods full,griffin,cats,sirius-griffin,sirius-cats --task gsm8k-cot --limit 10 \
+                  --density 0.5 --kernel-sizes 4,8,16 --threshold 0.1 --acceptance threshold
             """)
 
     @Option(name: [.short, .customLong("model")], help: "A .gguf file or a Hugging Face model directory.")
@@ -29,6 +31,8 @@ struct BenchCommand: ParsableCommand {
     var numerics: [String] = ["exact"]
     @Option(name: [.short, .customLong("output")], help: "md, json or csv.")
     var output: String = "md"
+    @OptionGroup(title: "Methods") var methodOptions: MethodOptions
+    @OptionGroup(title: "Method comparison on real prompts") var methodBench: MethodBenchOptions
 
     struct Row {
         var test: String
@@ -54,6 +58,13 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         guard ["md", "json", "csv"].contains(output) else { throw ValidationError("-o must be md, json or csv") }
+        if methodBench.enabled {
+            let th = try Self.ints(threads, "-t").first ?? 1
+            let num = Numerics(rawValue: numerics.first.map { String($0.split(separator: ",")[0]) } ?? "exact") ?? .exact
+            var e = try EngineOptions.parse([])
+            e.model = model; e.threads = th; e.numerics = num
+            return try MethodBench(engine: e, methodOptions: methodOptions, bench: methodBench, output: output).run()
+        }
         guard repetitions >= 1 else { throw ValidationError("-r must be at least 1") }
         let ps = try Self.ints(prompt, "-p"), ns = try Self.ints(gen, "-n"), ts = try Self.ints(threads, "-t")
         let nums = try numerics.flatMap { $0.split(separator: ",") }.map {

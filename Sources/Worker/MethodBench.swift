@@ -1,0 +1,185 @@
+import ArgumentParser
+import Foundation
+import SiriusEngine
+import SiriusTasks
+
+/// Options of `bench --methods`: decode real prompts with several methods in one run and report each
+/// method's speed as a ratio to `full` measured on the same prompts, beside its densities, AAL and the
+/// CPU cost model of sirius-method.md §12.
+struct MethodBenchOptions: ParsableArguments {
+    @Option(parsing: .singleValue, help: "Methods to compare (comma list): full, griffin, cats, sirius-griffin, sirius-cats. Turns on method benchmarking.")
+    var methods: [String] = []
+    @Option(help: "Take prompts from this task (e.g. gsm8k-cot), built exactly as the evaluation does.")
+    var task: String?
+    @Option(help: "Data directory of the task (default: the set-up's cache).")
+    var dataDir: String?
+    @Option(help: "Read prompts from this file instead, one per line.")
+    var promptFile: String?
+    @Option(help: "Number of prompts.")
+    var limit: Int = 10
+    @Option(parsing: .singleValue, help: "Sirius periods to sweep (comma list).")
+    var kernelSizes: [String] = []
+    @Option(help: "Max new tokens per prompt (default: the task's limit, else 128).")
+    var maxNewTokens: Int?
+
+    var enabled: Bool { !methods.isEmpty }
+}
+
+struct MethodBench {
+    let engine: EngineOptions
+    let methodOptions: MethodOptions
+    let bench: MethodBenchOptions
+    let output: String
+
+    struct Prompt { var ids: [Int32]; var stop: [String]; var maxNew: Int }
+
+    struct Row {
+        var method: String
+        var period: Int?
+        var tokens = 0
+        var decodeSeconds = 0.0
+        var counters = DecodeCounters()
+        var allPeriods = 0
+        var allAdvanced = 0
+        var densitySum = 0.0
+        var densityCount = 0
+        /// Mean over the prompts (CATS threshold mode reads a different number of neurons per prompt).
+        var modelDensity: Double? { densityCount > 0 ? densitySum / Double(densityCount) : nil }
+        var paperDensity: Double?
+        var texts: [String] = []
+        var tokensPerSecond: Double { decodeSeconds > 0 ? Double(tokens) / decodeSeconds : 0 }
+    }
+
+    func prompts(_ loaded: LoadedModel) throws -> [Prompt] {
+        if let task = bench.task {
+            let dir = bench.dataDir.map { DataDirectory(path: $0) } ?? .default
+            let t = try TaskRegistry.load(task, TaskConfiguration(dataDirectory: dir))
+            return try t.examples(limit: bench.limit).map { ex in
+                let r = try t.request(for: ex, options: PromptOptions())
+                let ids = try loaded.encode(segments: r.prompt.segments, addBOS: r.prompt.addBOS, chat: false)
+                return Prompt(ids: ids, stop: r.stopStrings, maxNew: bench.maxNewTokens ?? r.limit.maxNewTokens(promptTokens: ids.count))
+            }
+        }
+        guard let f = bench.promptFile else { throw ValidationError("bench --methods needs --task T or --prompt-file FILE") }
+        let text = try textOrFile(nil, f, name: "prompt")
+        return text.split(separator: "\n").prefix(bench.limit).map {
+            Prompt(ids: loaded.tokenizer.encode(String($0)), stop: [], maxNew: bench.maxNewTokens ?? 128)
+        }
+    }
+
+    func run() throws {
+        let loaded = try LoadedModel(path: engine.model)
+        let ps = try prompts(loaded)
+        guard !ps.isEmpty else { throw ValidationError("no prompts") }
+        let ks = try BenchCommand.ints(bench.kernelSizes.isEmpty ? [String(methodOptions.kernelSize)] : bench.kernelSizes, "--kernel-sizes")
+        let names = bench.methods.flatMap { $0.split(separator: ",").map(String.init) }
+        let capacity = min(loaded.model.config.contextLength,
+                           (ps.map { $0.ids.count + $0.maxNew }.max() ?? 0) + (ks.max() ?? 16) * methodOptions.treeWidth + 2)
+        let t = Transformer(model: loaded.model, capacity: capacity, numerics: engine.numerics, threads: engine.threads)
+        let runner = MethodRunner(transformer: t)
+        var rows: [Row] = []
+        let clock = ContinuousClock()
+        for name in names {
+            let isSirius = name.hasPrefix("sirius")
+            for k in isSirius ? ks : [0] {
+                var mo = methodOptions
+                mo.kernelSize = isSirius ? k : mo.kernelSize
+                let method = try mo.decodingMethod(name)
+                var row = Row(method: name, period: isSirius ? k : nil)
+                for p in ps {
+                    let committed = CommittedText(tokenizer: loaded.tokenizer, maxNewTokens: p.maxNew, stopStrings: p.stop,
+                                                  eosIDs: loaded.tokenizer.eosIDs)
+                    let s0 = clock.now
+                    let o = try runner.generate(method, promptIDs: p.ids, committed: committed)
+                    let wall = (clock.now - s0).seconds
+                    // Decode time: everything after the prefill (the first token comes from the prefill).
+                    row.decodeSeconds += wall - o.generation.timings.prefillSeconds
+                    row.tokens += max(0, o.generation.outputIDs.count - 1)
+                    let c = o.counters
+                    row.counters.periods += c.periods; row.counters.advancedTokens += c.advancedTokens
+                    row.counters.rollbacks += c.rollbacks; row.counters.rolledBackTokens += c.rolledBackTokens
+                    row.counters.sparseSteps += c.sparseSteps; row.counters.densePasses += c.densePasses
+                    row.counters.tokensVerified += c.tokensVerified
+                    row.counters.sparseSeconds += c.sparseSeconds; row.counters.verifySeconds += c.verifySeconds
+                    row.allPeriods += c.periods + (c.finalPeriodAdvance > 0 ? 1 : 0)
+                    row.allAdvanced += c.advancedTokens + c.finalPeriodAdvance
+                    if let d = o.modelDensity { row.densitySum += d; row.densityCount += 1 }
+                    row.paperDensity = o.paperDensity
+                    row.texts.append(o.generation.text)
+                }
+                printErr("\(name)\(isSirius ? " K=\(k)" : ""): \(row.tokens) tokens, \(String(format: "%.2f", row.tokensPerSecond)) tok/s")
+                rows.append(row)
+            }
+        }
+        // Dense K-token pass times for the cost model, measured after a typical prompt.
+        var verifyTime: [Int: Double] = [:]
+        let ctx = ps[0].ids
+        for k in ks {
+            t.cache.reset()
+            t.forward(tokens: ctx, start: 0)
+            let chunk = Array(ctx.prefix(k)) + Array(repeating: ctx[0], count: max(0, k - ctx.count))
+            var best = Double.infinity
+            for _ in 0..<5 {
+                t.cache.trim(to: ctx.count)
+                let s = clock.now
+                t.forward(tokens: chunk, start: ctx.count, allLogits: true)
+                best = min(best, (clock.now - s).seconds)
+            }
+            verifyTime[k] = best
+        }
+        report(rows, verifyTime: verifyTime, prompts: ps.count)
+    }
+
+    func report(_ rows: [Row], verifyTime: [Int: Double], prompts: Int) {
+        let full = rows.first { $0.method == "full" }
+        let fullStep = full.map { $0.decodeSeconds / Double(max(1, $0.tokens)) }
+        func sparseStep(_ kind: String) -> Double? {
+            rows.first { $0.method == kind }.map { $0.decodeSeconds / Double(max(1, $0.tokens)) }
+        }
+        var out: [[String: Any]] = []
+        for r in rows {
+            var j: [String: Any] = ["method": r.method, "tokens": r.tokens, "decode_seconds": r.decodeSeconds,
+                                    "tokens_per_second": r.tokensPerSecond]
+            if let k = r.period { j["kernel_size"] = k }
+            if let d = r.modelDensity { j["model_density"] = d }
+            if let d = r.paperDensity { j["param_density"] = d }
+            if let f = full, f.tokensPerSecond > 0 { j["time_ratio"] = f.tokensPerSecond / max(r.tokensPerSecond, 1e-9) }
+            if let f = full, r.method != "full" {
+                j["agreement_with_full"] = Double(zip(r.texts, f.texts).filter { $0 == $1 }.count) / Double(max(1, r.texts.count))
+            }
+            if let k = r.period, r.counters.periods > 0 {
+                let aal = Double(r.counters.advancedTokens) / Double(r.counters.periods)
+                j["aal"] = aal
+                j["periods"] = r.counters.periods
+                if let d = r.paperDensity { j["effective_density"] = DecodeCounters.effectiveDensity(period: k, density: d, aal: aal) }
+                // §12 cost model: per period (K−1) sparse steps of the sparse method alone plus one dense
+                // K-token pass, divided by the tokens a period advances, relative to a full decode step.
+                let kind = r.method == "sirius-cats" || (r.method == "sirius" && methodOptions.sparse == .cats) ? "cats" : "griffin"
+                if let fs = fullStep, let ss = sparseStep(kind), let v = verifyTime[k], r.allPeriods > 0 {
+                    let aalAll = Double(r.allAdvanced) / Double(r.allPeriods)
+                    let model = (Double(k - 1) * ss + v) / aalAll / fs
+                    j["cost_model_ratio"] = model
+                    j["verify_pass_seconds"] = v
+                    j["verify_pass_in_decode_steps"] = v / fs
+                    if let tr = j["time_ratio"] as? Double { j["measured_over_cost_model"] = tr / model }
+                }
+            }
+            out.append(j)
+        }
+        if output == "json" {
+            try? printJSON(["prompts": prompts, "threads": engine.threads, "numerics": engine.numerics.rawValue,
+                            "density": methodOptions.density, "threshold": methodOptions.threshold,
+                            "acceptance": methodOptions.acceptance.rawValue, "results": out])
+            return
+        }
+        func f(_ v: Any?, _ fmt: String = "%.3f") -> String { (v as? Double).map { String(format: fmt, $0) } ?? "–" }
+        print("| method | K | density | model density | param density | AAL | eff. density | tok/s | time ratio to full | cost model | measured / model | agreement with full |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for j in out {
+            let m = j["method"] as! String
+            print("| \(m) | \((j["kernel_size"] as? Int).map(String.init) ?? "–") | \(m == "full" ? "1" : String(methodOptions.density)) | \(f(j["model_density"])) | \(f(j["param_density"])) | \(f(j["aal"], "%.2f")) | \(f(j["effective_density"])) | \(f(j["tokens_per_second"], "%.2f")) | \(f(j["time_ratio"])) | \(f(j["cost_model_ratio"])) | \(f(j["measured_over_cost_model"])) | \(f(j["agreement_with_full"], "%.2f")) |")
+        }
+        print("\n\(prompts) prompts, \(engine.threads) thread(s), \(engine.numerics.rawValue) numerics, τ = \(methodOptions.threshold), acceptance \(methodOptions.acceptance.rawValue); dense K-token pass: " +
+              verifyTime.sorted { $0.key < $1.key }.map { "K=\($0.key) \(String(format: "%.1f ms", $0.value * 1000))" }.joined(separator: ", "))
+    }
+}
