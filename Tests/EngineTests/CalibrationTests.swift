@@ -6,10 +6,11 @@ import TestSupport
 /// CATS threshold calibration (issue 3): per-layer (1 − density) quantiles of |silu(gate)|.
 @Suite("CATS threshold calibration")
 struct CalibrationTests {
-    /// Thresholds calibrated on some random prompts (dense prefill + greedy decode) make CATS in
-    /// threshold mode keep the target fraction of neurons, ±0.02, on held-out prompts during sparse
-    /// decoding (active neurons / (layer steps · D), as `SparseMLP` counts them).
-    @Test("calibrated thresholds realise the target density ±0.02 on held-out prompts", arguments: [0.3, 0.5, 0.7])
+    /// Thresholds calibrated on some random prompts (dense prefill + greedy decode, as CATS; and then
+    /// refined once on the sparse model's own decode rows) make CATS in threshold mode keep the target
+    /// fraction of neurons within ±2 % (relative, so also within ±0.02) on held-out prompts during
+    /// sparse decoding (active neurons / (layer steps · D), as `SparseMLP` counts them).
+    @Test("calibrated thresholds realise the target density within ±2 % on held-out prompts", arguments: [0.3, 0.5, 0.7])
     func heldOutDensity(density: Double) throws {
         let model = try SiriusRig.tinyModel(.f32, seed: 61, layers: 3)
         let c = model.config
@@ -31,7 +32,16 @@ struct CalibrationTests {
         #expect(m.perLayerSteps.reduce(0, +) == m.layerSteps && m.perLayerActive.reduce(0, +) == m.activeNeurons)
         let perLayer = (0..<c.layerCount).map { m.density(layer: $0) }
         print("[calibration] target \(density): held-out density \(m.density), per layer \(perLayer), thresholds \(cal.thresholds)")
-        #expect(abs(m.density - density) <= 0.02, "held-out density \(m.density) for target \(density)")
+        #expect(abs(m.density - density) <= 0.02 * density, "held-out density \(m.density) for target \(density)")
+        // One round of recalibration on the sparse model's own decode rows (the default of `calibrate`).
+        let refined = try CATSCalibrator.calibrate(transformer: t, prompts: calibrationPrompts, density: density, decodeTokens: 24)
+        let sparseRows = try CATSCalibrator.collect(transformer: t, prompts: calibrationPrompts, decodeTokens: 24,
+                                                    prefillRows: false, sparse: cal)
+        #expect(sparseRows.rows == Array(repeating: 24 * lengths.count, count: c.layerCount))
+        #expect(refined.samples == 24 * lengths.count)
+        let mr = try CATSCalibrator.measure(transformer: t, calibration: refined, prompts: heldOut, decodeTokens: 24)
+        print("[calibration] target \(density): refined held-out density \(mr.density)")
+        #expect(abs(mr.density - density) <= 0.02 * density, "refined held-out density \(mr.density) for target \(density)")
         // Lower density, higher thresholds.
         let denser = CATSCalibrator.calibration(from: hist, density: min(1, density + 0.1))
         #expect(zip(denser.thresholds, cal.thresholds).allSatisfy { $0 < $1 })
@@ -44,7 +54,8 @@ struct CalibrationTests {
         let model = try SiriusRig.tinyModel(.f32, seed: 62)
         let prompts = SiriusRig.prompts([6, 9, 12, 15], vocab: model.config.vocabSize, seed: 77)
         let t = Transformer(model: model, capacity: 64)
-        let cal = try CATSCalibrator.calibrate(transformer: t, prompts: prompts, density: 0.5, decodeTokens: 16, model: "tiny.gguf")
+        let cal = try CATSCalibrator.calibrate(transformer: t, prompts: prompts, density: 0.5, decodeTokens: 16, refinements: 2,
+                                               model: "tiny.gguf")
         let dir = try TempDir("calibration")
         defer { dir.remove() }
         let path = dir.path + "/cal.json"

@@ -94,17 +94,51 @@ public struct CATSDensityMeasurement: Sendable, Equatable {
 /// fraction `density` of its neurons stays active on average.
 public enum CATSCalibrator {
     /// Collects the histograms: for every prompt, a dense prefill plus up to `decodeTokens` greedy
-    /// dense decode steps (stopping early at an id of `eosIDs`). The transformer's cache is reused.
+    /// decode steps (stopping early at an id of `eosIDs`). With `prefillRows == false` only the decode
+    /// steps' rows count (the rows CATS is applied to). With `sparse`, the decode steps run CATS in
+    /// threshold mode with those thresholds (the rows are then the gate activations the sparse model
+    /// really sees, which refines a calibration); otherwise they are dense. The cache is reused.
     public static func collect(transformer t: Transformer, prompts: [[Int32]], decodeTokens: Int,
-                               eosIDs: Set<Int32> = []) throws -> GateMagnitudeHistogram {
-        let hist = GateMagnitudeHistogram(layerCount: t.config.layerCount, width: t.config.intermediateSize)
-        let saved = t.gateObserver
-        t.gateObserver = { layer, gate, tokens in hist.add(layer: layer, gate: gate, tokens: tokens) }
-        defer { t.gateObserver = saved }
+                               eosIDs: Set<Int32> = [], prefillRows: Bool = true, sparse: CATSCalibration? = nil,
+                               downT: NeuronMajorDown? = nil) throws -> GateMagnitudeHistogram {
+        let c = t.config
+        let hist = GateMagnitudeHistogram(layerCount: c.layerCount, width: c.intermediateSize)
+        let saved = t.gateObserver, savedMLP = t.mlpOverride
+        let observe: (Int, UnsafePointer<Float>, Int) -> Void = { layer, gate, tokens in hist.add(layer: layer, gate: gate, tokens: tokens) }
+        defer { t.gateObserver = saved; t.mlpOverride = savedMLP }
+        var mlp: SparseMLP?
+        var gate = [Float](repeating: 0, count: c.intermediateSize)
+        if let sparse {
+            mlp = SparseMLP(transformer: t, config: SparsityConfig(kind: .cats, density: sparse.density, catsMode: .threshold,
+                                                                   calibration: sparse), downT: downT)
+        }
         for p in prompts {
-            // maxNewTokens counts the prefill's token too: decodeTokens dense decode steps follow it.
-            let committed = CommittedText(tokenizer: nil, maxNewTokens: decodeTokens + 1, eosIDs: eosIDs)
-            _ = try PlainDecoder.generate(t, promptIDs: p, committed: committed, sampling: SamplingParams())
+            try PlainDecoder.checkFits(p.count, decodeTokens + 1, t)
+            t.cache.reset()
+            t.mlpOverride = nil
+            t.gateObserver = prefillRows ? observe : nil
+            var logits = t.forward(tokens: p, start: 0)
+            t.gateObserver = observe
+            if let mlp {
+                t.gateObserver = nil
+                t.mlpOverride = { l, x, y, n in
+                    // The gate rows of this sparse step (one token), then the sparse MLP itself.
+                    gate.withUnsafeMutableBufferPointer { g in
+                        for r in 0..<n {
+                            t.matmul.matvec(t.model.layers[l].gate, x + r * c.hiddenSize, g.baseAddress!)
+                            hist.add(layer: l, gate: g.baseAddress!, tokens: 1)
+                        }
+                    }
+                    mlp.run(layer: l, input: x, output: y, tokens: n)
+                }
+            }
+            var next = argmax(UnsafeBufferPointer(logits))
+            var steps = 0
+            while steps < decodeTokens && !eosIDs.contains(next) && t.cache.count < t.cache.capacity {
+                steps += 1
+                logits = t.forward(tokens: [next], start: t.cache.count)
+                next = argmax(UnsafeBufferPointer(logits))
+            }
         }
         return hist
     }
@@ -116,11 +150,23 @@ public enum CATSCalibrator {
         return CATSCalibration(density: density, thresholds: thresholds, model: model, samples: hist.rows.min() ?? 0)
     }
 
-    /// Collects and calibrates in one call.
+    /// Collects and calibrates in one call: thresholds from the dense rows (prefill and decode, as
+    /// CATS does), then `refinements` rounds that recalibrate on the decode rows of the sparse model
+    /// running with the previous round's thresholds. The sparse model's activations drift from the
+    /// dense ones (its hidden states and its tokens differ), so the dense thresholds alone keep a
+    /// little more than `density` during sparse decoding; a round or two removes most of that.
     public static func calibrate(transformer: Transformer, prompts: [[Int32]], density: Double, decodeTokens: Int,
-                                 eosIDs: Set<Int32> = [], model: String = "") throws -> CATSCalibration {
-        let hist = try collect(transformer: transformer, prompts: prompts, decodeTokens: decodeTokens, eosIDs: eosIDs)
-        return calibration(from: hist, density: density, model: model)
+                                 eosIDs: Set<Int32> = [], refinements: Int = 1, model: String = "",
+                                 downT: NeuronMajorDown? = nil) throws -> CATSCalibration {
+        var hist = try collect(transformer: transformer, prompts: prompts, decodeTokens: decodeTokens, eosIDs: eosIDs)
+        var cal = calibration(from: hist, density: density, model: model)
+        let down = refinements > 0 ? (downT ?? NeuronMajorDown(model: transformer.model)) : downT
+        for _ in 0..<refinements {
+            hist = try collect(transformer: transformer, prompts: prompts, decodeTokens: decodeTokens, eosIDs: eosIDs,
+                               prefillRows: false, sparse: cal, downT: down)
+            cal = calibration(from: hist, density: density, model: model)
+        }
+        return cal
     }
 
     /// The density CATS in threshold mode realises with `calibration`: dense prefill, then up to
