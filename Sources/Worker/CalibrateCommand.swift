@@ -7,10 +7,13 @@ struct CalibrateCommand: ParsableCommand {
         commandName: "calibrate",
         abstract: "Calibrate per-layer CATS thresholds for a target density (for --cats-mode threshold).",
         discussion: """
-            Runs the dense model over sample prompts (prefill plus --decode-tokens greedy steps), takes each
-            layer's (1 - density) quantile of |silu(gate)| as its threshold, then measures the density CATS
-            realises with those thresholds during sparse decoding of held-out prompts from the same file.
+            Runs the dense model over sample prompts (prefill plus --decode-tokens greedy steps), takes each \
+            layer's (1 - density) quantile of |silu(gate)| as its threshold, recalibrates --refinements times on \
+            the sparse model's own decode steps, then measures the density CATS realises with the thresholds \
+            during sparse decoding of held-out prompts from the same file.
+
             The prompt file holds one prompt per line, or JSON lines with a "question" (or "prompt", "text").
+
             Examples:
               sirius-worker calibrate --density 0.5 --prompt-file gsm8k/test.jsonl --limit 20 --out cats-0.5.json
               sirius-worker generate --method cats --cats-mode threshold --calibration cats-0.5.json --prompt 'Q: ...'
