@@ -479,6 +479,39 @@ static void quantize_q8_avx2(const float *x, int64_t n, ck_q8_block *out) {
     }
 }
 
+// Up to 4 tokens per decoded weight block.
+static void matmul_q8_group_avx2(int type, const uint8_t *row, const ck_q8_block *xq, int64_t nb, int ng, float *out) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float accm[4] = {0, 0, 0, 0};
+    const int is1 = type == CK_Q4_1;
+    const size_t bb = type == CK_Q8_0 ? 34 : (is1 ? 20 : 18);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = row + b * bb;
+        float d = rd_f16(blk);
+        if (type == CK_Q8_0) {
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));
+            __m256i aw = _mm256_sign_epi8(wv, wv);
+            for (int t = 0; t < ng; t++) {
+                const ck_q8_block *xb = xq + t * nb + b;
+                __m256i sx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->q), wv);
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb->d), _mm256_cvtepi32_ps(p), acc[t]);
+            }
+        } else {
+            float m = is1 ? rd_f16(blk + 2) : -8.0f * d;
+            __m256i qq = bytes_from_nibbles(blk + (is1 ? 4 : 2));
+            for (int t = 0; t < ng; t++) {
+                const ck_q8_block *xb = xq + t * nb + b;
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qq, _mm256_loadu_si256((const __m256i *)xb->q)), ones);
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb->d), _mm256_cvtepi32_ps(p), acc[t]);
+                accm[t] += m * xb->s;
+            }
+        }
+    }
+    for (int t = 0; t < ng; t++) out[t] = hsum256(acc[t]) + accm[t];
+}
+
 static void acc_q8_0_avx2(const uint8_t *row, int64_t n, float c, float *y) {
     for (int64_t b = 0; b < n / 32; b++) {
         const uint8_t *blk = row + b * 34;
@@ -619,4 +652,30 @@ void ck_accumulate_rows(int type, const void *w, size_t row_bytes, int64_t n, co
         }
     }
     (void)avx;
+}
+
+int ck_matmul_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, int64_t T,
+                 float *y, int64_t ldy, int64_t n, int64_t r0, int64_t r1) {
+    if (type != CK_Q4_0 && type != CK_Q4_1 && type != CK_Q8_0) return 0;
+    const uint8_t *p = (const uint8_t *)w;
+    const int64_t nb = n / 32;
+#if CK_X86
+    if (ck_has_avx2()) {
+        float out[4];
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *row = p + (size_t)r * row_bytes;
+            for (int64_t t0 = 0; t0 < T; t0 += 4) {
+                int ng = T - t0 < 4 ? (int)(T - t0) : 4;
+                matmul_q8_group_avx2(type, row, xq + t0 * nb, nb, ng, out);
+                for (int t = 0; t < ng; t++) y[(t0 + t) * ldy + r] = out[t];
+            }
+        }
+        return 1;
+    }
+#endif
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = p + (size_t)r * row_bytes;
+        for (int64_t t = 0; t < T; t++) y[t * ldy + r] = row_dot_q8_scalar(type, row, xq + t * nb, n);
+    }
+    return 1;
 }

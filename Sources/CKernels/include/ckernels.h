@@ -56,6 +56,12 @@ void ck_matvec_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *
 void ck_matvec_q8_rows(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, const float *x,
                        float *y, int64_t n, const int32_t *rows, int64_t count);
 
+/// Multi-token "fast" product for Q4_0, Q4_1 and Q8_0 weights: for rows r in [r0, r1) and tokens
+/// t in [0, T): y[t·ldy + r] = w_r · x_t, where x_t is given quantised as `xq + t·(n/32)`. Each weight
+/// block is decoded once per group of four tokens. Returns 0 (and does nothing) for other types.
+int ck_matmul_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, int64_t T,
+                 float *y, int64_t ldy, int64_t n, int64_t r0, int64_t r1);
+
 /// Quantise `n` floats (a multiple of 32) into ggml Q8_0 blocks (fp16 scale + 32 int8) at `dst`.
 void ck_quantize_row_q8_0(const float *x, int64_t n, void *dst);
 

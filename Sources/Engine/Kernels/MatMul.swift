@@ -16,8 +16,8 @@ public final class MatMul {
     public let numerics: Numerics
     public let threads: Int
     /// Token count from which multi-token products go through sgemm instead of per-token mat-vecs.
-    public var gemmMinTokens = 3
-    private var tile: UnsafeMutablePointer<Float>
+    public var gemmMinTokens = 8
+    private var tiles: [UnsafeMutablePointer<Float>]
     private var tileCapacity: Int
     private var q8: UnsafeMutablePointer<ck_q8_block>
     private var q8Capacity: Int
@@ -26,14 +26,14 @@ public final class MatMul {
         self.numerics = numerics
         self.threads = max(1, threads)
         tileCapacity = 1 << 16
-        tile = .allocate(capacity: tileCapacity)
+        tiles = (0..<max(1, threads)).map { _ in .allocate(capacity: 1 << 16) }
         q8Capacity = 1024
         q8 = .allocate(capacity: q8Capacity)
         openblas_set_num_threads(1)
     }
 
     deinit {
-        tile.deallocate()
+        for t in tiles { t.deallocate() }
         q8.deallocate()
     }
 
@@ -85,45 +85,70 @@ public final class MatMul {
 
     /// Y[T, rows] = X[T, cols] · Wᵀ for `tokens` rows of X (row stride `cols`, output stride `rows`).
     public func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int) {
+        if tokens == 1 {
+            matvec(w, x, y)
+            return
+        }
+        // Fast numerics: integer products, each weight block decoded once per four tokens.
+        if numerics == .fast && w.cols % 32 == 0 && (w.type == .q4_0 || w.type == .q4_1 || w.type == .q8_0) {
+            let nb = w.cols / 32
+            let xq = quantize(x, count: tokens * w.cols)   // T consecutive rows → T·nb blocks
+            precondition(nb * tokens <= q8Capacity)
+            parallelRows(w.rows) { r0, r1 in
+                _ = ck_matmul_q8(Int32(w.type.rawValue), w.data, w.rowBytes, xq, Int64(tokens), y, Int64(w.rows),
+                                 Int64(w.cols), Int64(r0), Int64(r1))
+            }
+            return
+        }
         if tokens < gemmMinTokens {
             for t in 0..<tokens { matvec(w, x + t * w.cols, y + t * w.rows) }
             return
         }
+        // Dequantise a tile of rows (per thread), then sgemm: Y[:, r0..<r1] = X · tileᵀ.
         let rowsPerTile = max(16, min(w.rows, (1 << 16) / w.cols))
         if rowsPerTile * w.cols > tileCapacity {
-            tile.deallocate()
+            for t in tiles { t.deallocate() }
             tileCapacity = rowsPerTile * w.cols
-            tile = .allocate(capacity: tileCapacity)
+            tiles = (0..<threads).map { _ in .allocate(capacity: tileCapacity) }
         }
-        var r0 = 0
-        while r0 < w.rows {
-            let r1 = min(w.rows, r0 + rowsPerTile)
-            let b: UnsafePointer<Float>
-            if w.type == .f32 {
-                b = (w.data + r0 * w.rowBytes).assumingMemoryBound(to: Float.self)
-            } else {
-                ck_dequantize_rows(Int32(w.type.rawValue), w.data, w.rowBytes, Int64(w.cols), Int64(r0), Int64(r1), tile)
-                b = UnsafePointer(tile)
+        let tileCount = (w.rows + rowsPerTile - 1) / rowsPerTile
+        let tiles = self.tiles
+        parallelChunks(tileCount, minimum: 2) { worker, i0, i1 in
+            let buffer = tiles[worker]
+            for i in i0..<i1 {
+                let r0 = i * rowsPerTile, r1 = min(w.rows, r0 + rowsPerTile)
+                let b: UnsafePointer<Float>
+                if w.type == .f32 {
+                    b = (w.data + r0 * w.rowBytes).assumingMemoryBound(to: Float.self)
+                } else {
+                    ck_dequantize_rows(Int32(w.type.rawValue), w.data, w.rowBytes, Int64(w.cols), Int64(r0), Int64(r1), buffer)
+                    b = UnsafePointer(buffer)
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(r1 - r0), Int32(w.cols),
+                            1, x, Int32(w.cols), b, Int32(w.cols), 0, y + r0, Int32(w.rows))
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(r1 - r0), Int32(w.cols),
-                        1, x, Int32(w.cols), b, Int32(w.cols), 0, y + r0, Int32(w.rows))
-            r0 = r1
         }
     }
 
     /// Splits `rows` into contiguous ranges over the worker threads.
     @inline(__always)
-    func parallelRows(_ rows: Int, _ body: (Int, Int) -> Void) {
-        if threads == 1 || rows < 64 {
-            body(0, rows)
+    func parallelRows(_ rows: Int, minimum: Int = 64, _ body: (Int, Int) -> Void) {
+        parallelChunks(rows, minimum: minimum) { _, r0, r1 in body(r0, r1) }
+    }
+
+    /// Splits `0..<count` into one contiguous range per thread; `body(worker, start, end)`.
+    @inline(__always)
+    func parallelChunks(_ count: Int, minimum: Int, _ body: (Int, Int, Int) -> Void) {
+        if threads == 1 || count < minimum {
+            body(0, 0, count)
             return
         }
         let n = threads
         withoutActuallyEscaping(body) { f in
             nonisolated(unsafe) let f = f
             DispatchQueue.concurrentPerform(iterations: n) { i in
-                let r0 = rows * i / n, r1 = rows * (i + 1) / n
-                if r1 > r0 { f(r0, r1) }
+                let r0 = count * i / n, r1 = count * (i + 1) / n
+                if r1 > r0 { f(i, r0, r1) }
             }
         }
     }
