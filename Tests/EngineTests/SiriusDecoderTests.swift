@@ -52,6 +52,22 @@ struct SiriusDecoderTests {
         }
     }
 
+    /// Fast numerics (8-bit activations, integer products): the K-token verification pass and the
+    /// one-token decode steps compute each token's row alike, so the invariant holds there too.
+    @Test("argmax acceptance with fast numerics equals full greedy with fast numerics", arguments: [GGMLType.q8_0, .q4_1])
+    func argmaxEqualsFullGreedyFast(type: GGMLType) throws {
+        let model = try SiriusRig.tinyModel(type, seed: 13)
+        for prompt in SiriusRig.prompts([4, 10], vocab: model.config.vocabSize, seed: 9) {
+            let full = try SiriusRig.fullGreedy(model, prompt: prompt, maxNew: 32, numerics: .fast)
+            for (kind, period, width) in [(SparsityKind.griffin, 4, 1), (.cats, 8, 2), (.griffin, 16, 4), (.cats, 16, 1)] {
+                let r = try SiriusRig.sirius(model, prompt: prompt, sparsity: SparsityConfig(kind: kind, density: 0.5),
+                                             params: SiriusParams(period: period, acceptance: .argmax, treeWidth: width),
+                                             maxNew: 32, numerics: .fast)
+                #expect(r.generation.outputIDs == full, "\(type) \(kind) W=\(width) K=\(period)")
+            }
+        }
+    }
+
     /// After every period the cache holds exactly the committed positions, and their K/V equal a dense
     /// forward over the committed tokens — the full model has rewritten every draft's K/V, rejected
     /// drafts are gone, and with a tree the accepted path was compacted into place. Threshold acceptance

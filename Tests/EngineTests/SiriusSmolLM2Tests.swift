@@ -102,4 +102,19 @@ struct SiriusSmolLM2Tests {
             }
         }
     }
+
+    /// The same with fast numerics (8-bit activations): Sirius equals the engine's own fast greedy decoding.
+    @Test("argmax acceptance with fast numerics: sirius equals fast full greedy on SmolLM2")
+    func argmaxEqualsGreedyFast() throws {
+        let fixture = try GreedyFixture.load()
+        let model = try ModelLoader.load(path: try DevelopmentModel.require())
+        let c = fixture.cases[2]
+        let full = try SiriusRig.fullGreedy(model, prompt: c.prompt_ids, maxNew: fixture.new_tokens, numerics: .fast)
+        for (kind, period, width) in [(SparsityKind.griffin, 8, 1), (.cats, 16, 2)] {
+            let r = try SiriusRig.sirius(model, prompt: c.prompt_ids, sparsity: SparsityConfig(kind: kind, density: 0.5),
+                                         params: SiriusParams(period: period, acceptance: .argmax, treeWidth: width),
+                                         maxNew: fixture.new_tokens, numerics: .fast)
+            #expect(r.generation.outputIDs == full, "\(kind) K=\(period) W=\(width)")
+        }
+    }
 }

@@ -24,8 +24,8 @@ enum SiriusRig {
 
     /// Dense greedy decoding (`full`).
     static func fullGreedy(_ model: LlamaModel, prompt: [Int32], maxNew: Int, capacity: Int? = nil,
-                           eos: Set<Int32> = []) throws -> [Int32] {
-        let t = Transformer(model: model, capacity: capacity ?? (prompt.count + maxNew + 1))
+                           eos: Set<Int32> = [], numerics: Numerics = .exact) throws -> [Int32] {
+        let t = Transformer(model: model, capacity: capacity ?? (prompt.count + maxNew + 1), numerics: numerics)
         let committed = CommittedText(tokenizer: nil, maxNewTokens: maxNew, eosIDs: eos)
         return try PlainDecoder.generate(t, promptIDs: prompt, committed: committed, sampling: SamplingParams()).outputIDs
     }
@@ -33,9 +33,10 @@ enum SiriusRig {
     /// One Sirius generation on a fresh transformer; `afterPeriod` sees the transformer, the committed
     /// text and the number of cached positions after each period's rollback.
     static func sirius(_ model: LlamaModel, prompt: [Int32], sparsity: SparsityConfig, params: SiriusParams,
-                       maxNew: Int, eos: Set<Int32> = [], downT: NeuronMajorDown? = nil,
+                       maxNew: Int, eos: Set<Int32> = [], downT: NeuronMajorDown? = nil, numerics: Numerics = .exact,
                        afterPeriod: ((Transformer, CommittedText, Int) -> Void)? = nil) throws -> SiriusResult {
-        let t = Transformer(model: model, capacity: capacity(prompt: prompt.count, maxNew: maxNew, params: params))
+        let t = Transformer(model: model, capacity: capacity(prompt: prompt.count, maxNew: maxNew, params: params),
+                            numerics: numerics)
         let committed = CommittedText(tokenizer: nil, maxNewTokens: maxNew, eosIDs: eos)
         let mlp = SparseMLP(transformer: t, config: sparsity, downT: downT)
         let decoder = SiriusDecoder(transformer: t, sparse: mlp, params: params)
