@@ -3,7 +3,9 @@ import GRDB
 import SiriusProtocol
 
 /// How a coordinator loop ended.
-enum RunOutcome: String, Sendable { case completed, cancelled, stopped }
+/// `abandoned`: nobody was left to do the work (every local worker exited for good and no worker
+/// is connected); `Coordinator.abandonReason` says why. The run stays resumable.
+enum RunOutcome: String, Sendable { case completed, cancelled, stopped, abandoned }
 
 /// Operational settings of one coordinator incarnation (not part of the run's config hash).
 struct CoordinatorOptions: Sendable {
@@ -17,6 +19,9 @@ struct CoordinatorOptions: Sendable {
     var stop = Locked(false)
     var log: @Sendable (String) -> Void = { _ in }
     var progress: @Sendable (ProgressSnapshot) -> Void = { _ in }
+    /// Why the local workers are all gone for good (nil while any is alive, or when none were
+    /// spawned). Checked while no worker is connected: a non-nil answer ends the loop (`abandoned`).
+    var localWorkersGone: @Sendable () -> String? = { nil }
     /// Test hook: simulates the coordinator dying between COMMIT and ACK (T5) for this many results.
     var dropAcksAfterCommit = Locked(0)
 }
@@ -128,6 +133,10 @@ final class Coordinator {
     private var retryAtMs: Int64 = 0
     private var retryBackoffMs: Int64 = 100
     private let sessionId = UUID().uuidString.lowercased()
+    /// The last fatal error a worker reported (FAIL fatal_config or BYE "fatal: …").
+    private(set) var lastWorkerFatal: String?
+    /// Set when `run` returns `abandoned`: what happened, the workers' error, and what to do.
+    private(set) var abandonReason: String?
 
     /// Loads the run's state from the store and starts a new epoch (orphaning active leases).
     init(store: Store, runId: String, provider: any ExampleProvider, options: CoordinatorOptions = CoordinatorOptions()) throws {
@@ -184,6 +193,7 @@ final class Coordinator {
         var lastHeartbeat: Int64 = 0
         var lastProgress: Int64 = 0
         var lastStatusCheck: Int64 = 0
+        var lastGoneCheck: Int64 = 0
         options.log("run \(runId) epoch \(epoch): \(committed.count)/\(totalKeys) results committed, \(failed.count) failed; listening on \(transport.endpoint)")
         while true {
             if options.stop.current {
@@ -225,6 +235,13 @@ final class Coordinator {
                 if (try? store.run(runId))??.status == "cancelled" {
                     cancelAll(transport)
                     return .cancelled
+                }
+            }
+            if now - lastGoneCheck >= 100, sessions.isEmpty, batch.isEmpty {
+                lastGoneCheck = now
+                if let gone = options.localWorkersGone() {
+                    abandon(gone)
+                    return .abandoned
                 }
             }
         }
@@ -295,6 +312,7 @@ final class Coordinator {
             fail(f, workerId: workerId, transport)
         case .bye(let b):
             options.log("worker \(workerId) left: \(b.reason)")
+            if b.reason.hasPrefix("fatal: ") { lastWorkerFatal = String(b.reason.dropFirst("fatal: ".count)) }
             workerGone(workerId, transport, reason: "bye")
         default:
             stats.malformed.record("unexpected_type")
@@ -546,6 +564,7 @@ final class Coordinator {
     }
 
     private func fail(_ f: Fail, workerId: String, _ transport: any ServerTransport) {
+        if f.errorClass == .fatalConfig { lastWorkerFatal = f.message }
         if let k = f.key {
             guard !committed.contains(k), !failed.contains(k) else { return }
             countFailure(k, attempt: leases[f.leaseId]?.attempt ?? 0, workerId: workerId, errorClass: f.errorClass.rawValue, message: f.message)
@@ -608,6 +627,18 @@ final class Coordinator {
         for s in sessions.values { send(.shutdown(Notice(reason: "run \(runId) cancelled")), to: s.peer, transport) }
         Thread.sleep(forTimeInterval: 0.05)
         options.log("run \(runId) cancelled; partial results kept")
+    }
+
+    /// Nobody is left to work: unfinished leases are released (not counted as failures, so the run
+    /// resumes cleanly) and the reason is kept for the caller.
+    private func abandon(_ gone: String) {
+        for id in Array(leases.keys) { closeLease(id, requeueRemaining: true, state: "cancelled") }
+        let open = totalKeys - committed.count - failed.count
+        var reason = "\(gone); no worker is connected, \(open) of \(totalKeys) results still to do."
+        if let f = lastWorkerFatal { reason += "\nworker error: \(f)" }
+        abandonReason = reason
+        tryWrite { try store.setStatus(runId, "running", note: "stopped: no workers left\(lastWorkerFatal.map { " (\($0))" } ?? "")") }
+        options.log("run \(runId): \(reason)")
     }
 
     private func snapshot(elapsedMs: Int64) -> ProgressSnapshot {

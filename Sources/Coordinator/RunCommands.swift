@@ -79,6 +79,9 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
     copts.leaseTtlMs = options.leaseTtlMs
     copts.stop = stop
     copts.log = log
+    // Set once the local workers are launched: lets the loop stop when they are all gone for good.
+    let launcherBox = Locked<WorkerLauncher?>(nil)
+    copts.localWorkersGone = { launcherBox.current?.goneReason }
     if !options.quiet {
         copts.progressEveryMs = 2000
         let printer = ProgressPrinter(store: store, runId: runId)
@@ -86,7 +89,7 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
     }
     let coordOptions = copts
     let endpointBox = BlockingQueue<Result<String, CoordinatorError>>()
-    let outcomeBox = BlockingQueue<Result<(RunOutcome, CoordinatorStats), CoordinatorError>>()
+    let outcomeBox = BlockingQueue<Result<(RunOutcome, CoordinatorStats, String?), CoordinatorError>>()
     let bindAddress = options.bind
     let curveSecret = secrets?.keys.secretKey
     // The coordinator thread owns the ROUTER socket from creation to close.
@@ -97,7 +100,7 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
             endpointBox.push(.success(server.endpoint))
             let outcome = coordinator.run(transport: server)
             server.close()
-            outcomeBox.push(.success((outcome, coordinator.stats)))
+            outcomeBox.push(.success((outcome, coordinator.stats, coordinator.abandonReason)))
         } catch {
             let e = CoordinatorError("\(error)")
             endpointBox.push(.failure(e))
@@ -129,9 +132,10 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
                                respawnBudget: options.workers * 4 + 8, log: log)
         do { try l.launch(count: options.workers) } catch { stop.withLock { $0 = true }; throw error }
         launcher = l
+        launcherBox.withLock { $0 = l }
     }
     let servedFromUs = monotonicUs()
-    let (outcome, stats) = try outcomeBox.pop(timeoutMs: -1)!.get()
+    let (outcome, stats, abandonReason) = try outcomeBox.pop(timeoutMs: -1)!.get()
     let servedS = Double(monotonicUs() - servedFromUs) / 1e6
     launcher?.stopAll()
     switch outcome {
@@ -142,11 +146,21 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
         print("run \(runId) cancelled; partial results kept (`sirius-coord report \(runId)`)")
     case .stopped:
         print("run \(runId) interrupted; continue with `sirius-coord resume \(runId)`")
+    case .abandoned:
+        print("run \(runId) stopped: no workers left; continue with `sirius-coord resume \(runId)` once they can work")
     }
     let (acks, results) = stats.read { ($0.ackLatencyUs, $0.resultsReceived) }
     let committedCount = stats.read { $0.committed }
     log(String(format: "served %.2f s: %.1f results committed/s", servedS, Double(committedCount) / max(servedS, 1e-9)))
     log("\(results) results received, \(committedCount) committed, \(stats.read { $0.duplicates }) duplicates, \(stats.malformed.total) malformed dropped; ACK latency p50 \(percentile(acks, 0.5)) µs, p99 \(percentile(acks, 0.99)) µs")
+    if outcome == .abandoned {
+        throw CoordinatorError("""
+            run \(runId) stopped: \(abandonReason ?? "every local worker has exited")
+            Fix the cause first: the workers open the run's model \(run.config.model.debugDescription) with engine \(run.config.engine); \
+            if it cannot be loaded, start a new run with a --model the workers can load, or put the model at that path. \
+            The run is kept: `sirius-coord resume \(runId)` continues it (committed results stay committed).
+            """)
+    }
     return outcome
 }
 
@@ -226,6 +240,10 @@ struct StartCommand: ParsableCommand {
         if let engine { config.engine = engine }
         if !tasks.isEmpty { config.tasks = tasks }
         if !methods.isEmpty {
+            // Checked here, not by the first worker that leases a Sirius shard (which would leave the run).
+            guard ["threshold", "threshold-or-argmax", "argmax"].contains(acceptance) else {
+                throw ValidationError("--acceptance must be threshold, threshold-or-argmax or argmax")
+            }
             config.methods = try methods.map { try RunConfig.parseMethod($0, period: period, threshold: threshold, treeWidth: treeWidth, acceptance: acceptance) }
         }
         if let seed { config.runSeed = seed }

@@ -12,6 +12,9 @@ final class WorkerLauncher: @unchecked Sendable {
     private var processes: [Process] = []
     private var stopping = false
     private var respawnBudget: Int
+    private var launched = 0
+    private var respawnsPending = 0
+    private var lastExit: (status: Int32, signalled: Bool)?
     let log: @Sendable (String) -> Void
 
     init(executable: URL, arguments: [String], respawnBudget: Int, log: @escaping @Sendable (String) -> Void) {
@@ -35,30 +38,55 @@ final class WorkerLauncher: @unchecked Sendable {
         for _ in 0..<count { try spawn() }
     }
 
-    private func spawn() throws {
+    private func spawn(respawn: Bool = false) throws {
         let p = Process()
         p.executableURL = executable
         p.arguments = arguments
         p.terminationHandler = { [weak self] proc in self?.exited(proc) }
-        try p.run()
-        lock.lock(); processes.append(p); lock.unlock()
+        // Listed before it runs: a worker that exits at once must not stay listed as running.
+        lock.lock(); processes.append(p); launched += 1; if respawn { respawnsPending -= 1 }; lock.unlock()
+        do { try p.run() } catch {
+            lock.lock(); processes.removeAll { $0 === p }; launched -= 1; lock.unlock()
+            throw error
+        }
     }
 
     private func exited(_ p: Process) {
         lock.lock()
         processes.removeAll { $0 === p }
-        let respawn = !stopping && (p.terminationReason == .uncaughtSignal || (p.terminationStatus != 0 && p.terminationStatus != 3 && p.terminationStatus != 4)) && respawnBudget > 0
-        if respawn { respawnBudget -= 1 }
+        let signalled = p.terminationReason == .uncaughtSignal
+        lastExit = (p.terminationStatus, signalled)
+        // 3 (rejected) and 4 (fatal configuration error) would fail the same way again.
+        let respawn = !stopping && (signalled || (p.terminationStatus != 0 && p.terminationStatus != 3 && p.terminationStatus != 4)) && respawnBudget > 0
+        if respawn { respawnBudget -= 1; respawnsPending += 1 }
         lock.unlock()
-        log("worker pid \(p.processIdentifier) exited (\(p.terminationReason == .uncaughtSignal ? "signal" : "status") \(p.terminationStatus))\(respawn ? "; respawning" : "")")
-        if respawn { try? spawn() }
+        log("worker pid \(p.processIdentifier) exited (\(signalled ? "signal" : "status") \(p.terminationStatus))\(respawn ? "; respawning" : "")")
+        if respawn {
+            do { try spawn(respawn: true) } catch { log("cannot respawn a worker: \(error)") }
+        }
+    }
+
+    /// Why no local worker is left, once every spawned worker has exited for good (none running,
+    /// none being respawned); nil while one is running or before the first launch, and after `stopAll`.
+    var goneReason: String? {
+        lock.lock(); defer { lock.unlock() }
+        guard launched > 0, processes.isEmpty, respawnsPending == 0, !stopping, let last = lastExit else { return nil }
+        let how: String
+        switch (last.signalled, last.status) {
+        case (true, let s): how = "killed by signal \(s)"
+        case (false, 4): how = "status 4: fatal configuration error"
+        case (false, 3): how = "status 3: refused by this coordinator"
+        case (false, let s): how = "status \(s)"
+        }
+        let budget = respawnBudget == 0 ? "; respawn budget spent" : ""
+        return "every local worker has exited (\(launched) started, the last with \(how)\(budget))"
     }
 
     var pids: [Int32] { lock.lock(); defer { lock.unlock() }; return processes.map(\.processIdentifier) }
 
     /// SIGTERM (drain), then SIGKILL after `graceMs`.
     func stopAll(graceMs: Int = 3000) {
-        lock.lock(); stopping = true; let ps = processes; lock.unlock()
+        lock.lock(); stopping = true; let ps = processes.filter { $0.processIdentifier != 0 }; lock.unlock()
         for p in ps where p.isRunning { p.terminate() }
         let deadline = monotonicMs() + Int64(graceMs)
         while monotonicMs() < deadline, ps.contains(where: \.isRunning) { Thread.sleep(forTimeInterval: 0.02) }

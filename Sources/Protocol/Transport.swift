@@ -33,6 +33,13 @@ public protocol ClientTransport: AnyObject {
     /// Waits up to `timeoutMs` for a message; returns nil on timeout or when woken.
     func receive(timeoutMs: Int) -> [Data]?
     func close()
+    /// Closes after giving the messages already queued (a final BYE or FAIL) up to `ms` to leave,
+    /// so that a process exiting right after still delivers them.
+    func close(flushingWithinMs ms: Int)
+}
+
+extension ClientTransport {
+    public func close(flushingWithinMs ms: Int) { close() }
 }
 
 /// Wakes a worker's I/O thread out of `receive` from another thread (the engine thread).

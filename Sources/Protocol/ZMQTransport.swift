@@ -188,14 +188,18 @@ public final class PipeWaker: Waker, @unchecked Sendable {
     deinit { Foundation.close(readFD); Foundation.close(writeFD) }
 }
 
-/// A worker's DEALER socket. Owned by the worker's I/O thread.
+/// A worker's DEALER socket. Owned by the worker's I/O thread. It has a context of its own, so that
+/// `close(flushingWithinMs:)` can wait for its last messages (zmq_ctx_term) without touching other sockets.
 public final class ZMQClient: ClientTransport {
+    private let context: UnsafeMutableRawPointer
     private let socket: UnsafeMutableRawPointer
     private let waker: PipeWaker?
     private var closed = false
 
     public init(connect endpoint: String, identity: String, serverKey: String?, waker: PipeWaker?) throws {
-        guard let s = zmq_socket(ZMQContext.shared.raw, ZMQ_DEALER) else { throw ZMQError("zmq_socket") }
+        guard let ctx = zmq_ctx_new() else { throw ZMQError("zmq_ctx_new") }
+        guard let s = zmq_socket(ctx, ZMQ_DEALER) else { zmq_ctx_term(ctx); throw ZMQError("zmq_socket") }
+        context = ctx
         socket = s
         self.waker = waker
         do {
@@ -219,6 +223,7 @@ public final class ZMQClient: ClientTransport {
             guard zmq_connect(s, endpoint) == 0 else { throw ZMQError("zmq_connect(\(endpoint))") }
         } catch {
             zmq_close(s)
+            zmq_ctx_term(ctx)
             throw error
         }
     }
@@ -235,10 +240,15 @@ public final class ZMQClient: ClientTransport {
         return nil
     }
 
-    public func close() {
+    public func close() { close(flushingWithinMs: 0) }
+
+    /// Queued messages get up to `ms` to reach the coordinator (linger), then are dropped.
+    public func close(flushingWithinMs ms: Int) {
         guard !closed else { return }
         closed = true
+        try? ZMQSocket.setInt(socket, ZMQ_LINGER, Int32(max(0, ms)))
         zmq_close(socket)
+        zmq_ctx_term(context)
     }
 
     deinit { close() }

@@ -40,7 +40,9 @@ final class SiriusEvaluationEngine: EvaluationEngine {
     func decodingMethod(_ m: MethodSpec) throws -> DecodingMethod {
         let kind = SparsityKind(rawValue: m.sparsity ?? "griffin")
         guard let kind else { throw EngineFailure(.fatalConfig, "unknown sparsity '\(m.sparsity ?? "")' (griffin or cats)") }
-        let catsMode = CATSMode(rawValue: m.catsMode ?? "topk") ?? .topk
+        guard let catsMode = CATSMode(rawValue: m.catsMode ?? "topk") else {
+            throw EngineFailure(.fatalConfig, "unknown cats mode '\(m.catsMode ?? "")' (topk or threshold)")
+        }
         if catsMode == .threshold {
             throw EngineFailure(.fatalConfig, "cats threshold mode needs a calibration file, which runs do not carry yet; use cats_mode topk")
         }

@@ -146,7 +146,12 @@ public final class WorkerAgent: @unchecked Sendable {
         host.start(factory: factory, waker: waker)
         let exit = loop(waker: waker)
         host.stop()
-        transport?.close()
+        // A BYE (drain, fatal error) or FAIL just sent must reach the coordinator before the process
+        // exits; otherwise it sees a lost worker and counts a failure against every example leased.
+        switch exit {
+        case .drained, .fatal: transport?.close(flushingWithinMs: 1000)
+        default: transport?.close()
+        }
         transport = nil
         return exit
     }
