@@ -54,8 +54,9 @@ let package = Package(
         .testTarget(name: "ProtocolTests", dependencies: ["SiriusProtocol"], path: "Tests/ProtocolTests"),
         .testTarget(name: "CoordinatorTests", dependencies: ["sirius-coord", "SiriusTasks", "SiriusProtocol"],
                     path: "Tests/CoordinatorTests"),
-        // Real sirius-coord / sirius-worker processes on loopback (fake engine); needs both executables built.
-        .testTarget(name: "IntegrationTests", dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+        // Real sirius-coord / sirius-worker processes on loopback (fake engine, and the real engine on a tiny
+        // random model from TestSupport); needs both executables built.
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
                     path: "Tests/IntegrationTests"),
     ],
     swiftLanguageModes: [.v6]

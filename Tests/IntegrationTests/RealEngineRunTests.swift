@@ -1,0 +1,209 @@
+import Foundation
+import GRDB
+import Testing
+import TestSupport
+
+/// `sirius-coord start --engine sirius` end to end with real processes: two `sirius-worker join`
+/// processes run the real engine on a tiny random Llama GGUF that carries its own byte-level
+/// tokenizer, on the synthetic task (rendered without any dataset). Loopback only; every process is
+/// bounded in time and killed by the test that started it.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct RealEngineRunTests {
+    static let methods = ["full", "sirius/griffin@0.5", "sirius/cats@0.5"]
+    static let examples = 6
+    static let period = 4
+
+    /// A temporary directory with the tiny model (Q8_0 matrices: rows of 64 and 128 are whole blocks).
+    final class Scratch: @unchecked Sendable {
+        let dir: URL
+        var spawned: [Spawned] = []
+        private var logs = 0
+        init() throws {
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent("sirius-real-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        }
+        var db: String { dir.appendingPathComponent("runs.sqlite").path }
+        func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+        func writeModel(to path: String) throws {
+            let tok = TinyByteTokenizer()
+            try TinyLlama.withTokenizer(tok).writeGGUF(to: path, TinyWeightTypes(.q8_0), tokenizer: tok)
+        }
+
+        /// Runs `sirius-coord args` to completion (killed after `seconds`); returns status and output.
+        func coord(_ args: [String], seconds: Double) async throws -> (status: Int32?, output: String) {
+            logs += 1
+            let p = try Spawned(try RealEngineRunTests.coordBinary(), args, log: dir.appendingPathComponent("\(logs)-coord.log"))
+            spawned.append(p)
+            let status = await p.wait(seconds: seconds)
+            return (status, p.output)
+        }
+
+        func cleanup() {
+            for p in spawned { p.stop() }
+            try? FileManager.default.removeItem(at: dir)
+        }
+    }
+
+    static func coordBinary() throws -> URL {
+        guard Binaries.available else {
+            throw ClusterError("sirius-coord and sirius-worker are not built next to the tests (\(Binaries.dir.path)); run `swift build --build-tests` first")
+        }
+        return Binaries.coord
+    }
+
+    static func startArgs(db: String, runId: String, model: String, methods: [String] = methods,
+                          extra: [String] = []) -> [String] {
+        ["start", "--db", db, "--run-id", runId, "--workers", "2", "--engine", "sirius", "--model", model,
+         "--task", "synthetic:\(examples)", "--limit", "\(examples)", "--max-new-tokens", "24", "--shard-size", "2",
+         "--period", "\(period)", "--threads", "1", "--heartbeat-ms", "200", "--quiet", "--format", "csv"]
+            + methods.flatMap { ["--method", $0] } + extra
+    }
+
+    struct Row {
+        var exampleId: String
+        var method: String
+        var text: String
+        var genTokens: Int
+        var counters: [Int]
+        var engine: String
+    }
+
+    static func rows(_ db: String) throws -> [Row] {
+        try DatabaseQueue(path: db).read { d in
+            try GRDB.Row.fetchAll(d, sql: """
+                SELECT example_id, method, output_text, gen_tokens, engine, periods, advanced_tokens, rollbacks,
+                       rolled_back_tokens, sparse_steps, dense_passes, tokens_verified, prompt_tokens
+                FROM results ORDER BY example_id, method
+                """).map { r in
+                Row(exampleId: r[0], method: r[1], text: r[2], genTokens: r[3],
+                    counters: (5...12).map { r[$0] as Int }, engine: r[4])
+            }
+        }
+    }
+
+    /// JSON numbers as JSONSerialization returns them (NSNumber), whatever their spelling.
+    static func int(_ v: Any?) -> Int? { (v as? NSNumber)?.intValue }
+    static func double(_ v: Any?) -> Double? { (v as? NSNumber)?.doubleValue }
+
+    static func count(_ db: String, _ sql: String) throws -> Int {
+        try DatabaseQueue(path: db).read { try Int.fetchOne($0, sql: sql) ?? -1 }
+    }
+
+    /// Two real workers, the real engine, full and both Sirius variants with argmax acceptance: every
+    /// example has one result per method, Sirius reproduces full's text exactly (agreement 100 %), and
+    /// the JSON report carries AAL, effective density and sane counters for the Sirius methods.
+    @Test func twoWorkersRealEngineSiriusArgmaxEndToEnd() async throws {
+        let s = try Scratch()
+        defer { s.cleanup() }
+        let model = s.path("tiny-q8_0.gguf")
+        try s.writeModel(to: model)
+
+        let run = try await s.coord(Self.startArgs(db: s.db, runId: "real", model: model, extra: ["--acceptance", "argmax"]),
+                                    seconds: 180)
+        try #require(run.status == 0, "sirius-coord start exited \(String(describing: run.status)):\n\(run.output)")
+
+        // Exactly one stored result per (example, method), all from the real engine, none failed.
+        let rows = try Self.rows(s.db)
+        #expect(rows.count == Self.examples * Self.methods.count)
+        let keys = Set(rows.map { "\($0.exampleId)/\($0.method)" })
+        #expect(keys.count == rows.count)
+        for i in 0..<Self.examples {
+            for m in Self.methods {
+                #expect(keys.contains(String(format: "%06d", i) + "/" + m), "missing \(i) \(m)")
+            }
+        }
+        #expect(rows.allSatisfy { $0.engine == "sirius" })
+        #expect(try Self.count(s.db, "SELECT COUNT(*) FROM example_failures") == 0)
+        #expect(try Self.count(s.db, "SELECT COUNT(*) FROM runs WHERE status = 'completed'") == 1)
+
+        // Counters are non-negative; the Sirius rows counted periods and advanced whole tokens.
+        for r in rows {
+            #expect(r.counters.allSatisfy { $0 >= 0 }, "\(r.exampleId) \(r.method): \(r.counters)")
+            #expect(r.genTokens > 0, "\(r.exampleId) \(r.method) generated nothing")
+        }
+        let sirius = rows.filter { $0.method.hasPrefix("sirius/") }
+        #expect(sirius.reduce(0) { $0 + $1.counters[0] } > 0, "no Sirius period was counted")
+        for r in sirius {
+            // periods and advances exclude the final period (§5.1); rollbacks and dense passes count it.
+            let (periods, advanced, rollbacks, dense) = (r.counters[0], r.counters[1], r.counters[2], r.counters[5])
+            #expect(advanced <= r.genTokens && advanced <= periods * Self.period && rollbacks <= periods + 1 && dense >= periods,
+                    "\(r.exampleId) \(r.method): \(r.counters) for \(r.genTokens) tokens")
+        }
+
+        // argmax acceptance: each Sirius text is exactly full's.
+        let full = Dictionary(uniqueKeysWithValues: rows.filter { $0.method == "full" }.map { ($0.exampleId, $0) })
+        for r in sirius {
+            #expect(r.text == full[r.exampleId]?.text, "\(r.exampleId) \(r.method): \(r.text.debugDescription) ≠ full's")
+            #expect(r.genTokens == full[r.exampleId]?.genTokens)
+        }
+
+        // The report, as `sirius-coord report --format json` prints it.
+        let rep = try await s.coord(["report", "real", "--db", s.db, "--format", "json"], seconds: 60)
+        try #require(rep.status == 0, "\(rep.output)")
+        let json = try #require(rep.output.firstIndex(of: "{").map { String(rep.output[$0...]) })
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        #expect(report["engine"] as? String == "sirius")
+        #expect(report["status"] as? String == "completed")
+        let tasks = try #require(report["tasks"] as? [[String: Any]])
+        try #require(tasks.count == 1)
+        let methods = try #require(tasks[0]["methods"] as? [[String: Any]])
+        #expect(methods.map { $0["method"] as? String } == Self.methods)
+        for m in methods {
+            let name = m["method"] as? String ?? "?"
+            #expect(Self.int(m["results"]) == Self.examples, "\(name)")
+            #expect(Self.int(m["failed"]) == 0, "\(name)")
+            for k in ["generatedTokens", "rollbacks", "correct"] {
+                #expect(Self.int(m[k]).map { $0 >= 0 } == true, "\(name) \(k) = \(String(describing: m[k]))")
+            }
+            #expect(Self.double(m["decodeSeconds"]).map { $0 >= 0 } == true, "\(name)")
+            if name == "full" {
+                #expect(m["aal"] == nil && m["effectiveDensity"] == nil, "full has no AAL: \(m)")
+                continue
+            }
+            let aal = try #require(Self.double(m["aal"]), "\(name): no AAL in \(m)")
+            #expect(aal >= 1 && aal <= Double(Self.period), "\(name) AAL \(aal)")
+            let eff = try #require(Self.double(m["effectiveDensity"]), "\(name): no effective density in \(m)")
+            let d = try #require(Self.double(m["density"]), "\(name): no density in \(m)")
+            #expect(d > 0 && d <= 1, "\(name) density \(d)")
+            #expect(abs(eff - (Double(Self.period - 1) * d + 1) / aal) < 1e-9, "\(name) effective density \(eff)")
+            let md = try #require(Self.double(m["modelDensity"]), "\(name): no model density")
+            #expect(md > 0 && md <= 1, "\(name) model density \(md)")
+            #expect(Self.double(m["agreementWithFull"]) == 1.0, "\(name) agreement \(String(describing: m["agreementWithFull"]))")
+            #expect(Self.int(m["agreementN"]) == Self.examples)
+        }
+    }
+
+    /// Every local worker exits with a fatal configuration error (the model file does not exist):
+    /// `start` stops on its own with a non-zero status and a message naming the worker's error and
+    /// what to do; nothing is counted as failed, and once the model is where the run says, `resume`
+    /// finishes the same run.
+    @Test func missingModelStopsStartPromptlyAndStaysResumable() async throws {
+        let s = try Scratch()
+        defer { s.cleanup() }
+        let model = s.path("not-yet/tiny.gguf")
+
+        let run = try await s.coord(Self.startArgs(db: s.db, runId: "nomodel", model: model, methods: ["full", "sirius/griffin@0.5"]),
+                                    seconds: 60)
+        let status = try #require(run.status, "sirius-coord start kept serving with no worker left:\n\(run.output)")
+        #expect(status != 0)
+        #expect(run.output.contains("cannot load model"), "\(run.output)")
+        #expect(run.output.contains("every local worker has exited"), "\(run.output)")
+        #expect(run.output.contains("status 4"), "\(run.output)")
+        #expect(run.output.contains("--model"), "\(run.output)")
+        #expect(run.output.contains("sirius-coord resume nomodel"), "\(run.output)")
+        #expect(try Self.count(s.db, "SELECT COUNT(*) FROM results") == 0)
+        #expect(try Self.count(s.db, "SELECT COUNT(*) FROM example_failures") == 0)
+        #expect(try Self.count(s.db, "SELECT COUNT(*) FROM runs WHERE status = 'running'") == 1)
+        #expect(try Self.count(s.db, "SELECT COUNT(*) FROM leases WHERE state IN ('active', 'orphaned')") == 0)
+
+        // Put the model where the run expects it and continue the same run.
+        try FileManager.default.createDirectory(atPath: s.path("not-yet"), withIntermediateDirectories: true)
+        try s.writeModel(to: model)
+        let resumed = try await s.coord(["resume", "nomodel", "--db", s.db, "--workers", "1", "--threads", "1",
+                                         "--heartbeat-ms", "200", "--quiet", "--format", "csv"], seconds: 120)
+        #expect(resumed.status == 0, "\(resumed.output)")
+        #expect(try Self.count(s.db, "SELECT COUNT(*) FROM results") == Self.examples * 2)
+        #expect(try Self.count(s.db, "SELECT COUNT(*) FROM runs WHERE status = 'completed'") == 1)
+    }
+}
