@@ -12,6 +12,8 @@ final class SiriusEvaluationEngine: EvaluationEngine {
     private var loaded: LoadedModel?
     private var modelPath: String?
     private var runner: MethodRunner?
+    /// KV-cache positions at most (prompt, generation and one Sirius period).
+    static let maxContext = 4096
 
     init(threads: Int, numerics: Numerics) {
         self.threads = threads
@@ -31,7 +33,7 @@ final class SiriusEvaluationEngine: EvaluationEngine {
             }
             modelPath = path
             let m = loaded!.model
-            runner = MethodRunner(transformer: Transformer(model: m, capacity: min(m.config.contextLength, 4096),
+            runner = MethodRunner(transformer: Transformer(model: m, capacity: min(m.config.contextLength, Self.maxContext),
                                                            numerics: numerics, threads: threads))
         }
         _ = try decodingMethod(method)
@@ -62,6 +64,10 @@ final class SiriusEvaluationEngine: EvaluationEngine {
     func run(_ request: ExampleRequest) throws -> ExampleOutcome {
         guard let loaded, let runner else { throw EngineFailure(.engineError, "run before prepare") }
         let method = try decodingMethod(request.method)
+        if request.chat == true && loaded.tokenizer.chatFormat == nil {
+            // Every chat example of the run would fail the same way: leave the run with the reason.
+            throw EngineFailure(.fatalConfig, "the task asks for the chat format, but the model \(modelPath ?? "") has no chat template this engine recognises (ChatML, Llama-3, Llama-2); use an instruct model's GGUF")
+        }
         let ids = try loaded.encode(segments: request.promptSegments ?? [request.prompt], addBOS: request.addBOS,
                                     chat: request.chat ?? false)
         var maxNew = request.maxNewTokens
@@ -70,7 +76,9 @@ final class SiriusEvaluationEngine: EvaluationEngine {
         if case .sirius(_, let p) = method { extra = (p.period - 1) * p.treeWidth + 1 }
         let cap = runner.transformer.cache.capacity
         guard ids.count + 1 + extra <= cap else {
-            throw EngineFailure(.engineError, "prompt of \(ids.count) tokens does not fit the \(cap)-token context")
+            throw EngineFailure(.engineError, "prompt of \(ids.count) tokens does not fit the \(cap)-token context"
+                                + (extra > 0 ? " with the \(extra) positions a Sirius period reserves" : "")
+                                + " (model context \(loaded.model.config.contextLength), capped at \(Self.maxContext))")
         }
         maxNew = max(0, min(maxNew, cap - ids.count - extra))
         guard maxNew > 0 else {
