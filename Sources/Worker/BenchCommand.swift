@@ -31,6 +31,8 @@ struct BenchCommand: ParsableCommand {
     var numerics: [String] = ["exact"]
     @Option(name: [.short, .customLong("output")], help: "md, json or csv.")
     var output: String = "md"
+    @Flag(help: "Also measure the memory read bandwidth and print the decode ceiling it implies.")
+    var bandwidth = false
     @OptionGroup(title: "Methods") var methodOptions: MethodOptions
     @OptionGroup(title: "Method comparison on real prompts") var methodBench: MethodBenchOptions
 
@@ -139,6 +141,11 @@ struct BenchCommand: ParsableCommand {
                 print("| \(name) | \(String(format: "%.2f MiB", sizeMiB)) | \(String(format: "%.2f M", params)) | \(r.threads) | \(r.numerics.rawValue) | \(r.test) | \(String(format: "%.2f ± %.2f", r.mean, r.stddev)) |")
             }
             print("\nmodel loaded in \(String(format: "%.3f", loadSeconds)) s; \(model.denseDecodeBytes) weight bytes read per decode token")
+            if bandwidth {
+                let bw = MemoryBandwidth.measureRead()
+                print(String(format: "memory read bandwidth %.2f GB/s (1 GiB streaming read, best of 5): decode ceiling %.1f tokens/s",
+                             bw / 1e9, bw / Double(model.denseDecodeBytes)))
+            }
         }
     }
 }
