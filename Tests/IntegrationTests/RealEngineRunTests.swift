@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import SiriusEngine
 import Testing
 import TestSupport
 
@@ -82,6 +83,12 @@ struct RealEngineRunTests {
         }
     }
 
+    static func prompts(_ db: String) throws -> [(id: String, prompt: String)] {
+        try DatabaseQueue(path: db).read { d in
+            try GRDB.Row.fetchAll(d, sql: "SELECT example_id, prompt FROM examples ORDER BY ord").map { ($0[0], $0[1]) }
+        }
+    }
+
     /// JSON numbers as JSONSerialization returns them (NSNumber), whatever their spelling.
     static func int(_ v: Any?) -> Int? { (v as? NSNumber)?.intValue }
     static func double(_ v: Any?) -> Double? { (v as? NSNumber)?.doubleValue }
@@ -136,6 +143,24 @@ struct RealEngineRunTests {
         for r in sirius {
             #expect(r.text == full[r.exampleId]?.text, "\(r.exampleId) \(r.method): \(r.text.debugDescription) ≠ full's")
             #expect(r.genTokens == full[r.exampleId]?.genTokens)
+        }
+
+        // What the workers stored is what the engine library computes in this process: the prompt
+        // encoded with the model's own tokenizer (BOS included), full greedy decoding with the task's stop.
+        let gguf = try GGUFFile(path: model)
+        let tokenizer = try Tokenizer(gguf: gguf)
+        let llama = try ModelLoader.load(gguf: gguf)
+        let prompts = try Self.prompts(s.db)
+        #expect(prompts.count == Self.examples)
+        for (id, prompt) in prompts {
+            let ids = tokenizer.encode(prompt)
+            #expect(ids.first == Int32(TinyByteTokenizer().bosID))
+            let committed = CommittedText(tokenizer: tokenizer, maxNewTokens: 24, stopStrings: ["\n\n"], eosIDs: tokenizer.eosIDs)
+            let g = try PlainDecoder.generate(Transformer(model: llama, capacity: min(llama.config.contextLength, 4096)),
+                                              promptIDs: ids, committed: committed, sampling: SamplingParams())
+            #expect(full[id]?.text == g.text, "\(id): worker \(String(describing: full[id]?.text.debugDescription)), here \(g.text.debugDescription)")
+            #expect(full[id]?.genTokens == g.outputIDs.count)
+            #expect(full[id]?.counters[7] == ids.count, "\(id): prompt tokens")
         }
 
         // The report, as `sirius-coord report --format json` prints it.
