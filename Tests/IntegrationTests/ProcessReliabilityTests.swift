@@ -14,7 +14,9 @@ struct ProcessReliabilityTests {
         let c = try ProcessCluster()
         defer { c.cleanup() }
         try await c.start()
-        let victim = try c.addWorker(id: "victim", env: slow)
+        // The victim is slow (200 ms per example, shards of 4) so that after its second result it is
+        // certainly inside a shard when it is killed, whatever the build's speed.
+        let victim = try c.addWorker(id: "victim", env: ["SIRIUS_FAKE_LATENCY_MS": "200"])
         try c.addWorker(id: "survivor", env: slow)
         try await c.waitFor("SELECT COUNT(*) FROM results WHERE worker_id = 'victim'", atLeast: 2)
         victim.signal(SIGKILL)
