@@ -305,6 +305,13 @@ static float row_dot_q8_scalar(int type, const uint8_t *row, const ck_q8_block *
 #if CK_X86
 #pragma clang attribute push (__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 
+// Hardware half → float (F16C), exact like the scalar conversion.
+static inline float f16_hw(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
 static inline float hsum256(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
     lo = _mm_add_ps(lo, hi);
@@ -345,7 +352,7 @@ static float dot_f16_avx2(const uint8_t *row, const float *x, int64_t n) {
         acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i), acc);
     }
     float s = hsum256(acc);
-    for (; i < n; i++) s += rd_f16(row + 2 * i) * x[i];
+    for (; i < n; i++) s += f16_hw(row + 2 * i) * x[i];
     return s;
 }
 
@@ -371,8 +378,8 @@ static float dot_q4_f32_avx2(int type, const uint8_t *row, const float *x, int64
     for (int64_t b = 0; b < n / 32; b++) {
         const uint8_t *blk = row + b * bb;
         const float *xb = x + b * 32;
-        float d = rd_f16(blk);
-        float m = is1 ? rd_f16(blk + 2) : -8.0f * d;
+        float d = f16_hw(blk);
+        float m = is1 ? f16_hw(blk + 2) : -8.0f * d;
         __m128i q = _mm_loadu_si128((const __m128i *)(blk + (is1 ? 4 : 2)));
         __m128i lo = _mm_and_si128(q, mask);
         __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
@@ -399,7 +406,7 @@ static float dot_q8_0_f32_avx2(const uint8_t *row, const float *x, int64_t n) {
         t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), _mm256_loadu_ps(xb + 8), t);
         t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)), _mm256_loadu_ps(xb + 16), t);
         t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))), _mm256_loadu_ps(xb + 24), t);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(rd_f16(blk)), t, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_hw(blk)), t, acc);
     }
     return hsum256(acc);
 }
@@ -413,37 +420,48 @@ static inline __m256i bytes_from_nibbles(const uint8_t *qs) {
 static float dot_q4_q8_avx2(int type, const uint8_t *row, const ck_q8_block *xq, int64_t n) {
     const int is1 = type == CK_Q4_1;
     const size_t bb = is1 ? 20 : 18;
+    const int off = is1 ? 4 : 2;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps();
-    float accm = 0;
-    for (int64_t b = 0; b < n / 32; b++) {
-        const uint8_t *blk = row + b * bb;
-        const ck_q8_block *xb = xq + b;
-        float d = rd_f16(blk);
-        float m = is1 ? rd_f16(blk + 2) : -8.0f * d;
-        __m256i qq = bytes_from_nibbles(blk + (is1 ? 4 : 2));
-        __m256i xv = _mm256_loadu_si256((const __m256i *)xb->q);
-        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qq, xv), ones);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xb->d), _mm256_cvtepi32_ps(p), acc);
-        accm += m * xb->s;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float accm0 = 0, accm1 = 0;
+    const int64_t nb = n / 32;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *k0 = row + b * bb, *k1 = k0 + bb;
+        const ck_q8_block *x0 = xq + b, *x1 = x0 + 1;
+        float d0 = f16_hw(k0), d1 = f16_hw(k1);
+        __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(bytes_from_nibbles(k0 + off), _mm256_loadu_si256((const __m256i *)x0->q)), ones);
+        __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(bytes_from_nibbles(k1 + off), _mm256_loadu_si256((const __m256i *)x1->q)), ones);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x0->d), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * x1->d), _mm256_cvtepi32_ps(p1), acc1);
+        accm0 += (is1 ? f16_hw(k0 + 2) : -8.0f * d0) * x0->s;
+        accm1 += (is1 ? f16_hw(k1 + 2) : -8.0f * d1) * x1->s;
     }
-    return hsum256(acc) + accm;
+    for (; b < nb; b++) {
+        const uint8_t *k0 = row + b * bb;
+        const ck_q8_block *x0 = xq + b;
+        float d0 = f16_hw(k0);
+        __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(bytes_from_nibbles(k0 + off), _mm256_loadu_si256((const __m256i *)x0->q)), ones);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x0->d), _mm256_cvtepi32_ps(p0), acc0);
+        accm0 += (is1 ? f16_hw(k0 + 2) : -8.0f * d0) * x0->s;
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) + (accm0 + accm1);
 }
 
 static float dot_q8_0_q8_avx2(const uint8_t *row, const ck_q8_block *xq, int64_t n) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / 32; b++) {
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    const int64_t nb = n / 32, paired = (nb / 2) * 2;
+    for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = row + b * 34;
         const ck_q8_block *xb = xq + b;
         __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 2));
         __m256i xv = _mm256_loadu_si256((const __m256i *)xb->q);
-        __m256i aw = _mm256_sign_epi8(w, w);
-        __m256i sx = _mm256_sign_epi8(xv, w);
-        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(rd_f16(blk) * xb->d), _mm256_cvtepi32_ps(p), acc);
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w)), ones);
+        const int k = b < paired ? (int)(b & 1) : 0;
+        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(f16_hw(blk) * xb->d), _mm256_cvtepi32_ps(p), acc[k]);
     }
-    return hsum256(acc);
+    return hsum256(_mm256_add_ps(acc[0], acc[1]));
 }
 
 static void quantize_q8_avx2(const float *x, int64_t n, ck_q8_block *out) {
@@ -479,16 +497,22 @@ static void quantize_q8_avx2(const float *x, int64_t n, ck_q8_block *out) {
     }
 }
 
-// Up to 4 tokens per decoded weight block.
+// Up to 4 tokens per decoded weight block. Accumulates in exactly the order of the single-token
+// kernels (even and odd blocks apart), so a token's result is bit-identical
+// whether it is computed alone or in a multi-token pass.
 static void matmul_q8_group_avx2(int type, const uint8_t *row, const ck_q8_block *xq, int64_t nb, int ng, float *out) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float accm[4] = {0, 0, 0, 0};
+    __m256 acc[4][2];
+    float accm[4][2];
+    for (int t = 0; t < 4; t++) { acc[t][0] = acc[t][1] = _mm256_setzero_ps(); accm[t][0] = accm[t][1] = 0; }
     const int is1 = type == CK_Q4_1;
     const size_t bb = type == CK_Q8_0 ? 34 : (is1 ? 20 : 18);
+    // The kernels pair blocks (b, b+1) while two remain; a trailing odd block goes to accumulator 0.
+    const int64_t paired = (nb / 2) * 2;
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = row + b * bb;
-        float d = rd_f16(blk);
+        float d = f16_hw(blk);
+        const int k = (b < paired) ? (int)(b & 1) : 0;
         if (type == CK_Q8_0) {
             __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));
             __m256i aw = _mm256_sign_epi8(wv, wv);
@@ -496,26 +520,29 @@ static void matmul_q8_group_avx2(int type, const uint8_t *row, const ck_q8_block
                 const ck_q8_block *xb = xq + t * nb + b;
                 __m256i sx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->q), wv);
                 __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb->d), _mm256_cvtepi32_ps(p), acc[t]);
+                acc[t][k] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb->d), _mm256_cvtepi32_ps(p), acc[t][k]);
             }
         } else {
-            float m = is1 ? rd_f16(blk + 2) : -8.0f * d;
+            float m = is1 ? f16_hw(blk + 2) : -8.0f * d;
             __m256i qq = bytes_from_nibbles(blk + (is1 ? 4 : 2));
             for (int t = 0; t < ng; t++) {
                 const ck_q8_block *xb = xq + t * nb + b;
                 __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qq, _mm256_loadu_si256((const __m256i *)xb->q)), ones);
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb->d), _mm256_cvtepi32_ps(p), acc[t]);
-                accm[t] += m * xb->s;
+                acc[t][k] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb->d), _mm256_cvtepi32_ps(p), acc[t][k]);
+                accm[t][k] += m * xb->s;
             }
         }
     }
-    for (int t = 0; t < ng; t++) out[t] = hsum256(acc[t]) + accm[t];
+    for (int t = 0; t < ng; t++) {
+        out[t] = type == CK_Q8_0 ? hsum256(_mm256_add_ps(acc[t][0], acc[t][1]))
+                                 : hsum256(_mm256_add_ps(acc[t][0], acc[t][1])) + (accm[t][0] + accm[t][1]);
+    }
 }
 
 static void acc_q8_0_avx2(const uint8_t *row, int64_t n, float c, float *y) {
     for (int64_t b = 0; b < n / 32; b++) {
         const uint8_t *blk = row + b * 34;
-        __m256 s = _mm256_set1_ps(c * rd_f16(blk));
+        __m256 s = _mm256_set1_ps(c * f16_hw(blk));
         __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
         __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
         float *yb = y + b * 32;

@@ -21,7 +21,7 @@ struct BenchCommand: ParsableCommand {
     var model: String = EngineOptions.defaultModel
     @Option(name: [.short, .customLong("n-prompt")], parsing: .singleValue, help: "Prompt lengths to test (comma list; 0 = none).")
     var prompt: [String] = ["512"]
-    @Option(name: [.short, .customLong("n-gen")], parsing: .singleValue, help: "Decode lengths to test (comma list; 0 = none).")
+    @Option(name: [.customShort("n"), .customLong("n-gen")], parsing: .singleValue, help: "Decode lengths to test (comma list; 0 = none).")
     var gen: [String] = ["128"]
     @Option(name: [.short, .customLong("repetitions")], help: "Timed repetitions per test.")
     var repetitions: Int = 5
