@@ -706,3 +706,25 @@ int ck_matmul_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *x
     }
     return 1;
 }
+
+void ck_attend(const float *q, const float *k, const float *v, int64_t stride, int64_t n, int64_t d,
+               float scale, const uint8_t *visible, float *scores, float *out) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) {
+        if (visible && !visible[j]) { scores[j] = -INFINITY; continue; }
+        float s = ck_dot(q, k + j * stride, d) * scale;
+        scores[j] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0;
+    for (int64_t j = 0; j < n; j++) {
+        float e = scores[j] == -INFINITY ? 0.0f : expf(scores[j] - mx);
+        scores[j] = e;
+        sum += e;
+    }
+    float inv = 1.0f / sum;
+    for (int64_t i = 0; i < d; i++) out[i] = 0;
+    for (int64_t j = 0; j < n; j++) {
+        if (scores[j] != 0.0f) ck_axpy(scores[j] * inv, v + j * stride, out, d);
+    }
+}

@@ -70,6 +70,12 @@ void ck_quantize_row_q8_0(const float *x, int64_t n, void *dst);
 void ck_accumulate_rows(int type, const void *w, size_t row_bytes, int64_t n, const float *coef,
                         const int32_t *rows, int64_t count, float *y);
 
+/// One attention head over `n` cached positions: scores_j = (q·k_j)·scale for visible j (`visible`
+/// NULL = all, else visible[j] != 0), softmax, out = Σ_j p_j v_j. Keys and values of position j are at
+/// `k + j·stride` and `v + j·stride`; `scores` needs room for n floats.
+void ck_attend(const float *q, const float *k, const float *v, int64_t stride, int64_t n, int64_t d,
+               float scale, const uint8_t *visible, float *scores, float *out);
+
 /// Float helpers for attention and norms.
 float ck_dot(const float *a, const float *b, int64_t n);
 /// y += a * x

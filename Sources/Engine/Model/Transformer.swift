@@ -38,6 +38,7 @@ public final class Transformer {
     private var up: UnsafeMutablePointer<Float>!      // [T][intermediate]
     private var rope: UnsafeMutablePointer<Float>!    // [T][headDim] (cos, sin) pairs
     private var scores: UnsafeMutablePointer<Float>
+    private var visible: UnsafeMutablePointer<UInt8>
     private var logitsBuf: UnsafeMutablePointer<Float>!
     private var logitsRows = 0
     private let invFreq: [Float]
@@ -48,6 +49,7 @@ public final class Transformer {
         cache = KVCache(layerCount: config.layerCount, kvDim: config.kvDim, capacity: capacity)
         matmul = MatMul(numerics: numerics, threads: threads)
         scores = .allocate(capacity: capacity)
+        visible = .allocate(capacity: capacity)
         invFreq = config.ropeInverseFrequencies()
         reserve(tokens: 1)
     }
@@ -55,6 +57,7 @@ public final class Transformer {
     deinit {
         for p in [x, xn, q, k, v, att, proj, gate, up, rope, logitsBuf] { p?.deallocate() }
         scores.deallocate()
+        visible.deallocate()
     }
 
     /// Sizes the activation buffers for passes of up to `tokens` tokens (allocates only when growing).
@@ -126,29 +129,17 @@ public final class Transformer {
                 cache.value(layer: l, position: start + t).update(from: v + t * c.kvDim, count: c.kvDim)
             }
             for t in 0..<T {
-                let last = start + t   // causal: slots 0...last
+                let n = start + t + 1   // causal: slots 0...start+t
+                var vis: UnsafePointer<UInt8>? = nil
+                if let mask {
+                    for j in 0..<n { visible[j] = j < mask.from || mask.visible(t, j) ? 1 : 0 }
+                    vis = UnsafePointer(visible)
+                }
                 for h in 0..<c.headCount {
-                    let qh = q + t * c.qDim + h * c.headDim
                     let g = h / group
-                    var maxS = -Float.infinity
-                    for j in 0...last {
-                        if let mask, j >= mask.from, !mask.visible(t, j) { scores[j] = -.infinity; continue }
-                        let s = ck_dot(qh, cache.key(layer: l, position: j) + g * c.headDim, Int64(c.headDim)) * scale
-                        scores[j] = s
-                        if s > maxS { maxS = s }
-                    }
-                    var sum: Float = 0
-                    for j in 0...last {
-                        let e = scores[j] == -.infinity ? 0 : exp(scores[j] - maxS)
-                        scores[j] = e
-                        sum += e
-                    }
-                    let out = att + t * c.qDim + h * c.headDim
-                    out.initialize(repeating: 0, count: c.headDim)
-                    let inv = 1 / sum
-                    for j in 0...last where scores[j] != 0 {
-                        ck_axpy(scores[j] * inv, cache.value(layer: l, position: j) + g * c.headDim, out, Int64(c.headDim))
-                    }
+                    ck_attend(q + t * c.qDim + h * c.headDim, cache.key(layer: l, position: 0) + g * c.headDim,
+                              cache.value(layer: l, position: 0) + g * c.headDim, Int64(c.kvDim), Int64(n),
+                              Int64(c.headDim), scale, vis, scores, att + t * c.qDim + h * c.headDim)
                 }
             }
             matmul.matmul(layer.wo, att, proj, tokens: T)
