@@ -36,7 +36,9 @@ public final class CommittedText {
 
     public var isFinished: Bool { stopReason != nil }
 
-    /// Commits one token. Returns the newly visible text ("" when none). Does nothing once finished.
+    /// Commits one token. Returns the newly visible text ("" when none). Text that could be the start
+    /// of a stop string is held back until it is known not to be one, so streamed pieces always add up
+    /// to the final `text`. Does nothing once finished.
     @discardableResult
     public func append(_ id: Int32) -> String {
         guard stopReason == nil else { return "" }
@@ -45,26 +47,23 @@ public final class CommittedText {
             stopReason = .eos
             return flush()
         }
-        var piece = ""
         if let d = detokenizer {
-            piece = d.append(id)
+            let piece = d.append(id)
             if !piece.isEmpty {
                 let before = text.utf8.count
                 text += piece
                 if let cut = findStop(from: max(0, before - maxStopLength)) {
-                    let visible = text.utf8.count - before
                     text = String(decoding: text.utf8.prefix(cut), as: UTF8.self)
                     stopReason = .stop
-                    let keep = max(0, cut - before)
-                    return keep < visible ? String(decoding: piece.utf8.prefix(keep), as: UTF8.self) : piece
+                    return release(upTo: cut)
                 }
             }
         }
         if ids.count >= maxNewTokens {
             stopReason = .length
-            return piece + flush()
+            return flush()
         }
-        return piece
+        return release(upTo: text.utf8.count - heldBack())
     }
 
     /// Marks the generation as ended for a reason outside the text (context full).
@@ -74,25 +73,50 @@ public final class CommittedText {
         return flush()
     }
 
-    private func flush() -> String {
-        guard let d = detokenizer else { return "" }
-        let rest = d.finish()
-        text += rest
-        return rest
+    /// UTF-8 bytes of `text` already returned to the caller.
+    private var released = 0
+
+    private func release(upTo end: Int) -> String {
+        guard end > released else { return "" }
+        let piece = String(decoding: text.utf8.dropFirst(released).prefix(end - released), as: UTF8.self)
+        released = end
+        return piece
     }
 
-    /// UTF-8 offset of the earliest stop string that starts at or after `from`.
+    private func flush() -> String {
+        if let d = detokenizer { text += d.finish() }
+        return release(upTo: text.utf8.count)
+    }
+
+    /// Length of the longest end of `text` that is a proper beginning of some stop string.
+    private func heldBack() -> Int {
+        guard maxStopLength > 1 else { return 0 }
+        let tail = Array(text.utf8.suffix(maxStopLength - 1))
+        var best = 0
+        for s in stopStrings {
+            let pat = Array(s.utf8)
+            var k = min(pat.count - 1, tail.count)
+            while k > best {
+                if tail[(tail.count - k)...].elementsEqual(pat[0..<k]) { best = k; break }
+                k -= 1
+            }
+        }
+        return best
+    }
+
+    /// UTF-8 offset of the earliest stop string that starts at or after `from` (only the tail of the
+    /// text, where a new stop string can appear, is scanned).
     private func findStop(from: Int) -> Int? {
         guard !stopStrings.isEmpty else { return nil }
-        let bytes = Array(text.utf8)
+        let tail = Array(text.utf8.dropFirst(from))
         var best: Int?
         for s in stopStrings {
             let pat = Array(s.utf8)
-            guard bytes.count >= pat.count else { continue }
-            var i = max(0, from)
-            while i + pat.count <= bytes.count {
-                if bytes[i] == pat[0] && bytes[i..<(i + pat.count)].elementsEqual(pat) {
-                    if best == nil || i < best! { best = i }
+            guard tail.count >= pat.count else { continue }
+            var i = 0
+            while i + pat.count <= tail.count {
+                if tail[i] == pat[0] && tail[i..<(i + pat.count)].elementsEqual(pat) {
+                    if best == nil || from + i < best! { best = from + i }
                     break
                 }
                 i += 1
