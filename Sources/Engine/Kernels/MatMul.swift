@@ -20,6 +20,9 @@ public final class MatMul {
     private var tiles: [UnsafeMutablePointer<Float>]
     private var tileCapacity: Int
     private var q8: UnsafeMutablePointer<ck_q8_block>
+    /// Helper threads for `threads > 1` (nil with one thread), and the task they run.
+    private let pool: OpaquePointer?
+    private let job = ChunkJob()
     private var q8Capacity: Int
 
     public init(numerics: Numerics, threads: Int = 1) {
@@ -30,9 +33,11 @@ public final class MatMul {
         q8Capacity = 1024
         q8 = .allocate(capacity: q8Capacity)
         openblas_set_num_threads(1)
+        pool = self.threads > 1 ? ck_pool_create(Int32(self.threads)) : nil
     }
 
     deinit {
+        if let pool { ck_pool_destroy(pool) }
         for t in tiles { t.deallocate() }
         q8.deallocate()
     }
@@ -136,20 +141,30 @@ public final class MatMul {
         parallelChunks(rows, minimum: minimum) { _, r0, r1 in body(r0, r1) }
     }
 
-    /// Splits `0..<count` into one contiguous range per thread; `body(worker, start, end)`.
+    /// Splits `0..<count` into one contiguous range per thread; `body(worker, start, end)`. Runs on
+    /// the engine's own thread pool (never the Swift cooperative pool).
     @inline(__always)
     func parallelChunks(_ count: Int, minimum: Int, _ body: (Int, Int, Int) -> Void) {
-        if threads == 1 || count < minimum {
+        guard let pool, count >= minimum else {
             body(0, 0, count)
             return
         }
-        let n = threads
         withoutActuallyEscaping(body) { f in
-            nonisolated(unsafe) let f = f
-            DispatchQueue.concurrentPerform(iterations: n) { i in
-                let r0 = count * i / n, r1 = count * (i + 1) / n
-                if r1 > r0 { f(i, r0, r1) }
-            }
+            job.body = f
+            job.count = count
+            ck_pool_run(pool, { ctx, worker, workers in
+                let job = Unmanaged<ChunkJob>.fromOpaque(ctx!).takeUnretainedValue()
+                let w = Int(worker), n = Int(workers)
+                let r0 = job.count * w / n, r1 = job.count * (w + 1) / n
+                if r1 > r0 { job.body?(w, r0, r1) }
+            }, Unmanaged.passUnretained(job).toOpaque())
+            job.body = nil
         }
     }
+}
+
+/// The task a pool runs: a range split over workers. Reused for every product (no allocation).
+final class ChunkJob: @unchecked Sendable {
+    var body: ((Int, Int, Int) -> Void)?
+    var count = 0
 }
