@@ -73,6 +73,10 @@ final class ProcessCluster: @unchecked Sendable {
     private var logs = 0
 
     init(runId: String = "itest") throws {
+        // Missing binaries fail the test with the fix, never skip it.
+        guard Binaries.available else {
+            throw ClusterError("sirius-coord and sirius-worker are not built next to the tests (\(Binaries.dir.path)); run `swift build --build-tests` first")
+        }
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("sirius-itest-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         db = dir.appendingPathComponent("runs.sqlite").path

@@ -3,7 +3,7 @@ import Testing
 
 /// §5 tests that need real processes and signals (fake engine, loopback only). Each is bounded in
 /// time and kills whatever it started.
-@Suite(.serialized, .timeLimit(.minutes(3)), .enabled(if: Binaries.available, "build sirius-coord and sirius-worker first"))
+@Suite(.serialized, .timeLimit(.minutes(3)))
 struct ProcessReliabilityTests {
     let slow = ["SIRIUS_FAKE_LATENCY_MS": "15"]
 
