@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import SiriusEngine
 
 /// Self-contained tokenizer tests: the Llama-3-style and Llama-2-style tokenizers built by
@@ -42,17 +43,17 @@ import SiriusEngine
         let tokens = (0..<n).map { json.tokenText(Int32($0)) }
         let types = (0..<n).map { Int32(json.isSpecialToken(Int32($0)) ? 3 : 1) }
         let cfg = try TokFixtures.json("llama3/tokenizer_config.json") as! [String: Any]
-        var w = TinyGGUFWriter()
-        w.kv = [("general.architecture", .string("llama")), ("tokenizer.ggml.model", .string("gpt2")),
+        var w = GGUFWriter()
+        w.metadata = [("general.architecture", .string("llama")), ("tokenizer.ggml.model", .string("gpt2")),
                 ("tokenizer.ggml.pre", .string("llama-bpe")), ("tokenizer.ggml.tokens", .strings(tokens)),
-                ("tokenizer.ggml.token_type", .i32s(types)),
+                ("tokenizer.ggml.token_type", .int32s(types)),
                 ("tokenizer.ggml.merges", .strings(try TokFixtures.merges("llama3/tokenizer.json"))),
                 ("tokenizer.ggml.bos_token_id", .u32(UInt32(json.tokenID("<|begin_of_text|>")!))),
                 ("tokenizer.ggml.eos_token_id", .u32(UInt32(json.tokenID("<|end_of_text|>")!))),
                 ("tokenizer.ggml.eot_token_id", .u32(UInt32(json.tokenID("<|eot_id|>")!))),
                 ("tokenizer.ggml.add_bos_token", .bool(true)),
                 ("tokenizer.chat_template", .string(cfg["chat_template"] as! String))]
-        let path = try w.write(name: "llama3")
+        let path = try w.writeTemporary(name: "llama3")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let tok = try Tokenizer(gguf: GGUFFile(path: path))
         let (entries, withSpecial) = try TokFixtures.expected("llama3")
@@ -75,14 +76,14 @@ import SiriusEngine
             i == 0 ? 2 : json.isSpecialToken(Int32(i)) ? 3 : isByte(t) ? 6 : 1
         }
         let scores: [Float] = types.enumerated().map { i, t in t == 1 ? -Float(i) : 0 }
-        var w = TinyGGUFWriter()
-        w.kv = [("general.architecture", .string("llama")), ("tokenizer.ggml.model", .string("llama")),
-                ("tokenizer.ggml.tokens", .strings(tokens)), ("tokenizer.ggml.scores", .f32s(scores)),
-                ("tokenizer.ggml.token_type", .i32s(types)),
+        var w = GGUFWriter()
+        w.metadata = [("general.architecture", .string("llama")), ("tokenizer.ggml.model", .string("llama")),
+                ("tokenizer.ggml.tokens", .strings(tokens)), ("tokenizer.ggml.scores", .floats(scores)),
+                ("tokenizer.ggml.token_type", .int32s(types)),
                 ("tokenizer.ggml.bos_token_id", .u32(1)), ("tokenizer.ggml.eos_token_id", .u32(2)),
                 ("tokenizer.ggml.unknown_token_id", .u32(0)), ("tokenizer.ggml.add_bos_token", .bool(true)),
                 ("tokenizer.ggml.add_space_prefix", .bool(true))]
-        let path = try w.write(name: "llama2")
+        let path = try w.writeTemporary(name: "llama2")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let tok = try Tokenizer(gguf: GGUFFile(path: path))
         let (entries, withSpecial) = try TokFixtures.expected("llama2")
@@ -116,10 +117,10 @@ import SiriusEngine
         #expect(throws: ModelLoadError.self) { try Tokenizer(tokenizerJSON: p) }
         try Data("{\"model\": ".utf8).write(to: URL(fileURLWithPath: p))
         #expect(throws: ModelLoadError.self) { try Tokenizer(tokenizerJSON: p) }
-        var w = TinyGGUFWriter()
-        w.kv = [("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("qwen2")),
+        var w = GGUFWriter()
+        w.metadata = [("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("qwen2")),
                 ("tokenizer.ggml.tokens", .strings(["a"])), ("tokenizer.ggml.merges", .strings([]))]
-        let g = try w.write(name: "bad")
+        let g = try w.writeTemporary(name: "bad")
         defer { try? FileManager.default.removeItem(atPath: g) }
         #expect(throws: ModelLoadError.self) { try Tokenizer(gguf: GGUFFile(path: g)) }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import SiriusEngine
 
 /// Fixture access and helpers shared by the Tokenizer*Tests files.
@@ -74,51 +75,11 @@ enum TokTestModel {
     }
 }
 
-/// Writes a minimal GGUF v3 file (metadata only, zero tensors).
-struct TinyGGUFWriter {
-    enum Value {
-        case string(String), u32(UInt32), bool(Bool)
-        case strings([String]), f32s([Float]), i32s([Int32])
-    }
-    var kv: [(String, Value)] = []
-
-    private static func put<T: FixedWidthInteger>(_ v: T, _ out: inout [UInt8]) {
-        withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
-    }
-    private static func putString(_ s: String, _ out: inout [UInt8]) {
-        put(UInt64(s.utf8.count), &out); out.append(contentsOf: s.utf8)
-    }
-
-    func bytes() -> [UInt8] {
-        var o: [UInt8] = []
-        Self.put(UInt32(0x4655_4747), &o)
-        Self.put(UInt32(3), &o)
-        Self.put(UInt64(0), &o)  // tensors
-        Self.put(UInt64(kv.count), &o)
-        for (k, v) in kv {
-            Self.putString(k, &o)
-            switch v {
-            case .string(let s): Self.put(UInt32(8), &o); Self.putString(s, &o)
-            case .u32(let x): Self.put(UInt32(4), &o); Self.put(x, &o)
-            case .bool(let b): Self.put(UInt32(7), &o); o.append(b ? 1 : 0)
-            case .strings(let a):
-                Self.put(UInt32(9), &o); Self.put(UInt32(8), &o); Self.put(UInt64(a.count), &o)
-                for s in a { Self.putString(s, &o) }
-            case .f32s(let a):
-                Self.put(UInt32(9), &o); Self.put(UInt32(6), &o); Self.put(UInt64(a.count), &o)
-                for f in a { Self.put(f.bitPattern, &o) }
-            case .i32s(let a):
-                Self.put(UInt32(9), &o); Self.put(UInt32(5), &o); Self.put(UInt64(a.count), &o)
-                for x in a { Self.put(x, &o) }
-            }
-        }
-        return o
-    }
-
-    /// Writes to a fresh temporary file and returns its path.
-    func write(name: String) throws -> String {
+extension GGUFWriter {
+    /// Writes the file (metadata only here) to a fresh temporary path and returns it.
+    func writeTemporary(name: String) throws -> String {
         let p = FileManager.default.temporaryDirectory.appendingPathComponent("tok-\(name)-\(UUID().uuidString).gguf").path
-        try Data(bytes()).write(to: URL(fileURLWithPath: p))
+        try write(to: p)
         return p
     }
 }
