@@ -553,6 +553,31 @@ static void acc_q8_0_avx2(const uint8_t *row, int64_t n, float c, float *y) {
     }
 }
 
+static float dot_f32_f16_avx2(const float *a, const uint16_t *b, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), acc);
+    float s = hsum256(acc);
+    for (; i < n; i++) s += a[i] * _cvtsh_ss(b[i]);
+    return s;
+}
+
+static void axpy_f16_avx2(float a, const uint16_t *x, float *y, int64_t n) {
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * _cvtsh_ss(x[i]);
+}
+
+static void f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) y[i] = ck_f32_to_f16(x[i]);
+}
+
 #pragma clang attribute pop
 #endif
 
@@ -726,5 +751,50 @@ void ck_attend(const float *q, const float *k, const float *v, int64_t stride, i
     for (int64_t i = 0; i < d; i++) out[i] = 0;
     for (int64_t j = 0; j < n; j++) {
         if (scores[j] != 0.0f) ck_axpy(scores[j] * inv, v + j * stride, out, d);
+    }
+}
+
+static float dot_f32_f16(const float *a, const uint16_t *b, int64_t n) {
+#if CK_X86
+    if (ck_has_avx2()) return dot_f32_f16_avx2(a, b, n);
+#endif
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * ck_f16_to_f32(b[i]);
+    return s;
+}
+
+static void axpy_f16(float a, const uint16_t *x, float *y, int64_t n) {
+#if CK_X86
+    if (ck_has_avx2()) { axpy_f16_avx2(a, x, y, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) y[i] += a * ck_f16_to_f32(x[i]);
+}
+
+void ck_f32_to_f16_row(const float *x, uint16_t *y, int64_t n) {
+#if CK_X86
+    if (ck_has_avx2()) { f32_to_f16_avx2(x, y, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) y[i] = ck_f32_to_f16(x[i]);
+}
+
+void ck_attend_f16(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride, int64_t n, int64_t d,
+                   float scale, const uint8_t *visible, float *scores, float *out) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) {
+        if (visible && !visible[j]) { scores[j] = -INFINITY; continue; }
+        float s = dot_f32_f16(q, k + j * stride, d) * scale;
+        scores[j] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0;
+    for (int64_t j = 0; j < n; j++) {
+        float e = scores[j] == -INFINITY ? 0.0f : expf(scores[j] - mx);
+        scores[j] = e;
+        sum += e;
+    }
+    float inv = 1.0f / sum;
+    for (int64_t i = 0; i < d; i++) out[i] = 0;
+    for (int64_t j = 0; j < n; j++) {
+        if (scores[j] != 0.0f) axpy_f16(scores[j] * inv, v + j * stride, out, d);
     }
 }

@@ -173,8 +173,8 @@ struct TransformerReferenceTests {
 @Suite("Transformer, fast numerics")
 struct FastNumericsTests {
     /// 8-bit activation quantisation only affects Q4_0, Q4_1 and Q8_0 weights; the other types use the
-    /// float kernels in both modes, so fast equals exact bit for bit there.
-    @Test("fast logits stay within tolerance of the reference; other types equal exact", arguments: allWeightTypes)
+    /// float kernels in both modes, so there fast differs from exact only by its f16 KV cache.
+    @Test("fast logits stay within tolerance of the reference; other types within the f16 cache's rounding of exact", arguments: allWeightTypes)
     func fastWithinTolerance(type: GGMLType) throws {
         let tiny = TinyLlama(tinySpec(for: type, tied: false, seed: 21))
         let (model, ref) = try tiny.loadGGUF(TinyWeightTypes(type))
@@ -195,7 +195,8 @@ struct FastNumericsTests {
                     if [.q4_0, .q4_1, .q8_0].contains(type) {
                         #expect(!same, "\(type): fast numerics should differ from exact")
                     } else {
-                        #expect(same, "\(type) pos \(i): fast should equal exact")
+                        // No integer kernel for this type: fast differs from exact only by its f16 KV cache.
+                        #expect(Compare.relDiff(f, e) <= 1e-2, "\(type) pos \(i): fast should be within the f16 cache's rounding of exact")
                     }
                 }
                 print("[numerics] fast \(type) threads=\(threads): worst relDiff \(worst), argmax \(sameArgmax)/12")

@@ -77,6 +77,13 @@ void ck_accumulate_rows(int type, const void *w, size_t row_bytes, int64_t n, co
 void ck_attend(const float *q, const float *k, const float *v, int64_t stride, int64_t n, int64_t d,
                float scale, const uint8_t *visible, float *scores, float *out);
 
+/// The same with keys and values stored as IEEE halves (the f16 KV cache of fast numerics).
+void ck_attend_f16(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride, int64_t n, int64_t d,
+                   float scale, const uint8_t *visible, float *scores, float *out);
+
+/// Floats → IEEE halves, round to nearest even (same result as ck_f32_to_f16 per element).
+void ck_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
+
 /// Float helpers for attention and norms.
 float ck_dot(const float *a, const float *b, int64_t n);
 /// y += a * x

@@ -46,7 +46,10 @@ public final class Transformer {
     public init(model: LlamaModel, capacity: Int, numerics: Numerics = .exact, threads: Int = 1) {
         self.model = model
         self.config = model.config
-        cache = KVCache(layerCount: config.layerCount, kvDim: config.kvDim, capacity: capacity)
+        // Fast numerics keep the cache in f16 (half the bytes a decode step reads at long contexts);
+        // exact numerics keep f32, to match the float reference.
+        cache = KVCache(layerCount: config.layerCount, kvDim: config.kvDim, capacity: capacity,
+                        halfPrecision: numerics == .fast)
         matmul = MatMul(numerics: numerics, threads: threads)
         scores = .allocate(capacity: capacity)
         visible = .allocate(capacity: capacity)
@@ -125,8 +128,7 @@ public final class Transformer {
             for t in 0..<T {
                 applyRope(q + t * c.qDim, heads: c.headCount, table: rope + t * c.headDim)
                 applyRope(k + t * c.kvDim, heads: c.kvHeadCount, table: rope + t * c.headDim)
-                cache.key(layer: l, position: start + t).update(from: k + t * c.kvDim, count: c.kvDim)
-                cache.value(layer: l, position: start + t).update(from: v + t * c.kvDim, count: c.kvDim)
+                cache.store(layer: l, position: start + t, keys: k + t * c.kvDim, values: v + t * c.kvDim)
             }
             for t in 0..<T {
                 let n = start + t + 1   // causal: slots 0...start+t
@@ -137,9 +139,8 @@ public final class Transformer {
                 }
                 for h in 0..<c.headCount {
                     let g = h / group
-                    ck_attend(q + t * c.qDim + h * c.headDim, cache.key(layer: l, position: 0) + g * c.headDim,
-                              cache.value(layer: l, position: 0) + g * c.headDim, Int64(c.kvDim), Int64(n),
-                              Int64(c.headDim), scale, vis, scores, att + t * c.qDim + h * c.headDim)
+                    cache.attend(layer: l, group: g, headDim: c.headDim, query: q + t * c.qDim + h * c.headDim,
+                                 positions: n, scale: scale, visible: vis, scores: scores, out: att + t * c.qDim + h * c.headDim)
                 }
             }
             matmul.matmul(layer.wo, att, proj, tokens: T)
