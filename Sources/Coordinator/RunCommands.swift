@@ -114,11 +114,16 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
     // What a remote worker runs; local workers connect over loopback.
     let port = endpoint.split(separator: ":").last.map(String.init) ?? ""
     let localEndpoint = endpoint.hasPrefix("tcp://0.0.0.0:") || endpoint.hasPrefix("tcp://*:") ? "tcp://127.0.0.1:\(port)" : endpoint
+    // A Z85 key may begin with '-' and holds shell characters: `--server-key=KEY` keeps it one value,
+    // and the printed command quotes it for the shell (Z85 has no single quote).
     var joinArgs = ["join", "--engine", run.config.engine]
-    if let s = secrets { joinArgs += ["--server-key", s.keys.publicKey, "--token-file", s.tokenPath] }
+    if let s = secrets { joinArgs += ["--server-key=\(s.keys.publicKey)", "--token-file", s.tokenPath] }
     let remoteEndpoint = isLoopbackEndpoint(endpoint) ? endpoint : "tcp://\(ProcessInfo.processInfo.hostName):\(port)"
     print("run \(runId): \(run.config.tasks.joined(separator: ", ")) × \(run.config.methods.map(\.name).joined(separator: ", ")); coordinator at \(endpoint)")
-    print("worker command: sirius-worker \((["join", "--coordinator", remoteEndpoint] + joinArgs.dropFirst()).joined(separator: " "))")
+    let shown = (["join", "--coordinator", remoteEndpoint] + joinArgs.dropFirst()).map {
+        $0.hasPrefix("--server-key=") ? "--server-key='\($0.dropFirst("--server-key=".count))'" : $0
+    }
+    print("worker command: sirius-worker \(shown.joined(separator: " "))")
     if secrets != nil { print("(copy \(secrets!.tokenPath) to the worker host; keep it secret)") }
     fflush(nil)
 

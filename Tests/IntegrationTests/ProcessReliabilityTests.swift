@@ -82,12 +82,15 @@ struct ProcessReliabilityTests {
         try await c.start(extra: ["--secure", "--key-dir", keyDir])
         let line = c.coordinator!.output.split(separator: "\n").first { $0.hasPrefix("worker command:") } ?? ""
         let parts = line.split(separator: " ").map(String.init)
-        let serverKey = try #require(parts.firstIndex(of: "--server-key").map { parts[$0 + 1] })
+        // Printed as --server-key='KEY' (a Z85 key may start with '-' and holds shell characters).
+        let keyArg = try #require(parts.first { $0.hasPrefix("--server-key='") })
+        let serverKey = String(keyArg.dropFirst("--server-key='".count).dropLast())
+        #expect(serverKey.count == 40)
         let tokenFile = try #require(parts.firstIndex(of: "--token-file").map { parts[$0 + 1] })
         let badToken = c.dir.appendingPathComponent("bad.token")
         try "not-the-token\n".write(to: badToken, atomically: true, encoding: .utf8)
 
-        let wrongToken = try c.addWorker(id: "bad-token", extra: ["--server-key", serverKey, "--token-file", badToken.path])
+        let wrongToken = try c.addWorker(id: "bad-token", extra: ["--server-key=\(serverKey)", "--token-file", badToken.path])
         #expect(await wrongToken.wait(seconds: 20) == 3)
         #expect(wrongToken.output.contains("wrong join token"))
 
@@ -97,7 +100,7 @@ struct ProcessReliabilityTests {
         #expect(wrongKey.output.contains("handshake failed"))
         #expect(try c.count("SELECT COUNT(*) FROM leases") == 0)
 
-        try c.addWorker(id: "good", extra: ["--server-key", serverKey, "--token-file", tokenFile])
+        try c.addWorker(id: "good", extra: ["--server-key=\(serverKey)", "--token-file", tokenFile])
         #expect(await c.coordinator!.wait(seconds: 60) == 0)
         #expect(try c.invariantsHold())
     }
