@@ -732,27 +732,6 @@ int ck_matmul_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *x
     return 1;
 }
 
-void ck_attend(const float *q, const float *k, const float *v, int64_t stride, int64_t n, int64_t d,
-               float scale, const uint8_t *visible, float *scores, float *out) {
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n; j++) {
-        if (visible && !visible[j]) { scores[j] = -INFINITY; continue; }
-        float s = ck_dot(q, k + j * stride, d) * scale;
-        scores[j] = s;
-        if (s > mx) mx = s;
-    }
-    float sum = 0;
-    for (int64_t j = 0; j < n; j++) {
-        float e = scores[j] == -INFINITY ? 0.0f : expf(scores[j] - mx);
-        scores[j] = e;
-        sum += e;
-    }
-    float inv = 1.0f / sum;
-    for (int64_t i = 0; i < d; i++) out[i] = 0;
-    for (int64_t j = 0; j < n; j++) {
-        if (scores[j] != 0.0f) ck_axpy(scores[j] * inv, v + j * stride, out, d);
-    }
-}
 
 static float dot_f32_f16(const float *a, const uint16_t *b, int64_t n) {
 #if CK_X86
@@ -777,12 +756,16 @@ void ck_f32_to_f16_row(const float *x, uint16_t *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = ck_f32_to_f16(x[i]);
 }
 
-void ck_attend_f16(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride, int64_t n, int64_t d,
+// One attention head; keys/values are floats, or IEEE halves when `half`.
+static void attend(const float *q, const void *k, const void *v, int half, int64_t stride, int64_t n, int64_t d,
                    float scale, const uint8_t *visible, float *scores, float *out) {
+    const size_t esize = half ? 2 : 4;
+    const uint8_t *kb = (const uint8_t *)k, *vb = (const uint8_t *)v;
     float mx = -INFINITY;
     for (int64_t j = 0; j < n; j++) {
         if (visible && !visible[j]) { scores[j] = -INFINITY; continue; }
-        float s = dot_f32_f16(q, k + j * stride, d) * scale;
+        const void *kj = kb + (size_t)(j * stride) * esize;
+        float s = (half ? dot_f32_f16(q, (const uint16_t *)kj, d) : ck_dot(q, (const float *)kj, d)) * scale;
         scores[j] = s;
         if (s > mx) mx = s;
     }
@@ -795,6 +778,19 @@ void ck_attend_f16(const float *q, const uint16_t *k, const uint16_t *v, int64_t
     float inv = 1.0f / sum;
     for (int64_t i = 0; i < d; i++) out[i] = 0;
     for (int64_t j = 0; j < n; j++) {
-        if (scores[j] != 0.0f) axpy_f16(scores[j] * inv, v + j * stride, out, d);
+        if (scores[j] == 0.0f) continue;
+        const void *vj = vb + (size_t)(j * stride) * esize;
+        if (half) axpy_f16(scores[j] * inv, (const uint16_t *)vj, out, d);
+        else ck_axpy(scores[j] * inv, (const float *)vj, out, d);
     }
+}
+
+void ck_attend(const float *q, const float *k, const float *v, int64_t stride, int64_t n, int64_t d,
+               float scale, const uint8_t *visible, float *scores, float *out) {
+    attend(q, k, v, 0, stride, n, d, scale, visible, scores, out);
+}
+
+void ck_attend_f16(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride, int64_t n, int64_t d,
+                   float scale, const uint8_t *visible, float *scores, float *out) {
+    attend(q, k, v, 1, stride, n, d, scale, visible, scores, out);
 }
