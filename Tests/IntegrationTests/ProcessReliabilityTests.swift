@@ -56,8 +56,11 @@ struct ProcessReliabilityTests {
         let c = try ProcessCluster()
         defer { c.cleanup() }
         try await c.start()
-        for i in 1...3 { try c.addWorker(id: "w\(i)", env: slow) }
-        try await c.waitFor("SELECT COUNT(*) FROM results", atLeast: 25)
+        // 150 ms per example: 72 results take about 3.6 s with 3 workers, so the kill after the 9th
+        // lands mid-run with seconds to spare even on a loaded 2-core machine (at 15 ms the run
+        // could finish before the kill; it did once in CI).
+        for i in 1...3 { try c.addWorker(id: "w\(i)", env: ["SIRIUS_FAKE_LATENCY_MS": "150"]) }
+        try await c.waitFor("SELECT COUNT(*) FROM results", atLeast: 9)
         c.coordinator!.signal(SIGKILL)
         _ = await c.coordinator!.wait(seconds: 5)
         let committedBefore = try c.count("SELECT COUNT(*) FROM results")
