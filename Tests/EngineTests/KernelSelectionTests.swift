@@ -132,11 +132,15 @@ struct KernelSelectionTests {
                 return (p.logits(tokens, start: 0, all: true), tokens.enumerated().map { d.logits([$1], start: $0)[0] })
             }
             let simd = run(scalar: false) { logits() }, scalar = run(scalar: true) { logits() }
+            // The two paths sum in different orders (and the SIMD attention has its own exp), so each
+            // may sit up to Tol.exact from the truth on its own side: they agree within twice that.
             for i in tokens.indices {
-                #expect(Compare.relDiff(simd.prefill[i], scalar.prefill[i]) <= Tol.exact, "\(type) \(numerics) prefill \(i)")
-                #expect(Compare.relDiff(simd.decode[i], scalar.decode[i]) <= Tol.exact, "\(type) \(numerics) decode \(i)")
+                #expect(Compare.relDiff(simd.prefill[i], scalar.prefill[i]) <= 2 * Tol.exact, "\(type) \(numerics) prefill \(i)")
+                #expect(Compare.relDiff(simd.decode[i], scalar.decode[i]) <= 2 * Tol.exact, "\(type) \(numerics) decode \(i)")
                 if numerics == .exact {
                     #expect(Compare.relDiff(scalar.decode[i], expected[i]) <= Tol.exact, "\(type) scalar decode vs reference \(i)")
+                    #expect(Compare.relDiff(simd.decode[i], expected[i]) <= Tol.exact, "\(type) SIMD decode vs reference \(i)")
+                    #expect(Compare.relDiff(simd.prefill[i], expected[i]) <= Tol.exact, "\(type) SIMD prefill vs reference \(i)")
                 }
             }
         }

@@ -81,6 +81,16 @@ void ck_attend(const float *q, const float *k, const float *v, int64_t stride, i
 void ck_attend_f16(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride, int64_t n, int64_t d,
                    float scale, const uint8_t *visible, float *scores, float *out);
 
+/// Attention of `heads` query heads sharing one KV head, for `ntok` consecutive tokens. Query (i, h)
+/// is `q + i·tstride + h·d` and sees cached positions 0 ..< first_n + i (minus those with
+/// `vis[i·vstride + j] == 0` when `vis` is not NULL); its output goes to `out + i·tstride + h·d`.
+/// Keys/values of position j are at `k + j·kvstride` and `v + j·kvstride` (floats, or IEEE halves
+/// when `half`). `scores` needs ntok·heads·round_up(first_n + ntok − 1, 8) floats. A query's result
+/// does not depend on the other queries of the call.
+void ck_attend_gqa(const float *q, float *out, int64_t tstride, int64_t ntok, int64_t heads, int64_t d,
+                   int64_t first_n, const void *k, const void *v, int half, int64_t kvstride, float scale,
+                   const uint8_t *vis, int64_t vstride, float *scores);
+
 /// Floats → IEEE halves, round to nearest even (same result as ck_f32_to_f16 per element).
 void ck_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
 

@@ -1,27 +1,30 @@
 import CKernels
 
-/// Keys and values of every layer for positions `0..<count`, stored per layer as
-/// `[capacity][kvDim]` floats. A forward pass over positions `start..<start+T` (with `start <= count`)
-/// writes those slots — overwriting any that were there — and sets `count = start + T`. That is the
-/// rewrite primitive of the Sirius correction: the dense verification pass overwrites the sparse
-/// drafts' K/V, and `trim(to:)` rolls rejected drafts back.
+/// Keys and values of every layer for positions `0..<count`. A forward pass over positions
+/// `start..<start+T` (with `start <= count`) writes those slots — overwriting any that were there — and
+/// sets `count = start + T`. That is the rewrite primitive of the Sirius correction: the dense
+/// verification pass overwrites the sparse drafts' K/V, and `trim(to:)` rolls rejected drafts back.
 ///
-/// Entries are f32, or IEEE halves with `halfPrecision` (fast numerics: half the bytes each decode step
-/// reads from the cache; exact numerics keep f32 to match the float reference).
+/// Layout per layer: KV head-major, `[kvHeads][capacity][headDim]`, so the attention of one KV head
+/// reads one contiguous stream. Entries are f32, or IEEE halves with `halfPrecision` (fast numerics:
+/// half the bytes each decode step reads from the cache; exact numerics keep f32 to match the float
+/// reference).
 public final class KVCache {
     public let layerCount: Int
     public let kvDim: Int
+    public let kvHeads: Int
+    public let headDim: Int
     public let capacity: Int
     public let halfPrecision: Bool
     public private(set) var count: Int = 0
     let keys: [UnsafeMutableRawPointer]
     let values: [UnsafeMutableRawPointer]
-    /// Bytes of one position of one layer's keys (or values).
-    var rowBytes: Int { kvDim * (halfPrecision ? 2 : 4) }
+    private var esize: Int { halfPrecision ? 2 : 4 }
 
-    public init(layerCount: Int, kvDim: Int, capacity: Int, halfPrecision: Bool = false) {
-        precondition(capacity > 0)
+    public init(layerCount: Int, kvDim: Int, kvHeads: Int = 1, capacity: Int, halfPrecision: Bool = false) {
+        precondition(capacity > 0 && kvHeads > 0 && kvDim % kvHeads == 0)
         self.layerCount = layerCount; self.kvDim = kvDim; self.capacity = capacity
+        self.kvHeads = kvHeads; self.headDim = kvDim / kvHeads
         self.halfPrecision = halfPrecision
         let bytes = capacity * kvDim * (halfPrecision ? 2 : 4)
         func buffer() -> UnsafeMutableRawPointer {
@@ -55,51 +58,66 @@ public final class KVCache {
         count = end
     }
 
-    /// Stores one position's keys and values (`kvDim` floats each) in `layer`.
+    /// Byte offset of (KV head `g`, position `p`) within a layer's buffer.
+    @inline(__always)
+    private func offset(head g: Int, position p: Int) -> Int { ((g * capacity) + p) * headDim * esize }
+
+    /// Stores one position's keys and values (`kvDim` floats each, heads one after another) in `layer`.
     func store(layer: Int, position: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
-        let kd = keys[layer] + position * rowBytes, vd = values[layer] + position * rowBytes
-        if halfPrecision {
-            ck_f32_to_f16_row(k, kd.assumingMemoryBound(to: UInt16.self), Int64(kvDim))
-            ck_f32_to_f16_row(v, vd.assumingMemoryBound(to: UInt16.self), Int64(kvDim))
-        } else {
-            kd.assumingMemoryBound(to: Float.self).update(from: k, count: kvDim)
-            vd.assumingMemoryBound(to: Float.self).update(from: v, count: kvDim)
+        for g in 0..<kvHeads {
+            let kd = keys[layer] + offset(head: g, position: position)
+            let vd = values[layer] + offset(head: g, position: position)
+            let ks = k + g * headDim, vs = v + g * headDim
+            if halfPrecision {
+                ck_f32_to_f16_row(ks, kd.assumingMemoryBound(to: UInt16.self), Int64(headDim))
+                ck_f32_to_f16_row(vs, vd.assumingMemoryBound(to: UInt16.self), Int64(headDim))
+            } else {
+                kd.assumingMemoryBound(to: Float.self).update(from: ks, count: headDim)
+                vd.assumingMemoryBound(to: Float.self).update(from: vs, count: headDim)
+            }
         }
     }
 
-    /// One attention head of one query over positions `0..<n` of `layer`, KV head `group`
-    /// (see `ck_attend`).
-    func attend(layer: Int, group: Int, headDim: Int, query: UnsafePointer<Float>, positions n: Int, scale: Float,
-                visible: UnsafePointer<UInt8>?, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        if halfPrecision {
-            let k = keys[layer].assumingMemoryBound(to: UInt16.self) + group * headDim
-            let v = values[layer].assumingMemoryBound(to: UInt16.self) + group * headDim
-            ck_attend_f16(query, k, v, Int64(kvDim), Int64(n), Int64(headDim), scale, visible, scores, out)
-        } else {
-            let k = keys[layer].assumingMemoryBound(to: Float.self) + group * headDim
-            let v = values[layer].assumingMemoryBound(to: Float.self) + group * headDim
-            ck_attend(query, k, v, Int64(kvDim), Int64(n), Int64(headDim), scale, visible, scores, out)
-        }
+    /// Attention of the `heads` query heads that share KV head `group`, for `tokens` consecutive tokens
+    /// whose causal lengths are `firstN, firstN + 1, …` (see `ck_attend_gqa`). Queries and outputs are
+    /// `[tokens][tstride]` with the group's heads at offset 0 (the caller offsets both pointers).
+    func attendGroup(layer: Int, group: Int, headDim: Int, heads: Int, tokens: Int, firstN: Int,
+                     queries: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, tstride: Int, scale: Float,
+                     visible: UnsafePointer<UInt8>?, vstride: Int, scores: UnsafeMutablePointer<Float>) {
+        precondition(headDim == self.headDim)
+        let k = UnsafeRawPointer(keys[layer] + offset(head: group, position: 0))
+        let v = UnsafeRawPointer(values[layer] + offset(head: group, position: 0))
+        ck_attend_gqa(queries, out, Int64(tstride), Int64(tokens), Int64(heads), Int64(headDim), Int64(firstN),
+                      k, v, halfPrecision ? 1 : 0, Int64(headDim), scale, visible, Int64(vstride), scores)
     }
 
     /// Copies the K/V of position `from` to position `to` in every layer (tree compaction).
     public func copyPosition(from: Int, to: Int) {
         guard from != to else { return }
+        let bytes = headDim * esize
         for l in 0..<layerCount {
-            (keys[l] + to * rowBytes).copyMemory(from: keys[l] + from * rowBytes, byteCount: rowBytes)
-            (values[l] + to * rowBytes).copyMemory(from: values[l] + from * rowBytes, byteCount: rowBytes)
+            for g in 0..<kvHeads {
+                (keys[l] + offset(head: g, position: to)).copyMemory(from: keys[l] + offset(head: g, position: from), byteCount: bytes)
+                (values[l] + offset(head: g, position: to)).copyMemory(from: values[l] + offset(head: g, position: from), byteCount: bytes)
+            }
         }
     }
 
-    /// A snapshot of positions `0..<count` of one layer as floats (tests).
+    /// A snapshot of positions `0..<count` of one layer as floats, `[count][kvDim]` (tests).
     public func snapshot(layer: Int) -> (keys: [Float], values: [Float]) {
         func read(_ p: UnsafeMutableRawPointer) -> [Float] {
-            let n = count * kvDim
-            if halfPrecision {
-                let h = p.assumingMemoryBound(to: UInt16.self)
-                return (0..<n).map { ck_f16_to_f32(h[$0]) }
+            var out = [Float](repeating: 0, count: count * kvDim)
+            for pos in 0..<count {
+                for g in 0..<kvHeads {
+                    let src = p + offset(head: g, position: pos)
+                    for i in 0..<headDim {
+                        out[pos * kvDim + g * headDim + i] = halfPrecision
+                            ? ck_f16_to_f32(src.assumingMemoryBound(to: UInt16.self)[i])
+                            : src.assumingMemoryBound(to: Float.self)[i]
+                    }
+                }
             }
-            return Array(UnsafeBufferPointer(start: p.assumingMemoryBound(to: Float.self), count: n))
+            return out
         }
         return (read(keys[layer]), read(values[layer]))
     }

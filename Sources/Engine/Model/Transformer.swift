@@ -37,8 +37,14 @@ public final class Transformer {
     private var gate: UnsafeMutablePointer<Float>!    // [T][intermediate]
     private var up: UnsafeMutablePointer<Float>!      // [T][intermediate]
     private var rope: UnsafeMutablePointer<Float>!    // [T][headDim] (cos, sin) pairs
-    private var scores: UnsafeMutablePointer<Float>
-    private var visible: UnsafeMutablePointer<UInt8>
+    /// Attention scratch, one per pool thread: scores of up to `attentionChunk` tokens × the heads of
+    /// one KV group over the whole cache.
+    private var scores: [UnsafeMutablePointer<Float>]
+    /// The pass's visibility rows `[T][start+T]` when a mask is given (built once per pass).
+    private var visible: UnsafeMutablePointer<UInt8>?
+    private var visibleCapacity = 0
+    /// Tokens per attention work item at most.
+    static let attentionChunk = 16
     private var logitsBuf: UnsafeMutablePointer<Float>!
     private var logitsRows = 0
     private let invFreq: [Float]
@@ -48,19 +54,20 @@ public final class Transformer {
         self.config = model.config
         // Fast numerics keep the cache in f16 (half the bytes a decode step reads at long contexts);
         // exact numerics keep f32, to match the float reference.
-        cache = KVCache(layerCount: config.layerCount, kvDim: config.kvDim, capacity: capacity,
+        cache = KVCache(layerCount: config.layerCount, kvDim: config.kvDim, kvHeads: config.kvHeadCount, capacity: capacity,
                         halfPrecision: numerics == .fast)
         matmul = MatMul(numerics: numerics, threads: threads)
-        scores = .allocate(capacity: capacity)
-        visible = .allocate(capacity: capacity)
+        let group = config.headCount / config.kvHeadCount
+        let padded = (capacity + 7) / 8 * 8
+        scores = (0..<max(1, threads)).map { _ in .allocate(capacity: Transformer.attentionChunk * group * padded) }
         invFreq = config.ropeInverseFrequencies()
         reserve(tokens: 1)
     }
 
     deinit {
         for p in [x, xn, q, k, v, att, proj, gate, up, rope, logitsBuf] { p?.deallocate() }
-        scores.deallocate()
-        visible.deallocate()
+        for s in scores { s.deallocate() }
+        visible?.deallocate()
     }
 
     /// Sizes the activation buffers for passes of up to `tokens` tokens (allocates only when growing).
@@ -119,6 +126,22 @@ public final class Transformer {
         }
         let scale = 1 / Float(c.headDim).squareRoot()
         let group = c.headCount / c.kvHeadCount
+        // Visibility rows for a masked pass (the Sirius tree): built once, used by every layer.
+        var vis: UnsafePointer<UInt8>? = nil
+        if let mask {
+            let width = start + T
+            if T * width > visibleCapacity {
+                visible?.deallocate()
+                visibleCapacity = T * width
+                visible = .allocate(capacity: visibleCapacity)
+            }
+            let rows = visible!
+            for t in 0..<T {
+                let row = rows + t * width
+                for j in 0..<(start + t + 1) { row[j] = j < mask.from || mask.visible(t, j) ? 1 : 0 }
+            }
+            vis = UnsafePointer(rows)
+        }
         for (l, layer) in model.layers.enumerated() {
             // Attention block.
             rmsNorm(x, layer.attnNorm, xn, tokens: T)
@@ -130,19 +153,7 @@ public final class Transformer {
                 applyRope(k + t * c.kvDim, heads: c.kvHeadCount, table: rope + t * c.headDim)
                 cache.store(layer: l, position: start + t, keys: k + t * c.kvDim, values: v + t * c.kvDim)
             }
-            for t in 0..<T {
-                let n = start + t + 1   // causal: slots 0...start+t
-                var vis: UnsafePointer<UInt8>? = nil
-                if let mask {
-                    for j in 0..<n { visible[j] = j < mask.from || mask.visible(t, j) ? 1 : 0 }
-                    vis = UnsafePointer(visible)
-                }
-                for h in 0..<c.headCount {
-                    let g = h / group
-                    cache.attend(layer: l, group: g, headDim: c.headDim, query: q + t * c.qDim + h * c.headDim,
-                                 positions: n, scale: scale, visible: vis, scores: scores, out: att + t * c.qDim + h * c.headDim)
-                }
-            }
+            attention(layer: l, tokens: T, start: start, group: group, scale: scale, visible: vis, vstride: start + T)
             matmul.matmul(layer.wo, att, proj, tokens: T)
             for i in 0..<(T * c.hiddenSize) { x[i] += proj[i] }
             // MLP block.
@@ -162,6 +173,31 @@ public final class Transformer {
         rmsNorm(x + first * c.hiddenSize, model.outputNorm, xn, tokens: rows)
         matmul.matmul(model.output, xn, logitsBuf, tokens: rows)
         return UnsafeMutableBufferPointer(start: logitsBuf, count: rows * c.vocabSize)
+    }
+
+    /// Attention of every head for the pass's tokens, over the cache. Work items are (KV group, run of
+    /// up to `attentionChunk` tokens), spread over the pool; each item's queries share the converted
+    /// key/value tiles. A query's result does not depend on the split.
+    private func attention(layer l: Int, tokens T: Int, start: Int, group: Int, scale: Float,
+                           visible vis: UnsafePointer<UInt8>?, vstride: Int) {
+        let c = config
+        let groups = c.kvHeadCount
+        let wanted = 2 * matmul.threads
+        let chunksPerGroup = min(T, max(1, (wanted + groups - 1) / groups))
+        let chunkTokens = min(Transformer.attentionChunk, (T + chunksPerGroup - 1) / chunksPerGroup)
+        let chunks = (T + chunkTokens - 1) / chunkTokens
+        let scores = self.scores
+        let q = UnsafePointer(self.q!), att = self.att!, cache = self.cache
+        matmul.parallelChunks(groups * chunks, minimum: 2) { worker, i0, i1 in
+            for item in i0..<i1 {
+                let g = item % groups, t0 = (item / groups) * chunkTokens
+                let n = min(chunkTokens, T - t0)
+                let offset = t0 * c.qDim + g * group * c.headDim
+                cache.attendGroup(layer: l, group: g, headDim: c.headDim, heads: group, tokens: n, firstN: start + t0 + 1,
+                                  queries: q + offset, out: att + offset, tstride: c.qDim, scale: scale,
+                                  visible: vis.map { $0 + t0 * vstride }, vstride: vstride, scores: scores[worker])
+            }
+        }
     }
 
     /// The dense SwiGLU MLP: down(silu(gate·x) ⊙ up·x).
