@@ -91,6 +91,12 @@ void ck_attend_gqa(const float *q, float *out, int64_t tstride, int64_t ntok, in
                    int64_t first_n, const void *k, const void *v, int half, int64_t kvstride, float scale,
                    const uint8_t *vis, int64_t vstride, float *scores);
 
+/// g[i] = silu(g[i]) · u[i] (or silu(g[i]) when `u` is NULL), silu(x) = x / (1 + e^−x).
+void ck_silu_mul(float *g, const float *u, int64_t n);
+
+/// softmax(z · inv_t)[token] over n logits (maximum subtracted first).
+float ck_softmax_at(const float *z, int64_t n, float inv_t, int64_t token);
+
 /// Floats → IEEE halves, round to nearest even (same result as ck_f32_to_f16 per element).
 void ck_f32_to_f16_row(const float *x, uint16_t *y, int64_t n);
 

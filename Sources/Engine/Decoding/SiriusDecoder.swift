@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// How drafts are accepted against the dense verification (sirius-method.md §11).
@@ -242,12 +243,7 @@ public final class SiriusDecoder {
 
     /// softmax(z / T)[token].
     private func probability(of token: Int32, _ z: UnsafeBufferPointer<Float>) -> Float {
-        let invT = 1 / params.acceptanceTemperature
-        var m = -Float.infinity
-        for v in z where v > m { m = v }
-        var sum: Float = 0
-        for v in z { sum += expf((v - m) * invT) }
-        return expf((z[Int(token)] - m) * invT) / sum
+        ck_softmax_at(z.baseAddress!, Int64(z.count), 1 / params.acceptanceTemperature, Int64(token))
     }
 
     /// W-wide beam step: each frontier node proposes its top-W tokens scored by cumulative

@@ -207,10 +207,7 @@ public final class Transformer {
         matmul.matmul(layer.gate, input, gate, tokens: T)
         gateObserver?(l, gate, T)
         matmul.matmul(layer.up, input, up, tokens: T)
-        for i in 0..<(T * n) {
-            let g = gate[i]
-            gate[i] = g / (1 + exp(-g)) * up[i]
-        }
+        ck_silu_mul(gate, up, Int64(T * n))
         mlpActivationObserver?(l, gate, T)
         matmul.matmul(layer.down, gate, output, tokens: T)
     }

@@ -199,20 +199,14 @@ public final class SparseMLP {
             let kk = p.neurons.count
             mm.matmul(p.gate, input, g, tokens: T)
             mm.matmul(p.up, input, u, tokens: T)
-            for i in 0..<(T * kk) {
-                let x = g[i]
-                g[i] = x / (1 + expf(-x)) * u[i]
-            }
+            ck_silu_mul(g, u, Int64(T * kk))
             mm.matmul(p.down, g, output, tokens: T)
             mlpBytesRead += p.bytes
         case .cats:
             let layer = transformer.model.layers[l]
             let dt = downT!.layers[l]
             mm.matmul(layer.gate, input, g, tokens: T)
-            for i in 0..<(T * d) {
-                let x = g[i]
-                g[i] = x / (1 + expf(-x))
-            }
+            ck_silu_mul(g, nil, Int64(T * d))
             // Active set from |silu(gate)|, summed over the rows when there are several.
             for j in 0..<d { mag[j] = abs(g[j]) }
             if T > 1 { for t in 1..<T { for j in 0..<d { mag[j] += abs(g[t * d + j]) } } }
@@ -224,7 +218,15 @@ public final class SparseMLP {
                 for i in 0..<n { coef[i] = gt[Int(active[i])] * tmp[i] }
                 let out = output + t * h
                 out.initialize(repeating: 0, count: h)
-                ck_accumulate_rows(Int32(dt.type.rawValue), dt.data, dt.rowBytes, Int64(h), coef, active, Int64(n), out)
+                // Neuron-major down: the output's columns split over the threads in whole blocks (each
+                // element sums its neurons in the same order whatever the split).
+                let (be, bb) = dt.type.blockGeometry!
+                let blocks = h / be
+                let coefs = UnsafePointer(coef), rows = UnsafePointer(active)
+                mm.parallelChunks(blocks, minimum: 2) { _, b0, b1 in
+                    ck_accumulate_rows(Int32(dt.type.rawValue), dt.data + b0 * bb, dt.rowBytes, Int64((b1 - b0) * be),
+                                       coefs, rows, Int64(n), out + b0 * be)
+                }
             }
             mlpBytesRead += layer.gate.byteCount + n * (layer.up.rowBytes + dt.rowBytes)
         }
