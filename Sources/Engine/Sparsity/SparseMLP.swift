@@ -67,6 +67,7 @@ public final class SparseMLP {
     private var coef: UnsafeMutablePointer<Float>
     private var mag: UnsafeMutablePointer<Float>
     private var order: UnsafeMutablePointer<Int32>
+    private var kept: UnsafeMutablePointer<UInt8>
     private var tmp: UnsafeMutablePointer<Float>
     /// Bytes of MLP weights read by sparse steps, and the number of (layer, step) products, for the
     /// measured model density.
@@ -83,11 +84,11 @@ public final class SparseMLP {
         self.downT = config.kind == .cats ? (downT ?? NeuronMajorDown(model: transformer.model)) : downT
         scores = Array(repeating: [Float](repeating: 0, count: d), count: c.layerCount)
         active = .allocate(capacity: d); coef = .allocate(capacity: d); mag = .allocate(capacity: d)
-        order = .allocate(capacity: d); tmp = .allocate(capacity: d)
+        order = .allocate(capacity: d); tmp = .allocate(capacity: d); kept = .allocate(capacity: d)
     }
 
     deinit {
-        active.deallocate(); coef.deallocate(); mag.deallocate(); order.deallocate(); tmp.deallocate()
+        active.deallocate(); coef.deallocate(); mag.deallocate(); order.deallocate(); tmp.deallocate(); kept.deallocate()
     }
 
     /// Griffin: the selected neurons of each layer (sorted), after `freeze()`.
@@ -254,10 +255,12 @@ public final class SparseMLP {
             }
             if kth <= j { hi = j } else if kth >= i { lo = i } else { break }
         }
-        for i in 0..<k { active[i] = order[i] }
-        var kept = UnsafeMutableBufferPointer(start: active, count: k)
-        kept.sort()
-        return k
+        // The first k of `order` are the kept neurons; list them in ascending order with one scan.
+        kept.initialize(repeating: 0, count: d)
+        for i in 0..<k { kept[Int(order[i])] = 1 }
+        var n = 0
+        for j in 0..<d where kept[j] != 0 { active[n] = Int32(j); n += 1 }
+        return n
     }
 }
 
