@@ -22,6 +22,7 @@
 typedef struct {
     float *dx, *sx;  // token scales and sums, [nb][4]
     float *sc;       // d_w · d_x for one tile, [nb][MM_NR][4]
+    float *dm;       // weight scales of the current chunk of rows as floats: [row][nb][d, m] (Q4_1 min m)
     int8_t *xp;      // quantised tokens, [nb][4][32], 32-byte aligned; Q8_0: stored as x + 128 (u8)
 } MM_FN(mm_scratch);
 
@@ -63,24 +64,41 @@ MM_FN(mm_block)(const int type, const int nt, const uint8_t *const *rows, const 
 }
 
 // Pass 1 for block b: the tile's scales sc[b][i][t] = d_w(i, b) · d_x(t, b) and, for Q4, the min terms
-// accm[i][k] (one lane per token) = fma(m_i, x_t.s, accm[i][k]) (k constant).
+// accm[i][k] (one lane per token) = fma(m_i, x_t.s, accm[i][k]) (k constant). `dm` points at the tile's
+// first row in the chunk's converted scales.
 static inline __attribute__((always_inline)) void
-MM_FN(mm_scales)(const int type, const uint8_t *const *rows, const MM_FN(mm_scratch) *s, int64_t b, __m128 accm[][2],
+MM_FN(mm_scales)(const int type, const float *dm, const MM_FN(mm_scratch) *s, int64_t nb, int64_t b, __m128 accm[][2],
                  const int k) {
-    const int q8 = type == CK_Q8_0, is1 = type == CK_Q4_1;
-    const size_t bb = q8 ? 34 : (is1 ? 20 : 18);
     const __m128 dxv = _mm_loadu_ps(s->dx + b * 4);
     for (int i = 0; i < MM_NR; i++) {
-        const uint8_t *blk = rows[i] + b * bb;
-        // Both halves (Q4_1: d, m) in one conversion; vmovd zero-extends, so no false dependency.
-        uint32_t h2;
-        memcpy(&h2, blk, 4);
-        const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)h2));
-        const __m128 d = _mm_broadcastss_ps(dm);
+        const float *p = dm + (i * nb + b) * 2;
+        const __m128 d = _mm_broadcast_ss(p);
         _mm_storeu_ps(s->sc + (b * MM_NR + i) * 4, _mm_mul_ps(d, dxv));
-        if (!q8) {
-            const __m128 m = is1 ? _mm_permute_ps(dm, 0x55) : _mm_mul_ps(_mm_set1_ps(-8.0f), d);
+        if (type != CK_Q8_0) {
+            const __m128 m = type == CK_Q4_1 ? _mm_broadcast_ss(p + 1) : _mm_mul_ps(_mm_set1_ps(-8.0f), d);
             accm[i][k] = _mm_fmadd_ps(m, _mm_loadu_ps(s->sx + b * 4), accm[i][k]);
+        }
+    }
+}
+
+// Converts the f16 scale (and Q4_1 min) of every block of rows [r, r + count) to floats, four blocks per
+// conversion: dm[row][b] = {d, m} (m is garbage for Q4_0 / Q8_0, whose blocks hold other data there).
+static void MM_FN(mm_convert_scales)(const uint8_t *w, size_t row_bytes, size_t bb, int64_t nb, int64_t r,
+                                     int64_t count, float *dm) {
+    for (int64_t i = 0; i < count; i++) {
+        const uint8_t *row = w + (size_t)(r + i) * row_bytes;
+        float *out = dm + i * nb * 2;
+        int64_t b = 0;
+        for (; b + 4 <= nb; b += 4) {
+            uint32_t h[4];
+            for (int j = 0; j < 4; j++) memcpy(&h[j], row + (b + j) * bb, 4);
+            const __m128i v = _mm_setr_epi32((int)h[0], (int)h[1], (int)h[2], (int)h[3]);
+            _mm256_storeu_ps(out + b * 2, _mm256_cvtph_ps(v));
+        }
+        for (; b < nb; b++) {
+            uint32_t h;
+            memcpy(&h, row + b * bb, 4);
+            _mm_storel_pi((__m64 *)(out + b * 2), _mm_cvtph_ps(_mm_cvtsi32_si128((int)h)));
         }
     }
 }
@@ -89,18 +107,18 @@ MM_FN(mm_scales)(const int type, const uint8_t *const *rows, const MM_FN(mm_scra
 // `type` and `nt` are constants at every call site (always_inline), so each combination compiles to
 // straight-line code with the accumulators in registers.
 static inline __attribute__((always_inline)) void
-MM_FN(mm_tile)(const int type, const int nt, const uint8_t *const *rows, const MM_FN(mm_scratch) *s, int64_t nb,
-               float out[][4]) {
+MM_FN(mm_tile)(const int type, const int nt, const uint8_t *const *rows, const float *dm, const MM_FN(mm_scratch) *s,
+               int64_t nb, float out[][4]) {
     const int q8 = type == CK_Q8_0;
     // Blocks are taken in pairs (b, b + 1) → accumulators (0, 1); a trailing odd block → 0.
     __m128 accm[MM_NR][2];
     for (int i = 0; i < MM_NR; i++) accm[i][0] = accm[i][1] = _mm_setzero_ps();
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
-        MM_FN(mm_scales)(type, rows, s, b, accm, 0);
-        MM_FN(mm_scales)(type, rows, s, b + 1, accm, 1);
+        MM_FN(mm_scales)(type, dm, s, nb, b, accm, 0);
+        MM_FN(mm_scales)(type, dm, s, nb, b + 1, accm, 1);
     }
-    if (b < nb) MM_FN(mm_scales)(type, rows, s, b, accm, 0);
+    if (b < nb) MM_FN(mm_scales)(type, dm, s, nb, b, accm, 0);
 
     __m256 acc[MM_NR][4][2];
     for (int i = 0; i < MM_NR; i++)
@@ -126,7 +144,10 @@ MM_FN(mm_tile)(const int type, const int nt, const uint8_t *const *rows, const M
 // kernel) if its scratch cannot be allocated.
 static int MM_FN(matmul_q8_blocked)(int type, const uint8_t *w, size_t row_bytes, const ck_q8_block *xq, int64_t T,
                                     float *y, int64_t ldy, int64_t nb, int64_t r0, int64_t r1) {
-    const size_t xp_bytes = (size_t)nb * 128, f_count = (size_t)nb * 4 * (2 + MM_NR);
+    // Rows in chunks that stay in cache while each token group passes over them.
+    const int64_t chunk = 64;
+    const size_t bb = type == CK_Q8_0 ? 34 : (type == CK_Q4_1 ? 20 : 18);
+    const size_t xp_bytes = (size_t)nb * 128, f_count = (size_t)nb * 4 * (2 + MM_NR) + (size_t)nb * 2 * (chunk + MM_NR);
     void *mem = aligned_alloc(64, (xp_bytes + f_count * sizeof(float) + 63) & ~(size_t)63);
     if (!mem) return 0;
     MM_FN(mm_scratch) s;
@@ -134,12 +155,14 @@ static int MM_FN(matmul_q8_blocked)(int type, const uint8_t *w, size_t row_bytes
     s.dx = (float *)((char *)mem + xp_bytes);
     s.sx = s.dx + nb * 4;
     s.sc = s.sx + nb * 4;
+    s.dm = s.sc + nb * 4 * MM_NR;
     const __m256i flip = _mm256_set1_epi8(type == CK_Q8_0 ? (char)0x80 : 0);
     float out[MM_NR][4];
-    // Rows in chunks that stay in cache while each token group passes over them.
-    const int64_t chunk = 64;
     for (int64_t rc = r0; rc < r1; rc += chunk) {
         const int64_t rce = rc + chunk < r1 ? rc + chunk : r1;
+        MM_FN(mm_convert_scales)(w, row_bytes, bb, nb, rc, rce - rc, s.dm);
+        // A short last tile repeats the chunk's last row (computed, not stored).
+        for (int64_t r = rce - rc; r < chunk + MM_NR; r++) memcpy(s.dm + r * nb * 2, s.dm + (rce - rc - 1) * nb * 2, sizeof(float) * nb * 2);
         for (int64_t t0 = 0; t0 < T; t0 += 4) {
             const int nt = T - t0 < 4 ? (int)(T - t0) : 4;
             // Gather the group's blocks (missing tokens repeat token t0; their results are dropped).
@@ -152,15 +175,15 @@ static int MM_FN(matmul_q8_blocked)(int type, const uint8_t *w, size_t row_bytes
                                        _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)xb->q), flip));
                 }
             for (int64_t r = rc; r < rce; r += MM_NR) {
-                // A short last tile repeats its last row (computed, not stored).
                 const uint8_t *rows[MM_NR];
                 for (int i = 0; i < MM_NR; i++) rows[i] = w + (size_t)(r + i < rce ? r + i : rce - 1) * row_bytes;
+                const float *dm = s.dm + (r - rc) * nb * 2;
 #define MM_TILE(TY)                                                                                     \
                 switch (nt) {                                                                           \
-                case 4: MM_FN(mm_tile)(TY, 4, rows, &s, nb, out); break;                                \
-                case 3: MM_FN(mm_tile)(TY, 3, rows, &s, nb, out); break;                                \
-                case 2: MM_FN(mm_tile)(TY, 2, rows, &s, nb, out); break;                                \
-                default: MM_FN(mm_tile)(TY, 1, rows, &s, nb, out); break;                               \
+                case 4: MM_FN(mm_tile)(TY, 4, rows, dm, &s, nb, out); break;                                \
+                case 3: MM_FN(mm_tile)(TY, 3, rows, dm, &s, nb, out); break;                                \
+                case 2: MM_FN(mm_tile)(TY, 2, rows, dm, &s, nb, out); break;                                \
+                default: MM_FN(mm_tile)(TY, 1, rows, dm, &s, nb, out); break;                               \
                 }
                 if (type == CK_Q8_0) { MM_TILE(CK_Q8_0) } else if (type == CK_Q4_1) { MM_TILE(CK_Q4_1) } else { MM_TILE(CK_Q4_0) }
 #undef MM_TILE
