@@ -107,7 +107,8 @@ static int vnni_level(void) {
 #if CK_X86
     if (g_vnni < 0) {
         __builtin_cpu_init();
-        g_vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") ? 2
+        g_vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") ? 2
                : __builtin_cpu_supports("avxvnni") ? 1 : 0;
     }
     return g_vnni;
@@ -598,18 +599,12 @@ static void f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n) {
 #pragma clang attribute pop
 
 // ---------------------------------------------------------------------------------------------
-// VNNI kernels: the multi-token product register-blocked over rows × tokens (matmul_q8_vnni.h),
-// bit-identical to the AVX2 kernels above. Two builds of the same code: AVX-512 VNNI on 256-bit vectors
-// (32 vector registers: tiles of 2 rows × 4 tokens) and AVX-VNNI (16 registers: 1 row × 4 tokens).
+// VNNI kernels: the multi-token product register-blocked over rows × tokens, bit-identical to the AVX2
+// kernels above. AVX-512 VNNI: 512-bit vectors over block pairs, tiles of 4 rows × 4 tokens
+// (matmul_q8_avx512.h); AVX-VNNI: 256-bit vectors, 1 row × 4 tokens (matmul_q8_vnni.h).
 
-#pragma clang attribute push (__attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni"))), apply_to = function)
-#define MM_FN(name) name##_vnni512
-#define MM_DPBUSD(a, u, s) _mm256_dpbusd_epi32(a, u, s)
-#define MM_NR 2
-#include "matmul_q8_vnni.h"
-#undef MM_FN
-#undef MM_DPBUSD
-#undef MM_NR
+#pragma clang attribute push (__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
+#include "matmul_q8_avx512.h"
 #pragma clang attribute pop
 
 #pragma clang attribute push (__attribute__((target("avx2,fma,f16c,avxvnni"))), apply_to = function)
@@ -756,7 +751,7 @@ int ck_matmul_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *x
 #if CK_X86
     if (ck_has_avx2()) {
         const int vnni = vnni_level();
-        if (vnni == 2 && matmul_q8_blocked_vnni512(type, p, row_bytes, xq, T, y, ldy, nb, r0, r1)) return 1;
+        if (vnni == 2 && matmul_q8_avx512(type, p, row_bytes, xq, T, y, ldy, nb, r0, r1)) return 1;
         if (vnni == 1 && matmul_q8_blocked_avxvnni(type, p, row_bytes, xq, T, y, ldy, nb, r0, r1)) return 1;
         float out[4];
         for (int64_t r = r0; r < r1; r++) {

@@ -33,11 +33,7 @@ MM_FN(mm_block)(const int type, const int nt, const uint8_t *const *rows, const 
     const int q8 = type == CK_Q8_0, is1 = type == CK_Q4_1;
     const size_t bb = q8 ? 34 : (is1 ? 20 : 18);
     const int off = q8 ? 2 : (is1 ? 4 : 2);
-    // A zero the compiler cannot see through: it copies this register as each dpbusd's accumulator
-    // instead of re-zeroing one with an EVEX vpxord, which is not a dependency-breaking idiom here and
-    // chains the products together (measured: 2x slower).
-    __m256i zero = _mm256_setzero_si256();
-    __asm__("" : "+v"(zero));
+    const __m256i zero = _mm256_setzero_si256();
     __m256i wq[MM_NR], init[MM_NR];
     for (int i = 0; i < MM_NR; i++) {
         const uint8_t *q = rows[i] + b * bb + off;

@@ -1,0 +1,211 @@
+// AVX-512 VNNI version of the register-blocked multi-token product (see matmul_q8_vnni.h for the
+// 256-bit one and the numerics). Private to kernels.c, included once inside a target("avx512...")
+// region; uses hsum256 from there. Tiles are AVX512_NR rows × up to 4 tokens.
+//
+// Layout: a 512-bit vector covers a PAIR of blocks (b, b + 1), their int32 partial sums interleaved:
+// lane 2j holds block b's partial sum j (elements 4j..4j+3) and lane 2j + 1 block b + 1's. So one
+// accumulator per (row, token) holds both float accumulators of the 256-bit kernels, acc0 in the even
+// lanes and acc1 in the odd ones, and the scale vector is the pair (d_w·d_x of b, of b + 1) repeated.
+// A trailing odd block is paired with nothing and goes to the even lanes only (masked FMA), so every
+// lane sees exactly the operations of the 256-bit kernels. Operand bytes are interleaved to match:
+// dwords (4 bytes = one partial sum) alternate between the two blocks.
+
+#define AVX512_NR 4
+
+// Per-call scratch for one group of (up to) four tokens.
+typedef struct {
+    float *dx, *sx;  // token scales and sums, [nb][4]
+    float *sc;       // (d_w·d_x of b, of b + 1) for one tile: [pair][AVX512_NR][4 tokens][2]
+    float *dm;       // weight scales of the current chunk of rows as floats: [row][nb][d, m]
+    int8_t *xp;      // tokens with interleaved block pairs: [pair][4][64], 64-byte aligned; Q8_0: x + 128
+} avx512_scratch;
+
+// Interleaves the dwords of two 32-byte blocks: the 64 bytes dword 2j = a's dword j, 2j + 1 = b's.
+static inline __m512i avx512_interleave(__m256i a, __m256i b) {
+    // Per 128-bit lane: unpacklo gives dword pairs j = 0, 1 (lane 0) and 4, 5 (lane 1); unpackhi 2, 3 / 6, 7.
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_unpacklo_epi32(a, b)), _mm256_unpackhi_epi32(a, b), 1);
+    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+// Weights of blocks (b, b + 1) of one row as interleaved operand bytes (`two` = 0: block b alone, the
+// other half zero). Q4: nibbles 0..15 (u8); Q8_0: the int8 weights.
+static inline __attribute__((always_inline)) __m512i
+avx512_weights(const int type, const uint8_t *blk, size_t bb, int two) {
+    if (type == CK_Q8_0) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        __m256i w1 = two ? _mm256_loadu_si256((const __m256i *)(blk + bb + 2)) : _mm256_setzero_si256();
+        return avx512_interleave(w0, w1);
+    }
+    const int off = type == CK_Q4_1 ? 4 : 2;
+    __m128i n0 = _mm_loadu_si128((const __m128i *)(blk + off));
+    __m128i n1 = two ? _mm_loadu_si128((const __m128i *)(blk + bb + off)) : _mm_setzero_si128();
+    // Nibble byte j holds elements j (low) and j + 16 (high): dword pairs for partial sums 0..3, then 4..7.
+    __m256i l = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi32(n0, n1)), _mm_unpackhi_epi32(n0, n1), 1);
+    return _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(l), _mm256_srli_epi16(l, 4), 1), _mm512_set1_epi8(0x0F));
+}
+
+// Pass 1 for blocks (b, b + 1) (two = 0: b alone): sc = the scale pairs of every tile row and token, and
+// for Q4 the min terms accm[i][k] (one lane per token) = fma(m_i, x_t.s, accm[i][k]) in block order.
+static inline __attribute__((always_inline)) void
+avx512_scales(const int type, const float *dm, const avx512_scratch *s, int64_t nb, int64_t b, int two, __m128 accm[][2]) {
+    const __m128 dx0 = _mm_loadu_ps(s->dx + b * 4), dx1 = two ? _mm_loadu_ps(s->dx + b * 4 + 4) : _mm_setzero_ps();
+    float *sc = s->sc + (b / 2) * AVX512_NR * 8;
+    for (int i = 0; i < AVX512_NR; i++) {
+        const float *p = dm + (i * nb + b) * 2;
+        const __m128 d0 = _mm_broadcast_ss(p), d1 = two ? _mm_broadcast_ss(p + 2) : _mm_setzero_ps();
+        const __m128 s0 = _mm_mul_ps(d0, dx0), s1 = _mm_mul_ps(d1, dx1);
+        _mm_storeu_ps(sc + i * 8, _mm_unpacklo_ps(s0, s1));      // tokens 0, 1
+        _mm_storeu_ps(sc + i * 8 + 4, _mm_unpackhi_ps(s0, s1));  // tokens 2, 3
+        if (type != CK_Q8_0) {
+            const __m128 m0 = type == CK_Q4_1 ? _mm_broadcast_ss(p + 1) : _mm_mul_ps(_mm_set1_ps(-8.0f), d0);
+            accm[i][0] = _mm_fmadd_ps(m0, _mm_loadu_ps(s->sx + b * 4), accm[i][0]);
+            if (two) {
+                const __m128 m1 = type == CK_Q4_1 ? _mm_broadcast_ss(p + 3) : _mm_mul_ps(_mm_set1_ps(-8.0f), d1);
+                accm[i][1] = _mm_fmadd_ps(m1, _mm_loadu_ps(s->sx + b * 4 + 4), accm[i][1]);
+            }
+        }
+    }
+}
+
+// Pass 2 for blocks (b, b + 1) (two = 0: b alone, even lanes only): acc[i][t] += scales · p.
+static inline __attribute__((always_inline)) void
+avx512_pair(const int type, const int nt, const uint8_t *const *rows, const avx512_scratch *s, int64_t b, int two,
+            __m512 acc[][4]) {
+    const size_t bb = type == CK_Q8_0 ? 34 : (type == CK_Q4_1 ? 20 : 18);
+    __m512i wq[AVX512_NR], init[AVX512_NR];
+    for (int i = 0; i < AVX512_NR; i++) {
+        wq[i] = avx512_weights(type, rows[i] + b * bb, bb, two);
+        // Q8_0: −128·Σw per lane cancels the +128 offset of the unsigned x operand.
+        init[i] = type == CK_Q8_0 ? _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), wq[i]))
+                                  : _mm512_setzero_si512();
+    }
+    const float *sc = s->sc + (b / 2) * AVX512_NR * 8;
+    const int8_t *xb = s->xp + (b / 2) * 256;
+    for (int t = 0; t < nt; t++) {
+        const __m512i xv = _mm512_load_si512((const void *)(xb + t * 64));
+        for (int i = 0; i < AVX512_NR; i++) {
+            const __m512i p = type == CK_Q8_0 ? _mm512_dpbusd_epi32(init[i], xv, wq[i]) : _mm512_dpbusd_epi32(init[i], wq[i], xv);
+            double pair;  // the two floats (scale of b, of b + 1), broadcast as one 64-bit element
+            memcpy(&pair, sc + i * 8 + t * 2, 8);
+            const __m512 scale = _mm512_castpd_ps(_mm512_set1_pd(pair));
+            acc[i][t] = two ? _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(p), acc[i][t])
+                            : _mm512_mask3_fmadd_ps(scale, _mm512_cvtepi32_ps(p), acc[i][t], 0x5555);
+        }
+    }
+}
+
+// One tile: rows `rows[0..AVX512_NR)` × the first `nt` tokens of the group; writes out[i][t].
+static inline __attribute__((always_inline)) void
+avx512_tile(const int type, const int nt, const uint8_t *const *rows, const float *dm, const avx512_scratch *s,
+            int64_t nb, float out[][4]) {
+    __m128 accm[AVX512_NR][2];
+    for (int i = 0; i < AVX512_NR; i++) accm[i][0] = accm[i][1] = _mm_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) avx512_scales(type, dm, s, nb, b, 1, accm);
+    if (b < nb) avx512_scales(type, dm, s, nb, b, 0, accm);
+
+    __m512 acc[AVX512_NR][4];
+    for (int i = 0; i < AVX512_NR; i++)
+        for (int t = 0; t < 4; t++) acc[i][t] = _mm512_setzero_ps();
+    for (b = 0; b + 2 <= nb; b += 2) avx512_pair(type, nt, rows, s, b, 1, acc);
+    if (b < nb) avx512_pair(type, nt, rows, s, b, 0, acc);
+
+    // acc0 + acc1 per lane j: even lane + odd lane, then the even lanes as one 256-bit vector.
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int i = 0; i < AVX512_NR; i++) {
+        float m0[4], m1[4];
+        _mm_storeu_ps(m0, accm[i][0]);
+        _mm_storeu_ps(m1, accm[i][1]);
+        for (int t = 0; t < nt; t++) {
+            const __m512 v = _mm512_add_ps(acc[i][t], _mm512_permute_ps(acc[i][t], 0xB1));
+            const float sum = hsum256(_mm512_castps512_ps256(_mm512_permutexvar_ps(even, v)));
+            out[i][t] = type == CK_Q8_0 ? sum : sum + (m0[t] + m1[t]);
+        }
+    }
+}
+
+// Converts the f16 scale (and Q4_1 min) of every block of rows [r, r + count) to floats:
+// dm[row][b] = {d, m} (m is garbage for Q4_0 / Q8_0, whose blocks hold other data there).
+static void avx512_convert_scales(const uint8_t *w, size_t row_bytes, size_t bb, int64_t nb, int64_t r, int64_t count,
+                                  float *dm) {
+    for (int64_t i = 0; i < count; i++) {
+        const uint8_t *row = w + (size_t)(r + i) * row_bytes;
+        float *out = dm + i * nb * 2;
+        int64_t b = 0;
+        for (; b + 4 <= nb; b += 4) {
+            uint32_t h[4];
+            for (int j = 0; j < 4; j++) memcpy(&h[j], row + (b + j) * bb, 4);
+            _mm256_storeu_ps(out + b * 2, _mm256_cvtph_ps(_mm_setr_epi32((int)h[0], (int)h[1], (int)h[2], (int)h[3])));
+        }
+        for (; b < nb; b++) {
+            uint32_t h;
+            memcpy(&h, row + b * bb, 4);
+            _mm_storel_pi((__m64 *)(out + b * 2), _mm_cvtph_ps(_mm_cvtsi32_si128((int)h)));
+        }
+    }
+}
+
+// Rows [r0, r1) × tokens [0, T): y[t·ldy + r] = w_r · x_t. Returns 0 (the caller falls back to another
+// kernel) if its scratch cannot be allocated.
+static int matmul_q8_avx512(int type, const uint8_t *w, size_t row_bytes, const ck_q8_block *xq, int64_t T, float *y,
+                            int64_t ldy, int64_t nb, int64_t r0, int64_t r1) {
+    // Rows in chunks that stay in cache while each token group passes over them.
+    const int64_t chunk = 64;
+    const size_t bb = type == CK_Q8_0 ? 34 : (type == CK_Q4_1 ? 20 : 18);
+    const int64_t pairs = (nb + 1) / 2;
+    const size_t xp_bytes = (size_t)pairs * 256;
+    const size_t f_count = (size_t)nb * 8 + (size_t)pairs * AVX512_NR * 8 + (size_t)nb * 2 * (chunk + AVX512_NR);
+    void *mem = aligned_alloc(64, (xp_bytes + f_count * sizeof(float) + 63) & ~(size_t)63);
+    if (!mem) return 0;
+    avx512_scratch s;
+    s.xp = (int8_t *)mem;
+    s.dx = (float *)((char *)mem + xp_bytes);
+    s.sx = s.dx + nb * 4;
+    s.sc = s.sx + nb * 4;
+    s.dm = s.sc + pairs * AVX512_NR * 8;
+    const __m256i flip = _mm256_set1_epi8(type == CK_Q8_0 ? (char)0x80 : 0);
+    float out[AVX512_NR][4];
+    for (int64_t rc = r0; rc < r1; rc += chunk) {
+        const int64_t rce = rc + chunk < r1 ? rc + chunk : r1;
+        avx512_convert_scales(w, row_bytes, bb, nb, rc, rce - rc, s.dm);
+        // A short last tile repeats the chunk's last row (computed, not stored).
+        for (int64_t r = rce - rc; r < chunk + AVX512_NR; r++)
+            memcpy(s.dm + r * nb * 2, s.dm + (rce - rc - 1) * nb * 2, sizeof(float) * nb * 2);
+        for (int64_t t0 = 0; t0 < T; t0 += 4) {
+            const int nt = T - t0 < 4 ? (int)(T - t0) : 4;
+            // Gather the group (missing tokens repeat token t0; their results are dropped).
+            for (int t = 0; t < 4; t++) {
+                const ck_q8_block *xt = xq + (t0 + (t < nt ? t : 0)) * nb;
+                for (int64_t b = 0; b < nb; b++) {
+                    s.dx[b * 4 + t] = xt[b].d;
+                    s.sx[b * 4 + t] = xt[b].s;
+                }
+                for (int64_t b = 0; b < nb; b += 2) {
+                    __m256i x0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)xt[b].q), flip);
+                    __m256i x1 = b + 1 < nb ? _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)xt[b + 1].q), flip)
+                                            : _mm256_setzero_si256();
+                    _mm512_store_si512((void *)(s.xp + (b / 2) * 256 + t * 64), avx512_interleave(x0, x1));
+                }
+            }
+            for (int64_t r = rc; r < rce; r += AVX512_NR) {
+                const uint8_t *rows[AVX512_NR];
+                for (int i = 0; i < AVX512_NR; i++) rows[i] = w + (size_t)(r + i < rce ? r + i : rce - 1) * row_bytes;
+                const float *dm = s.dm + (r - rc) * nb * 2;
+#define AVX512_TILE(TY)                                                                                 \
+                switch (nt) {                                                                           \
+                case 4: avx512_tile(TY, 4, rows, dm, &s, nb, out); break;                               \
+                case 3: avx512_tile(TY, 3, rows, dm, &s, nb, out); break;                               \
+                case 2: avx512_tile(TY, 2, rows, dm, &s, nb, out); break;                               \
+                default: avx512_tile(TY, 1, rows, dm, &s, nb, out); break;                              \
+                }
+                if (type == CK_Q8_0) { AVX512_TILE(CK_Q8_0) } else if (type == CK_Q4_1) { AVX512_TILE(CK_Q4_1) } else { AVX512_TILE(CK_Q4_0) }
+#undef AVX512_TILE
+                for (int i = 0; i < AVX512_NR && r + i < rce; i++)
+                    for (int t = 0; t < nt; t++) y[(t0 + t) * ldy + r + i] = out[i][t];
+            }
+        }
+    }
+    free(mem);
+    return 1;
+}
