@@ -13,10 +13,11 @@
 #define AVX512_NR 4
 
 // Per-call scratch for one group of (up to) four tokens.
+// Block pairs are padded with a zero block where nb is odd; "pairs" = (nb + 1) / 2.
 typedef struct {
-    float *dx, *sx;  // token scales and sums, [nb][4]
-    float *sc;       // (d_w·d_x of b, of b + 1) for one tile: [pair][AVX512_NR][4 tokens][2]
-    float *dm;       // weight scales of the current chunk of rows as floats: [row][nb][d, m]
+    float *dx, *sx;  // token scales and sums by pair: [pair][4 tokens][2 blocks]
+    float *sc;       // (d_w·d_x of b, of b + 1) for one tile: [pair][AVX512_NR][4 tokens][2 blocks]
+    float *d, *m;    // weight scales (and Q4_1 mins) of the current chunk of rows as floats: [row][2·pairs]
     int8_t *xp;      // tokens with interleaved block pairs: [pair][4][64], 64-byte aligned; Q8_0: x + 128
 } avx512_scratch;
 
@@ -44,26 +45,19 @@ avx512_weights(const int type, const uint8_t *blk, size_t bb, int two) {
     return _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(l), _mm256_srli_epi16(l, 4), 1), _mm512_set1_epi8(0x0F));
 }
 
-// Pass 1 for blocks (b, b + 1) (two = 0: b alone): sc = the scale pairs of every tile row and token, and
-// for Q4 the min terms accm[i][k] (one lane per token) = fma(m_i, x_t.s, accm[i][k]) in block order.
+// Pass 1 for blocks (b, b + 1) (two = 0: b alone) of tile row i, all four tokens at once, lanes
+// (token t, block k) = 2t + k: sc = d_w · d_x and, for Q4, the min terms accm[i] = fma(m, x.s, accm[i]).
 static inline __attribute__((always_inline)) void
-avx512_scales(const int type, const float *dm, const avx512_scratch *s, int64_t nb, int64_t b, int two, __m128 accm[][2]) {
-    const __m128 dx0 = _mm_loadu_ps(s->dx + b * 4), dx1 = two ? _mm_loadu_ps(s->dx + b * 4 + 4) : _mm_setzero_ps();
-    float *sc = s->sc + (b / 2) * AVX512_NR * 8;
-    for (int i = 0; i < AVX512_NR; i++) {
-        const float *p = dm + (i * nb + b) * 2;
-        const __m128 d0 = _mm_broadcast_ss(p), d1 = two ? _mm_broadcast_ss(p + 2) : _mm_setzero_ps();
-        const __m128 s0 = _mm_mul_ps(d0, dx0), s1 = _mm_mul_ps(d1, dx1);
-        _mm_storeu_ps(sc + i * 8, _mm_unpacklo_ps(s0, s1));      // tokens 0, 1
-        _mm_storeu_ps(sc + i * 8 + 4, _mm_unpackhi_ps(s0, s1));  // tokens 2, 3
-        if (type != CK_Q8_0) {
-            const __m128 m0 = type == CK_Q4_1 ? _mm_broadcast_ss(p + 1) : _mm_mul_ps(_mm_set1_ps(-8.0f), d0);
-            accm[i][0] = _mm_fmadd_ps(m0, _mm_loadu_ps(s->sx + b * 4), accm[i][0]);
-            if (two) {
-                const __m128 m1 = type == CK_Q4_1 ? _mm_broadcast_ss(p + 3) : _mm_mul_ps(_mm_set1_ps(-8.0f), d1);
-                accm[i][1] = _mm_fmadd_ps(m1, _mm_loadu_ps(s->sx + b * 4 + 4), accm[i][1]);
-            }
-        }
+avx512_scales(const int type, const float *d, const float *m, const avx512_scratch *s, int64_t b, int two,
+              __m256 *accm) {
+    const int64_t pair = b / 2;
+    const __m256 dv = _mm256_castpd_ps(_mm256_broadcast_sd((const double *)(const void *)(d + b)));
+    _mm256_storeu_ps(s->sc + pair * AVX512_NR * 8, _mm256_mul_ps(dv, _mm256_loadu_ps(s->dx + pair * 8)));
+    if (type != CK_Q8_0) {
+        const __m256 mv = type == CK_Q4_1 ? _mm256_castpd_ps(_mm256_broadcast_sd((const double *)(const void *)(m + b)))
+                                          : _mm256_mul_ps(_mm256_set1_ps(-8.0f), dv);
+        const __m256 sxv = _mm256_loadu_ps(s->sx + pair * 8);
+        *accm = two ? _mm256_fmadd_ps(mv, sxv, *accm) : _mm256_mask3_fmadd_ps(mv, sxv, *accm, 0x55);
     }
 }
 
@@ -95,15 +89,38 @@ avx512_pair(const int type, const int nt, const uint8_t *const *rows, const avx5
     }
 }
 
+// hsum256(acc0 + acc1) of four accumulators at once, with exactly hsum256's additions:
+// ((v0 + v4) + (v1 + v5)) + ((v2 + v6) + (v3 + v7)) where v = acc0 + acc1 (the even plus the odd lanes).
+static inline __m128 avx512_reduce4(__m512 z0, __m512 z1, __m512 z2, __m512 z3) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    // v of z0 | v of z1, v of z2 | v of z3.
+    const __m512 v01 = _mm512_add_ps(_mm512_permutex2var_ps(z0, even, z1), _mm512_permutex2var_ps(z0, odd, z1));
+    const __m512 v23 = _mm512_add_ps(_mm512_permutex2var_ps(z2, even, z3), _mm512_permutex2var_ps(z2, odd, z3));
+    // (v0..v3) + (v4..v7) of each, as four 128-bit lanes.
+    __m512 l = _mm512_add_ps(_mm512_shuffle_f32x4(v01, v23, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(v01, v23, _MM_SHUFFLE(3, 1, 3, 1)));
+    l = _mm512_add_ps(l, _mm512_movehdup_ps(l));                                   // lanes 0, 2: l0 + l1, l2 + l3
+    l = _mm512_add_ps(l, _mm512_permute_ps(l, _MM_SHUFFLE(2, 2, 2, 2)));           // lane 0: (l0 + l1) + (l2 + l3)
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), l));
+}
+
 // One tile: rows `rows[0..AVX512_NR)` × the first `nt` tokens of the group; writes out[i][t].
 static inline __attribute__((always_inline)) void
-avx512_tile(const int type, const int nt, const uint8_t *const *rows, const float *dm, const avx512_scratch *s,
+avx512_tile(const int type, const int nt, const uint8_t *const *rows, int64_t row_in_chunk, const avx512_scratch *s,
             int64_t nb, float out[][4]) {
-    __m128 accm[AVX512_NR][2];
-    for (int i = 0; i < AVX512_NR; i++) accm[i][0] = accm[i][1] = _mm_setzero_ps();
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) avx512_scales(type, dm, s, nb, b, 1, accm);
-    if (b < nb) avx512_scales(type, dm, s, nb, b, 0, accm);
+    const int64_t stride = (nb + 1) / 2 * 2;  // of the chunk's d / m arrays
+    __m256 accm[AVX512_NR];
+    for (int i = 0; i < AVX512_NR; i++) {
+        const float *d = s->d + (row_in_chunk + i) * stride, *m = s->m + (row_in_chunk + i) * stride;
+        avx512_scratch si = *s;
+        si.sc = s->sc + i * 8;
+        accm[i] = _mm256_setzero_ps();
+        int64_t b = 0;
+        for (; b + 2 <= nb; b += 2) avx512_scales(type, d, m, &si, b, 1, &accm[i]);
+        if (b < nb) avx512_scales(type, d, m, &si, b, 0, &accm[i]);
+    }
+    int64_t b;
 
     __m512 acc[AVX512_NR][4];
     for (int i = 0; i < AVX512_NR; i++)
@@ -111,38 +128,42 @@ avx512_tile(const int type, const int nt, const uint8_t *const *rows, const floa
     for (b = 0; b + 2 <= nb; b += 2) avx512_pair(type, nt, rows, s, b, 1, acc);
     if (b < nb) avx512_pair(type, nt, rows, s, b, 0, acc);
 
-    // acc0 + acc1 per lane j: even lane + odd lane, then the even lanes as one 256-bit vector.
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int i = 0; i < AVX512_NR; i++) {
-        float m0[4], m1[4];
-        _mm_storeu_ps(m0, accm[i][0]);
-        _mm_storeu_ps(m1, accm[i][1]);
-        for (int t = 0; t < nt; t++) {
-            const __m512 v = _mm512_add_ps(acc[i][t], _mm512_permute_ps(acc[i][t], 0xB1));
-            const float sum = hsum256(_mm512_castps512_ps256(_mm512_permutexvar_ps(even, v)));
-            out[i][t] = type == CK_Q8_0 ? sum : sum + (m0[t] + m1[t]);
+        __m128 r = avx512_reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+        if (type != CK_Q8_0) {
+            // + (accm0 + accm1) per token: lanes 2t + 2t + 1, then the even lanes.
+            const __m256 m = _mm256_add_ps(accm[i], _mm256_permute_ps(accm[i], 0xB1));
+            r = _mm_add_ps(r, _mm256_castps256_ps128(_mm256_permutevar8x32_ps(m, _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0))));
         }
+        _mm_storeu_ps(out[i], r);
     }
 }
 
-// Converts the f16 scale (and Q4_1 min) of every block of rows [r, r + count) to floats:
-// dm[row][b] = {d, m} (m is garbage for Q4_0 / Q8_0, whose blocks hold other data there).
-static void avx512_convert_scales(const uint8_t *w, size_t row_bytes, size_t bb, int64_t nb, int64_t r, int64_t count,
-                                  float *dm) {
+// Converts the f16 scale (and Q4_1 min) of every block of rows [r, r + count) to floats, four blocks per
+// conversion: d[row][b], m[row][b] (row stride `stride`; m is garbage for Q4_0 / Q8_0, whose blocks
+// hold other data there). Entries from nb to the stride are zero.
+static void avx512_convert_scales(const uint8_t *w, size_t row_bytes, size_t bb, int64_t nb, int64_t stride, int64_t r,
+                                  int64_t count, float *d, float *m) {
+    const __m256i split = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
     for (int64_t i = 0; i < count; i++) {
         const uint8_t *row = w + (size_t)(r + i) * row_bytes;
-        float *out = dm + i * nb * 2;
+        float *di = d + i * stride, *mi = m + i * stride;
         int64_t b = 0;
         for (; b + 4 <= nb; b += 4) {
             uint32_t h[4];
             for (int j = 0; j < 4; j++) memcpy(&h[j], row + (b + j) * bb, 4);
-            _mm256_storeu_ps(out + b * 2, _mm256_cvtph_ps(_mm_setr_epi32((int)h[0], (int)h[1], (int)h[2], (int)h[3])));
+            const __m256 v = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_setr_epi32((int)h[0], (int)h[1], (int)h[2], (int)h[3])), split);
+            _mm_storeu_ps(di + b, _mm256_castps256_ps128(v));
+            _mm_storeu_ps(mi + b, _mm256_extractf128_ps(v, 1));
         }
         for (; b < nb; b++) {
             uint32_t h;
             memcpy(&h, row + b * bb, 4);
-            _mm_storel_pi((__m64 *)(out + b * 2), _mm_cvtph_ps(_mm_cvtsi32_si128((int)h)));
+            const __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128((int)h));
+            di[b] = _mm_cvtss_f32(v);
+            mi[b] = _mm_cvtss_f32(_mm_movehdup_ps(v));
         }
+        for (; b < stride; b++) di[b] = mi[b] = 0;
     }
 }
 
@@ -153,33 +174,36 @@ static int matmul_q8_avx512(int type, const uint8_t *w, size_t row_bytes, const 
     // Rows in chunks that stay in cache while each token group passes over them.
     const int64_t chunk = 64;
     const size_t bb = type == CK_Q8_0 ? 34 : (type == CK_Q4_1 ? 20 : 18);
-    const int64_t pairs = (nb + 1) / 2;
+    const int64_t pairs = (nb + 1) / 2, stride = pairs * 2;
     const size_t xp_bytes = (size_t)pairs * 256;
-    const size_t f_count = (size_t)nb * 8 + (size_t)pairs * AVX512_NR * 8 + (size_t)nb * 2 * (chunk + AVX512_NR);
+    const size_t f_count = (size_t)pairs * 16 + (size_t)pairs * AVX512_NR * 8 + (size_t)stride * 2 * (chunk + AVX512_NR);
     void *mem = aligned_alloc(64, (xp_bytes + f_count * sizeof(float) + 63) & ~(size_t)63);
     if (!mem) return 0;
     avx512_scratch s;
     s.xp = (int8_t *)mem;
     s.dx = (float *)((char *)mem + xp_bytes);
-    s.sx = s.dx + nb * 4;
-    s.sc = s.sx + nb * 4;
-    s.dm = s.sc + pairs * AVX512_NR * 8;
+    s.sx = s.dx + pairs * 8;
+    s.sc = s.sx + pairs * 8;
+    s.d = s.sc + pairs * AVX512_NR * 8;
+    s.m = s.d + stride * (chunk + AVX512_NR);
     const __m256i flip = _mm256_set1_epi8(type == CK_Q8_0 ? (char)0x80 : 0);
     float out[AVX512_NR][4];
     for (int64_t rc = r0; rc < r1; rc += chunk) {
         const int64_t rce = rc + chunk < r1 ? rc + chunk : r1;
-        avx512_convert_scales(w, row_bytes, bb, nb, rc, rce - rc, s.dm);
+        avx512_convert_scales(w, row_bytes, bb, nb, stride, rc, rce - rc, s.d, s.m);
         // A short last tile repeats the chunk's last row (computed, not stored).
-        for (int64_t r = rce - rc; r < chunk + AVX512_NR; r++)
-            memcpy(s.dm + r * nb * 2, s.dm + (rce - rc - 1) * nb * 2, sizeof(float) * nb * 2);
+        for (int64_t r = rce - rc; r < chunk + AVX512_NR; r++) {
+            memcpy(s.d + r * stride, s.d + (rce - rc - 1) * stride, sizeof(float) * stride);
+            memcpy(s.m + r * stride, s.m + (rce - rc - 1) * stride, sizeof(float) * stride);
+        }
         for (int64_t t0 = 0; t0 < T; t0 += 4) {
             const int nt = T - t0 < 4 ? (int)(T - t0) : 4;
             // Gather the group (missing tokens repeat token t0; their results are dropped).
             for (int t = 0; t < 4; t++) {
                 const ck_q8_block *xt = xq + (t0 + (t < nt ? t : 0)) * nb;
-                for (int64_t b = 0; b < nb; b++) {
-                    s.dx[b * 4 + t] = xt[b].d;
-                    s.sx[b * 4 + t] = xt[b].s;
+                for (int64_t b = 0; b < stride; b++) {
+                    s.dx[(b / 2) * 8 + t * 2 + (b & 1)] = b < nb ? xt[b].d : 0;
+                    s.sx[(b / 2) * 8 + t * 2 + (b & 1)] = b < nb ? xt[b].s : 0;
                 }
                 for (int64_t b = 0; b < nb; b += 2) {
                     __m256i x0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)xt[b].q), flip);
@@ -191,13 +215,13 @@ static int matmul_q8_avx512(int type, const uint8_t *w, size_t row_bytes, const 
             for (int64_t r = rc; r < rce; r += AVX512_NR) {
                 const uint8_t *rows[AVX512_NR];
                 for (int i = 0; i < AVX512_NR; i++) rows[i] = w + (size_t)(r + i < rce ? r + i : rce - 1) * row_bytes;
-                const float *dm = s.dm + (r - rc) * nb * 2;
+
 #define AVX512_TILE(TY)                                                                                 \
                 switch (nt) {                                                                           \
-                case 4: avx512_tile(TY, 4, rows, dm, &s, nb, out); break;                               \
-                case 3: avx512_tile(TY, 3, rows, dm, &s, nb, out); break;                               \
-                case 2: avx512_tile(TY, 2, rows, dm, &s, nb, out); break;                               \
-                default: avx512_tile(TY, 1, rows, dm, &s, nb, out); break;                              \
+                case 4: avx512_tile(TY, 4, rows, r - rc, &s, nb, out); break;                               \
+                case 3: avx512_tile(TY, 3, rows, r - rc, &s, nb, out); break;                               \
+                case 2: avx512_tile(TY, 2, rows, r - rc, &s, nb, out); break;                               \
+                default: avx512_tile(TY, 1, rows, r - rc, &s, nb, out); break;                              \
                 }
                 if (type == CK_Q8_0) { AVX512_TILE(CK_Q8_0) } else if (type == CK_Q4_1) { AVX512_TILE(CK_Q4_1) } else { AVX512_TILE(CK_Q4_0) }
 #undef AVX512_TILE
