@@ -215,6 +215,13 @@ static int matmul_q8_avx512(int type, const uint8_t *w, size_t row_bytes, const 
             for (int64_t r = rc; r < rce; r += AVX512_NR) {
                 const uint8_t *rows[AVX512_NR];
                 for (int i = 0; i < AVX512_NR; i++) rows[i] = w + (size_t)(r + i < rce ? r + i : rce - 1) * row_bytes;
+                // While the first token group works on this chunk, fetch the next chunk's rows from memory,
+                // a tile's share at a time (few tokens are compute-light enough to wait on memory otherwise).
+                if (t0 == 0 && rce < r1) {
+                    const int64_t next = rce + (r - rc), end = next + AVX512_NR < r1 ? next + AVX512_NR : r1;
+                    const char *p0 = (const char *)(w + (size_t)next * row_bytes), *p1 = (const char *)(w + (size_t)end * row_bytes);
+                    for (const char *p = p0; p < p1; p += 64) _mm_prefetch(p, _MM_HINT_T0);
+                }
 
 #define AVX512_TILE(TY)                                                                                 \
                 switch (nt) {                                                                           \
