@@ -10,7 +10,7 @@
 // lane sees exactly the operations of the 256-bit kernels. Operand bytes are interleaved to match:
 // dwords (4 bytes = one partial sum) alternate between the two blocks.
 
-#define AVX512_NR 4
+#define AVX512_NR 4  // avx512_tile reduces four accumulators at a time: of a row, or (one token) of the rows
 
 // Per-call scratch for one group of (up to) four tokens.
 // Block pairs are padded with a zero block where nb is odd; "pairs" = (nb + 1) / 2.
@@ -128,6 +128,21 @@ avx512_tile(const int type, const int nt, const uint8_t *const *rows, int64_t ro
     for (b = 0; b + 2 <= nb; b += 2) avx512_pair(type, nt, rows, s, b, 1, acc);
     if (b < nb) avx512_pair(type, nt, rows, s, b, 0, acc);
 
+    if (nt == 1) {  // one token: reduce the four rows together instead
+        __m128 r = avx512_reduce4(acc[0][0], acc[1][0], acc[2][0], acc[3][0]);
+        if (type != CK_Q8_0) {
+            float m[AVX512_NR];  // accm0 + accm1 of each row: lanes 0 + 1
+            for (int i = 0; i < AVX512_NR; i++) {
+                const __m128 a = _mm256_castps256_ps128(accm[i]);
+                m[i] = _mm_cvtss_f32(_mm_add_ss(a, _mm_movehdup_ps(a)));
+            }
+            r = _mm_add_ps(r, _mm_loadu_ps(m));
+        }
+        float v[4];
+        _mm_storeu_ps(v, r);
+        for (int i = 0; i < AVX512_NR; i++) out[i][0] = v[i];
+        return;
+    }
     for (int i = 0; i < AVX512_NR; i++) {
         __m128 r = avx512_reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
         if (type != CK_Q8_0) {
