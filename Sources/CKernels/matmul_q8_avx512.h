@@ -154,22 +154,34 @@ avx512_tile(const int type, const int nt, const uint8_t *const *rows, int64_t ro
     }
 }
 
-// Converts the f16 scale (and Q4_1 min) of every block of rows [r, r + count) to floats, four blocks per
-// conversion: d[row][b], m[row][b] (row stride `stride`; m is garbage for Q4_0 / Q8_0, whose blocks
-// hold other data there). Entries from nb to the stride are zero.
-static void avx512_convert_scales(const uint8_t *w, size_t row_bytes, size_t bb, int64_t nb, int64_t stride, int64_t r,
+// Converts the f16 scale (and Q4_1 min) of every block of rows [r, r + count) to floats: d[row][b],
+// m[row][b] (row stride `stride`; m is garbage for Q4_0 / Q8_0, whose blocks hold other data there).
+// Entries from nb to the stride are zero. One 64-byte load spans the headers of four Q4 blocks (two
+// Q8_0 blocks); a word permute collects them for one F16C conversion.
+static void avx512_convert_scales(int type, const uint8_t *w, size_t row_bytes, int64_t nb, int64_t stride, int64_t r,
                                   int64_t count, float *d, float *m) {
+    const size_t bb = type == CK_Q8_0 ? 34 : (type == CK_Q4_1 ? 20 : 18);
+    const int g = type == CK_Q8_0 ? 2 : 4;  // blocks per load
+    // Word index of block k's scale (and the next word) within the load; lanes past g repeat.
+    const int wd = (int)bb / 2;
+    const __m512i idx = _mm512_setr_epi32(0 | 1 << 16, wd | (wd + 1) << 16, 2 * wd % 32 | (2 * wd % 32 + 1) << 16,
+                                          3 * wd % 32 | (3 * wd % 32 + 1) << 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m256i split = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
     for (int64_t i = 0; i < count; i++) {
         const uint8_t *row = w + (size_t)(r + i) * row_bytes;
         float *di = d + i * stride, *mi = m + i * stride;
         int64_t b = 0;
-        for (; b + 4 <= nb; b += 4) {
-            uint32_t h[4];
-            for (int j = 0; j < 4; j++) memcpy(&h[j], row + (b + j) * bb, 4);
-            const __m256 v = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_setr_epi32((int)h[0], (int)h[1], (int)h[2], (int)h[3])), split);
-            _mm_storeu_ps(di + b, _mm256_castps256_ps128(v));
-            _mm_storeu_ps(mi + b, _mm256_extractf128_ps(v, 1));
+        // The g blocks from b span at least 64 bytes, so the load stays within the row.
+        for (; b + g <= nb; b += g) {
+            const __m512i words = _mm512_permutexvar_epi16(idx, _mm512_loadu_si512((const void *)(row + b * bb)));
+            const __m256 v = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm512_castsi512_si128(words)), split);
+            if (g == 4) {
+                _mm_storeu_ps(di + b, _mm256_castps256_ps128(v));
+                _mm_storeu_ps(mi + b, _mm256_extractf128_ps(v, 1));
+            } else {
+                _mm_storel_pi((__m64 *)(di + b), _mm256_castps256_ps128(v));
+                _mm_storel_pi((__m64 *)(mi + b), _mm256_extractf128_ps(v, 1));
+            }
         }
         for (; b < nb; b++) {
             uint32_t h;
@@ -188,62 +200,66 @@ static int matmul_q8_avx512(int type, const uint8_t *w, size_t row_bytes, const 
                             int64_t ldy, int64_t nb, int64_t r0, int64_t r1) {
     // Rows in chunks that stay in cache while each token group passes over them.
     const int64_t chunk = 64;
-    const size_t bb = type == CK_Q8_0 ? 34 : (type == CK_Q4_1 ? 20 : 18);
-    const int64_t pairs = (nb + 1) / 2, stride = pairs * 2;
-    const size_t xp_bytes = (size_t)pairs * 256;
-    const size_t f_count = (size_t)pairs * 16 + (size_t)pairs * AVX512_NR * 8 + (size_t)stride * 2 * (chunk + AVX512_NR);
+    const int64_t pairs = (nb + 1) / 2, stride = pairs * 2, groups = (T + 3) / 4;
+    const size_t xp_bytes = (size_t)(groups * pairs) * 256;
+    const size_t f_count = (size_t)(groups * pairs) * 16 + (size_t)pairs * AVX512_NR * 8 + (size_t)stride * 2 * (chunk + AVX512_NR);
     void *mem = aligned_alloc(64, (xp_bytes + f_count * sizeof(float) + 63) & ~(size_t)63);
     if (!mem) return 0;
-    avx512_scratch s;
-    s.xp = (int8_t *)mem;
-    s.dx = (float *)((char *)mem + xp_bytes);
-    s.sx = s.dx + pairs * 8;
-    s.sc = s.sx + pairs * 8;
-    s.d = s.sc + pairs * AVX512_NR * 8;
-    s.m = s.d + stride * (chunk + AVX512_NR);
+    int8_t *xp = (int8_t *)mem;                              // [group][pair][4][64]
+    float *dx = (float *)((char *)mem + xp_bytes);           // [group][pair][4][2]
+    float *sx = dx + groups * pairs * 8;                     // [group][pair][4][2]
+    float *sc = sx + groups * pairs * 8;
+    float *d = sc + pairs * AVX512_NR * 8, *m = d + stride * (chunk + AVX512_NR);
+
+    // The tokens in groups of four (missing tokens of the last group repeat its first; results dropped).
     const __m256i flip = _mm256_set1_epi8(type == CK_Q8_0 ? (char)0x80 : 0);
+    for (int64_t g = 0; g < groups; g++) {
+        const int64_t t0 = g * 4;
+        for (int t = 0; t < 4; t++) {
+            const ck_q8_block *xt = xq + (t0 + (t0 + t < T ? t : 0)) * nb;
+            float *dxg = dx + g * pairs * 8, *sxg = sx + g * pairs * 8;
+            for (int64_t b = 0; b < stride; b++) {
+                dxg[(b / 2) * 8 + t * 2 + (b & 1)] = b < nb ? xt[b].d : 0;
+                sxg[(b / 2) * 8 + t * 2 + (b & 1)] = b < nb ? xt[b].s : 0;
+            }
+            for (int64_t b = 0; b < nb; b += 2) {
+                __m256i x0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)xt[b].q), flip);
+                __m256i x1 = b + 1 < nb ? _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)xt[b + 1].q), flip)
+                                        : _mm256_setzero_si256();
+                _mm512_store_si512((void *)(xp + (g * pairs + b / 2) * 256 + t * 64), avx512_interleave(x0, x1));
+            }
+        }
+    }
+
     float out[AVX512_NR][4];
     for (int64_t rc = r0; rc < r1; rc += chunk) {
         const int64_t rce = rc + chunk < r1 ? rc + chunk : r1;
-        avx512_convert_scales(w, row_bytes, bb, nb, stride, rc, rce - rc, s.d, s.m);
+        avx512_convert_scales(type, w, row_bytes, nb, stride, rc, rce - rc, d, m);
         // A short last tile repeats the chunk's last row (computed, not stored).
         for (int64_t r = rce - rc; r < chunk + AVX512_NR; r++) {
-            memcpy(s.d + r * stride, s.d + (rce - rc - 1) * stride, sizeof(float) * stride);
-            memcpy(s.m + r * stride, s.m + (rce - rc - 1) * stride, sizeof(float) * stride);
+            memcpy(d + r * stride, d + (rce - rc - 1) * stride, sizeof(float) * stride);
+            memcpy(m + r * stride, m + (rce - rc - 1) * stride, sizeof(float) * stride);
         }
-        for (int64_t t0 = 0; t0 < T; t0 += 4) {
+        for (int64_t g = 0; g < groups; g++) {
+            const int64_t t0 = g * 4;
             const int nt = T - t0 < 4 ? (int)(T - t0) : 4;
-            // Gather the group (missing tokens repeat token t0; their results are dropped).
-            for (int t = 0; t < 4; t++) {
-                const ck_q8_block *xt = xq + (t0 + (t < nt ? t : 0)) * nb;
-                for (int64_t b = 0; b < stride; b++) {
-                    s.dx[(b / 2) * 8 + t * 2 + (b & 1)] = b < nb ? xt[b].d : 0;
-                    s.sx[(b / 2) * 8 + t * 2 + (b & 1)] = b < nb ? xt[b].s : 0;
-                }
-                for (int64_t b = 0; b < nb; b += 2) {
-                    __m256i x0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)xt[b].q), flip);
-                    __m256i x1 = b + 1 < nb ? _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)xt[b + 1].q), flip)
-                                            : _mm256_setzero_si256();
-                    _mm512_store_si512((void *)(s.xp + (b / 2) * 256 + t * 64), avx512_interleave(x0, x1));
-                }
-            }
+            const avx512_scratch s = {dx + g * pairs * 8, sx + g * pairs * 8, sc, d, m, xp + g * pairs * 256};
             for (int64_t r = rc; r < rce; r += AVX512_NR) {
                 const uint8_t *rows[AVX512_NR];
                 for (int i = 0; i < AVX512_NR; i++) rows[i] = w + (size_t)(r + i < rce ? r + i : rce - 1) * row_bytes;
                 // While the first token group works on this chunk, fetch the next chunk's rows from memory,
                 // a tile's share at a time (few tokens are compute-light enough to wait on memory otherwise).
-                if (t0 == 0 && rce < r1) {
+                if (g == 0 && rce < r1) {
                     const int64_t next = rce + (r - rc), end = next + AVX512_NR < r1 ? next + AVX512_NR : r1;
                     const char *p0 = (const char *)(w + (size_t)next * row_bytes), *p1 = (const char *)(w + (size_t)end * row_bytes);
                     for (const char *p = p0; p < p1; p += 64) _mm_prefetch(p, _MM_HINT_T0);
                 }
-
 #define AVX512_TILE(TY)                                                                                 \
                 switch (nt) {                                                                           \
-                case 4: avx512_tile(TY, 4, rows, r - rc, &s, nb, out); break;                               \
-                case 3: avx512_tile(TY, 3, rows, r - rc, &s, nb, out); break;                               \
-                case 2: avx512_tile(TY, 2, rows, r - rc, &s, nb, out); break;                               \
-                default: avx512_tile(TY, 1, rows, r - rc, &s, nb, out); break;                              \
+                case 4: avx512_tile(TY, 4, rows, r - rc, &s, nb, out); break;                           \
+                case 3: avx512_tile(TY, 3, rows, r - rc, &s, nb, out); break;                           \
+                case 2: avx512_tile(TY, 2, rows, r - rc, &s, nb, out); break;                           \
+                default: avx512_tile(TY, 1, rows, r - rc, &s, nb, out); break;                          \
                 }
                 if (type == CK_Q8_0) { AVX512_TILE(CK_Q8_0) } else if (type == CK_Q4_1) { AVX512_TILE(CK_Q4_1) } else { AVX512_TILE(CK_Q4_0) }
 #undef AVX512_TILE
