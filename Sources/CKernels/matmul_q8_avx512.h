@@ -12,8 +12,8 @@
 
 #define AVX512_NR 4  // avx512_tile reduces four accumulators at a time: of a row, or (one token) of the rows
 
-// Per-call scratch for one group of (up to) four tokens.
-// Block pairs are padded with a zero block where nb is odd; "pairs" = (nb + 1) / 2.
+// What a tile reads besides the weights, for one group of (up to) four tokens. Block pairs are padded
+// with a zero block where nb is odd; "pairs" = (nb + 1) / 2.
 typedef struct {
     float *dx, *sx;  // token scales and sums by pair: [pair][4 tokens][2 blocks]
     float *sc;       // (d_w·d_x of b, of b + 1) for one tile: [pair][AVX512_NR][4 tokens][2 blocks]
@@ -116,17 +116,15 @@ avx512_tile(const int type, const int nt, const uint8_t *const *rows, int64_t ro
         avx512_scratch si = *s;
         si.sc = s->sc + i * 8;
         accm[i] = _mm256_setzero_ps();
-        int64_t b = 0;
-        for (; b + 2 <= nb; b += 2) avx512_scales(type, d, m, &si, b, 1, &accm[i]);
-        if (b < nb) avx512_scales(type, d, m, &si, b, 0, &accm[i]);
+        for (int64_t b = 0; b < nb; b += 2) avx512_scales(type, d, m, &si, b, b + 1 < nb, &accm[i]);
     }
-    int64_t b;
 
     __m512 acc[AVX512_NR][4];
     for (int i = 0; i < AVX512_NR; i++)
         for (int t = 0; t < 4; t++) acc[i][t] = _mm512_setzero_ps();
-    for (b = 0; b + 2 <= nb; b += 2) avx512_pair(type, nt, rows, s, b, 1, acc);
-    if (b < nb) avx512_pair(type, nt, rows, s, b, 0, acc);
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) avx512_pair(type, nt, rows, s, b, 1, acc);
+    if (b < nb) avx512_pair(type, nt, rows, s, b, 0, acc);  // a trailing odd block
 
     if (nt == 1) {  // one token: reduce the four rows together instead
         __m128 r = avx512_reduce4(acc[0][0], acc[1][0], acc[2][0], acc[3][0]);
