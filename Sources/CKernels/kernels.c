@@ -608,13 +608,7 @@ static void f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n) {
 #pragma clang attribute pop
 
 #pragma clang attribute push (__attribute__((target("avx2,fma,f16c,avxvnni"))), apply_to = function)
-#define MM_FN(name) name##_avxvnni
-#define MM_DPBUSD(a, u, s) _mm256_dpbusd_avx_epi32(a, u, s)
-#define MM_NR 1
 #include "matmul_q8_vnni.h"
-#undef MM_FN
-#undef MM_DPBUSD
-#undef MM_NR
 #pragma clang attribute pop
 #endif
 
@@ -752,7 +746,7 @@ int ck_matmul_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *x
     if (ck_has_avx2()) {
         const int vnni = vnni_level();
         if (vnni == 2 && matmul_q8_avx512(type, p, row_bytes, xq, T, y, ldy, nb, r0, r1)) return 1;
-        if (vnni == 1 && matmul_q8_blocked_avxvnni(type, p, row_bytes, xq, T, y, ldy, nb, r0, r1)) return 1;
+        if (vnni == 1 && matmul_q8_avxvnni(type, p, row_bytes, xq, T, y, ldy, nb, r0, r1)) return 1;
         float out[4];
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *row = p + (size_t)r * row_bytes;
