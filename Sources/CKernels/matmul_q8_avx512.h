@@ -232,19 +232,19 @@ static int matmul_q8_avx512(int type, const uint8_t *w, size_t row_bytes, const 
     float out[AVX512_NR][4];
     for (int64_t rc = r0; rc < r1; rc += chunk) {
         const int64_t rce = rc + chunk < r1 ? rc + chunk : r1;
-        avx512_convert_scales(type, w, row_bytes, nb, stride, rc, rce - rc, d, m);
-        // A short last tile repeats the chunk's last row (computed, not stored).
-        for (int64_t r = rce - rc; r < chunk + AVX512_NR; r++) {
-            memcpy(d + r * stride, d + (rce - rc - 1) * stride, sizeof(float) * stride);
-            memcpy(m + r * stride, m + (rce - rc - 1) * stride, sizeof(float) * stride);
-        }
         for (int64_t g = 0; g < groups; g++) {
             const int64_t t0 = g * 4;
             const int nt = T - t0 < 4 ? (int)(T - t0) : 4;
             const avx512_scratch s = {dx + g * pairs * 8, sx + g * pairs * 8, sc, d, m, xp + g * pairs * 256};
             for (int64_t r = rc; r < rce; r += AVX512_NR) {
+                // A short last tile repeats the chunk's last row (computed, not stored).
                 const uint8_t *rows[AVX512_NR];
-                for (int i = 0; i < AVX512_NR; i++) rows[i] = w + (size_t)(r + i < rce ? r + i : rce - 1) * row_bytes;
+                for (int i = 0; i < AVX512_NR; i++) {
+                    const int64_t ri = r + i < rce ? r + i : rce - 1;
+                    rows[i] = w + (size_t)ri * row_bytes;
+                    // The first token group converts the tile's scales, for every group to use.
+                    if (g == 0) avx512_convert_scales(type, w, row_bytes, nb, stride, ri, 1, d + (r - rc + i) * stride, m + (r - rc + i) * stride);
+                }
                 // While the first token group works on this chunk, fetch the next chunk's rows from memory,
                 // a tile's share at a time (few tokens are compute-light enough to wait on memory otherwise).
                 if (g == 0 && rce < r1) {
