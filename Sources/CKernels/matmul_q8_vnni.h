@@ -156,9 +156,6 @@ static int matmul_q8_avxvnni(int type, const uint8_t *w, size_t row_bytes, const
     float out[VNNI256_NR][4];
     for (int64_t rc = r0; rc < r1; rc += chunk) {
         const int64_t rce = rc + chunk < r1 ? rc + chunk : r1;
-        vnni256_convert_scales(w, row_bytes, bb, nb, rc, rce - rc, s.dm);
-        // A short last tile repeats the chunk's last row (computed, not stored).
-        for (int64_t r = rce - rc; r < chunk + VNNI256_NR; r++) memcpy(s.dm + r * nb * 2, s.dm + (rce - rc - 1) * nb * 2, sizeof(float) * nb * 2);
         for (int64_t t0 = 0; t0 < T; t0 += 4) {
             const int nt = T - t0 < 4 ? (int)(T - t0) : 4;
             // Gather the group's blocks (missing tokens repeat token t0; their results are dropped).
@@ -171,8 +168,14 @@ static int matmul_q8_avxvnni(int type, const uint8_t *w, size_t row_bytes, const
                                        _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)xb->q), flip));
                 }
             for (int64_t r = rc; r < rce; r += VNNI256_NR) {
+                // A short last tile repeats the chunk's last row (computed, not stored).
                 const uint8_t *rows[VNNI256_NR];
-                for (int i = 0; i < VNNI256_NR; i++) rows[i] = w + (size_t)(r + i < rce ? r + i : rce - 1) * row_bytes;
+                for (int i = 0; i < VNNI256_NR; i++) {
+                    const int64_t ri = r + i < rce ? r + i : rce - 1;
+                    rows[i] = w + (size_t)ri * row_bytes;
+                    // The first token group converts the tile's scales, for every group to use.
+                    if (t0 == 0) vnni256_convert_scales(w, row_bytes, bb, nb, ri, 1, s.dm + (r - rc + i) * nb * 2);
+                }
                 const float *dm = s.dm + (r - rc) * nb * 2;
                 // While the first token group works on this chunk, fetch the next chunk's rows from memory.
                 if (t0 == 0 && rce < r1) {
