@@ -4,6 +4,7 @@
 // run time, so the package needs no compiler flags and still runs on older CPUs.
 #include "ckernels.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -98,6 +99,23 @@ int ck_has_avx2(void) {
 }
 
 void ck_force_scalar(int on) { g_force_scalar = on; }
+
+// VNNI level for the multi-token kernels (on top of AVX2): 2 = AVX-512 VNNI with VL, 1 = AVX-VNNI, 0 = none.
+static int g_vnni = -1;
+
+static int vnni_level(void) {
+#if CK_X86
+    if (g_vnni < 0) {
+        __builtin_cpu_init();
+        g_vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") ? 2
+               : __builtin_cpu_supports("avxvnni") ? 1 : 0;
+    }
+    return g_vnni;
+#else
+    return 0;
+#endif
+}
 
 int ck_type_supported(int type) {
     switch (type) {
@@ -579,6 +597,19 @@ static void f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n) {
 }
 
 #pragma clang attribute pop
+
+// ---------------------------------------------------------------------------------------------
+// VNNI kernels: the multi-token product register-blocked over rows × tokens, bit-identical to the AVX2
+// kernels above. AVX-512 VNNI: 512-bit vectors over block pairs, tiles of 4 rows × 4 tokens
+// (matmul_q8_avx512.h); AVX-VNNI: 256-bit vectors, 1 row × 4 tokens (matmul_q8_vnni.h).
+
+#pragma clang attribute push (__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
+#include "matmul_q8_avx512.h"
+#pragma clang attribute pop
+
+#pragma clang attribute push (__attribute__((target("avx2,fma,f16c,avxvnni"))), apply_to = function)
+#include "matmul_q8_vnni.h"
+#pragma clang attribute pop
 #endif
 
 // ---------------------------------------------------------------------------------------------
@@ -713,6 +744,9 @@ int ck_matmul_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *x
     const int64_t nb = n / 32;
 #if CK_X86
     if (ck_has_avx2()) {
+        const int vnni = vnni_level();
+        if (vnni == 2 && matmul_q8_avx512(type, p, row_bytes, xq, T, y, ldy, nb, r0, r1)) return 1;
+        if (vnni == 1 && matmul_q8_avxvnni(type, p, row_bytes, xq, T, y, ldy, nb, r0, r1)) return 1;
         float out[4];
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *row = p + (size_t)r * row_bytes;
