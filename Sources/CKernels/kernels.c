@@ -603,6 +603,22 @@ static void f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n) {
 // kernels above. AVX-512 VNNI: 512-bit vectors over block pairs, tiles of 4 rows × 4 tokens
 // (matmul_q8_avx512.h); AVX-VNNI: 256-bit vectors, 1 row × 4 tokens (matmul_q8_vnni.h).
 
+// Per-thread scratch of the multi-token kernels: grown when a call needs more, otherwise reused, so a
+// steady stream of passes (the Sirius verification) allocates nothing. NULL if it cannot grow.
+static _Thread_local void *tl_scratch;
+static _Thread_local size_t tl_scratch_bytes;
+
+static void *thread_scratch(size_t bytes) {
+    if (bytes > tl_scratch_bytes) {
+        free(tl_scratch);
+        tl_scratch_bytes = 0;
+        tl_scratch = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (!tl_scratch) return NULL;
+        tl_scratch_bytes = bytes;
+    }
+    return tl_scratch;
+}
+
 #pragma clang attribute push (__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
 #include "matmul_q8_avx512.h"
 #pragma clang attribute pop

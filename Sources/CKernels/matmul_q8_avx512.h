@@ -201,7 +201,7 @@ static int matmul_q8_avx512(int type, const uint8_t *w, size_t row_bytes, const 
     const int64_t pairs = (nb + 1) / 2, stride = pairs * 2, groups = (T + 3) / 4;
     const size_t xp_bytes = (size_t)(groups * pairs) * 256;
     const size_t f_count = (size_t)(groups * pairs) * 16 + (size_t)pairs * AVX512_NR * 8 + (size_t)stride * 2 * (chunk + AVX512_NR);
-    void *mem = aligned_alloc(64, (xp_bytes + f_count * sizeof(float) + 63) & ~(size_t)63);
+    void *mem = thread_scratch(xp_bytes + f_count * sizeof(float));
     if (!mem) return 0;
     int8_t *xp = (int8_t *)mem;                              // [group][pair][4][64]
     float *dx = (float *)((char *)mem + xp_bytes);           // [group][pair][4][2]
@@ -266,6 +266,5 @@ static int matmul_q8_avx512(int type, const uint8_t *w, size_t row_bytes, const 
             }
         }
     }
-    free(mem);
     return 1;
 }

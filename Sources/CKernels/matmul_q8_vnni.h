@@ -144,7 +144,7 @@ static int matmul_q8_avxvnni(int type, const uint8_t *w, size_t row_bytes, const
     const int64_t chunk = 64;
     const size_t bb = type == CK_Q8_0 ? 34 : (type == CK_Q4_1 ? 20 : 18);
     const size_t xp_bytes = (size_t)nb * 128, f_count = (size_t)nb * 4 * (2 + VNNI256_NR) + (size_t)nb * 2 * (chunk + VNNI256_NR);
-    void *mem = aligned_alloc(64, (xp_bytes + f_count * sizeof(float) + 63) & ~(size_t)63);
+    void *mem = thread_scratch(xp_bytes + f_count * sizeof(float));
     if (!mem) return 0;
     vnni256_scratch s;
     s.xp = (int8_t *)mem;
@@ -197,6 +197,5 @@ static int matmul_q8_avxvnni(int type, const uint8_t *w, size_t row_bytes, const
             }
         }
     }
-    free(mem);
     return 1;
 }
