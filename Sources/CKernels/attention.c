@@ -148,11 +148,40 @@ static void attend_gqa_avx2(const float *q, float *out, int64_t tstride, int64_t
             for (int64_t h = 0; h < heads; h++) {
                 const float *p = scores + (i * heads + h) * npad + j0;
                 float *o = out + i * tstride + h * d;
-                float t = total[i * heads + h];
-                for (int r = 0; r < live; r++) t += p[r];
-                total[i * heads + h] = t;
                 for (int64_t c0 = 0; c0 < d; c0 += 64) {
                     const int64_t w = d - c0 < 64 ? d - c0 : 64;
+                    if (w == 64) {
+                        // The usual head size: eight named accumulators so they stay in registers; the
+                        // first slice also carries the running Σ p (every lane holds it).
+                        float *oc = o + c0;
+                        __m256 at = _mm256_set1_ps(total[i * heads + h]);
+                        __m256 a0 = _mm256_loadu_ps(oc), a1 = _mm256_loadu_ps(oc + 8), a2 = _mm256_loadu_ps(oc + 16),
+                               a3 = _mm256_loadu_ps(oc + 24), a4 = _mm256_loadu_ps(oc + 32), a5 = _mm256_loadu_ps(oc + 40),
+                               a6 = _mm256_loadu_ps(oc + 48), a7 = _mm256_loadu_ps(oc + 56);
+                        for (int r = 0; r < live; r++) {
+                            const __m256 pr = _mm256_set1_ps(p[r]);
+                            const float *vr = tile + r * d + c0;
+                            a0 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr), a0);
+                            a1 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 8), a1);
+                            a2 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 16), a2);
+                            a3 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 24), a3);
+                            a4 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 32), a4);
+                            a5 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 40), a5);
+                            a6 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 48), a6);
+                            a7 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 56), a7);
+                            at = _mm256_add_ps(at, pr);
+                        }
+                        if (c0 == 0) total[i * heads + h] = _mm256_cvtss_f32(at);
+                        _mm256_storeu_ps(oc, a0); _mm256_storeu_ps(oc + 8, a1); _mm256_storeu_ps(oc + 16, a2);
+                        _mm256_storeu_ps(oc + 24, a3); _mm256_storeu_ps(oc + 32, a4); _mm256_storeu_ps(oc + 40, a5);
+                        _mm256_storeu_ps(oc + 48, a6); _mm256_storeu_ps(oc + 56, a7);
+                        continue;
+                    }
+                    if (c0 == 0) {
+                        float t = total[i * heads + h];
+                        for (int r = 0; r < live; r++) t += p[r];
+                        total[i * heads + h] = t;
+                    }
                     __m256 acc[8];
                     for (int64_t c = 0; c < w; c += 8) acc[c / 8] = _mm256_loadu_ps(o + c0 + c);
                     for (int r = 0; r < live; r++) {

@@ -557,17 +557,35 @@ static void matmul_q8_group_avx2(int type, const uint8_t *row, const ck_q8_block
     }
 }
 
-static void acc_q8_0_avx2(const uint8_t *row, int64_t n, float c, float *y) {
-    for (int64_t b = 0; b < n / 32; b++) {
-        const uint8_t *blk = row + b * 34;
-        __m256 s = _mm256_set1_ps(c * f16_hw(blk));
-        __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
-        __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+// y[0 ..< 32·nb) += Σ_i coef[i] · dequant(row_i) over Q8_0 rows (rows == NULL: rows 0 ..< count), two
+// blocks of the output at a time held in registers while every row passes. Each element adds its rows
+// in order with one fma each, so the split of the output over threads changes nothing.
+static inline void acc_q8_0_block(const uint8_t *blk, float c, __m256 *a) {
+    __m256 s = _mm256_set1_ps(c * f16_hw(blk));
+    __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
+    __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+    a[0] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)), a[0]);
+    a[1] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), a[1]);
+    a[2] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)), a[2]);
+    a[3] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))), a[3]);
+}
+
+static void acc_rows_q8_0_avx2(const uint8_t *w, size_t row_bytes, int64_t nb, const float *coef,
+                               const int32_t *rows, int64_t count, float *y) {
+    for (int64_t b = 0; b < nb; b += 2) {
+        const int nblk = nb - b >= 2 ? 2 : 1;
         float *yb = y + b * 32;
-        _mm256_storeu_ps(yb, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)), _mm256_loadu_ps(yb)));
-        _mm256_storeu_ps(yb + 8, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), _mm256_loadu_ps(yb + 8)));
-        _mm256_storeu_ps(yb + 16, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)), _mm256_loadu_ps(yb + 16)));
-        _mm256_storeu_ps(yb + 24, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))), _mm256_loadu_ps(yb + 24)));
+        __m256 a[8];
+        for (int k = 0; k < 4 * nblk; k++) a[k] = _mm256_loadu_ps(yb + 8 * k);
+        for (int64_t i = 0; i < count; i++) {
+            const float c = coef[i];
+            if (c == 0.0f) continue;
+            const uint8_t *blk = w + (size_t)(rows ? rows[i] : i) * row_bytes + (size_t)b * 34;
+            if (i + 4 < count) _mm_prefetch((const char *)(w + (size_t)(rows ? rows[i + 4] : i + 4) * row_bytes + (size_t)b * 34), _MM_HINT_T0);
+            acc_q8_0_block(blk, c, a);
+            if (nblk == 2) acc_q8_0_block(blk + 34, c, a + 4);
+        }
+        for (int k = 0; k < 4 * nblk; k++) _mm256_storeu_ps(yb + 8 * k, a[k]);
     }
 }
 
@@ -621,6 +639,31 @@ static void *thread_scratch(size_t bytes) {
 
 #pragma clang attribute push (__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
 #include "matmul_q8_avx512.h"
+
+// acc_rows_q8_0_avx2 on 512-bit vectors: four output blocks (eight registers) per pass over the rows,
+// the same fma per element and row in the same order, so the results are bit-identical to it.
+static void acc_rows_q8_0_avx512(const uint8_t *w, size_t row_bytes, int64_t nb, const float *coef,
+                                 const int32_t *rows, int64_t count, float *y) {
+    for (int64_t b = 0; b < nb; b += 4) {
+        const int nblk = nb - b >= 4 ? 4 : (int)(nb - b);
+        float *yb = y + b * 32;
+        __m512 a[8];
+        for (int k = 0; k < 2 * nblk; k++) a[k] = _mm512_loadu_ps(yb + 16 * k);
+        for (int64_t i = 0; i < count; i++) {
+            const float c = coef[i];
+            if (c == 0.0f) continue;
+            const uint8_t *blk = w + (size_t)(rows ? rows[i] : i) * row_bytes + (size_t)b * 34;
+            if (i + 4 < count) _mm_prefetch((const char *)(w + (size_t)(rows ? rows[i + 4] : i + 4) * row_bytes + (size_t)b * 34), _MM_HINT_T0);
+            for (int k = 0; k < nblk; k++) {
+                const uint8_t *bk = blk + 34 * k;
+                const __m512 sc = _mm512_set1_ps(c * f16_hw(bk));
+                a[2 * k] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(bk + 2)))), a[2 * k]);
+                a[2 * k + 1] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(bk + 18)))), a[2 * k + 1]);
+            }
+        }
+        for (int k = 0; k < 2 * nblk; k++) _mm512_storeu_ps(yb + 16 * k, a[k]);
+    }
+}
 #pragma clang attribute pop
 
 #pragma clang attribute push (__attribute__((target("avx2,fma,f16c,avxvnni"))), apply_to = function)
@@ -734,13 +777,19 @@ void ck_accumulate_rows(int type, const void *w, size_t row_bytes, int64_t n, co
                         const int32_t *rows, int64_t count, float *y) {
     const uint8_t *p = (const uint8_t *)w;
     int avx = ck_has_avx2();
+#if CK_X86
+    if (avx && type == CK_Q8_0 && n % 32 == 0) {
+        if (vnni_level() == 2) acc_rows_q8_0_avx512(p, row_bytes, n / 32, coef, rows, count, y);
+        else acc_rows_q8_0_avx2(p, row_bytes, n / 32, coef, rows, count, y);
+        return;
+    }
+#endif
     float buf[4096];
     for (int64_t i = 0; i < count; i++) {
         float c = coef[i];
         if (c == 0.0f) continue;
         const uint8_t *row = p + (size_t)(rows ? rows[i] : i) * row_bytes;
 #if CK_X86
-        if (avx && type == CK_Q8_0) { acc_q8_0_avx2(row, n, c, y); continue; }
         if (avx && type == CK_F32) { axpy_avx2(c, (const float *)row, y, n); continue; }
 #endif
         for (int64_t j0 = 0; j0 < n; j0 += 4096) {

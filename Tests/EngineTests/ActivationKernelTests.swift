@@ -47,3 +47,43 @@ struct ActivationKernelTests {
         }
     }
 }
+
+/// The neuron-major accumulation of the CATS down projection (Q8_0 rows), vectorised, against doubles
+/// and against the portable path.
+@Suite("Sparse down accumulation", .serialized)
+struct AccumulateRowsTests {
+    @Test("ck_accumulate_rows on Q8_0 rows equals Σ coef·row (listed rows, zero coefficients skipped)", arguments: [576, 96, 32])
+    func q8_0Rows(cols: Int) {
+        var rng = SeededRandom(seed: UInt64(cols))
+        let rowsCount = 40
+        let rowBytes = cols / 32 * 34
+        var w = [UInt8](repeating: 0, count: rowsCount * rowBytes)
+        var deq = [Float](repeating: 0, count: rowsCount * cols)
+        for r in 0..<rowsCount {
+            let x = (0..<cols).map { _ in (rng.nextUnit() * 2 - 1) * 3 }
+            w.withUnsafeMutableBytes { ck_quantize_row_q8_0(x, Int64(cols), $0.baseAddress! + r * rowBytes) }
+            deq.withUnsafeMutableBufferPointer { d in
+                w.withUnsafeBytes { ck_dequantize(Int32(GGMLType.q8_0.rawValue), $0.baseAddress! + r * rowBytes, d.baseAddress! + r * cols, Int64(cols)) }
+            }
+        }
+        let list: [Int32] = [3, 0, 39, 7, 7, 12, 25, 1, 30]
+        var coef = list.map { _ in rng.nextUnit() * 2 - 1 }
+        coef[4] = 0
+        let y0 = (0..<cols).map { _ in rng.nextUnit() }
+        let expected = (0..<cols).map { j in
+            list.indices.reduce(Double(y0[j])) { $0 + Double(coef[$1]) * Double(deq[Int(list[$1]) * cols + j]) }
+        }
+        var results: [[Float]] = []
+        for scalar in [false, true] {
+            results.append(KernelSelection.shared.with(scalar: scalar) {
+                var y = y0
+                ck_accumulate_rows(Int32(GGMLType.q8_0.rawValue), w, rowBytes, Int64(cols), coef, list, Int64(list.count), &y)
+                return y
+            })
+        }
+        for y in results {
+            let err = (0..<cols).map { abs(Double(y[$0]) - expected[$0]) }.max()!
+            #expect(err <= 1e-5, "max error \(err)")
+        }
+    }
+}

@@ -144,9 +144,14 @@ public final class SparseMLP {
             }
             return WeightMatrix(type: w.type, rows: neurons.count, cols: w.cols, data: UnsafeRawPointer(buf.pointer), owner: buf)
         }
-        // Down columns: gather each row's kept entries; float sources stay exact, quantised ones → Q8_0.
+        // Down columns: gather each row's kept entries. Every neuron kept (density 1): the original matrix.
+        // Float sources stay exact; quantised ones become Q8_0 (requantising the kept columns to Q4_1
+        // was tried: 6 % fewer bytes, no measurable time gain, and a lower AAL from the added error).
         let down = layer.down
         let kk = neurons.count
+        if kk == down.cols && neurons.enumerated().allSatisfy({ $0.offset == Int($0.element) }) {
+            return PackedLayer(gate: layer.gate, up: layer.up, down: down, neurons: neurons)
+        }
         let type: GGMLType = (down.type == .f32 || kk % 32 != 0) ? .f32 : .q8_0
         let rowBytes = type.rowBytes(elements: kk)!
         let buf = WeightBuffer(size: rowBytes * down.rows)
