@@ -253,3 +253,49 @@ struct SparsityConfigTests {
         #expect(SparsityConfig(kind: .cats, density: 1).keptNeurons(100) == 100)
     }
 }
+
+/// Griffin's packed MLP when the kept count is not a whole number of 32-blocks: the down columns are
+/// zero-padded Q8_0 (not float), and the step equals the kept neurons' MLP computed in doubles.
+@Suite("Griffin packing")
+struct GriffinPackingTests {
+    @Test("kept count not a multiple of 32: padded Q8_0 down, output equals the kept neurons' MLP", arguments: [1, 3])
+    func paddedDown(tokens: Int) throws {
+        let model = try SiriusRig.tinyModel(.q4_0, seed: 12)
+        let c = model.config
+        let t = Transformer(model: model, capacity: 32)
+        let mlp = SparseMLP(transformer: t, config: SparsityConfig(kind: .griffin, density: 0.4), downT: nil)
+        mlp.beginPrompt()
+        _ = t.logits(SiriusRig.prompts([9], vocab: c.vocabSize, seed: 3)[0], start: 0)
+        mlp.freeze()
+        let kept = mlp.griffinSelection
+        #expect(kept[0].count % 32 != 0)
+        #expect(mlp.modelDensity < 1)
+        var rng = SeededRandom(seed: 5)
+        let x = (0..<(tokens * c.hiddenSize)).map { _ in rng.nextUnit() * 2 - 1 }
+        for l in 0..<c.layerCount {
+            var y = [Float](repeating: .nan, count: tokens * c.hiddenSize)
+            x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { mlp.run(layer: l, input: xp.baseAddress!, output: $0.baseAddress!, tokens: tokens) } }
+            let layer = model.layers[l]
+            func row(_ w: WeightMatrix, _ r: Int) -> [Float] {
+                var out = [Float](repeating: 0, count: w.cols)
+                out.withUnsafeMutableBufferPointer { w.dequantizeRow(r, into: $0.baseAddress!) }
+                return out
+            }
+            let downRows = (0..<c.hiddenSize).map { row(layer.down, $0) }
+            for tok in 0..<tokens {
+                let xs = Array(x[(tok * c.hiddenSize)..<((tok + 1) * c.hiddenSize)])
+                var h: [Int: Double] = [:]
+                for j in kept[l] {
+                    let g = zip(row(layer.gate, Int(j)), xs).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                    let u = zip(row(layer.up, Int(j)), xs).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                    h[Int(j)] = g / (1 + Foundation.exp(-g)) * u
+                }
+                let ref = (0..<c.hiddenSize).map { r in h.reduce(0.0) { $0 + $1.value * Double(downRows[r][$1.key]) } }
+                let scale = max(1, ref.map(abs).max()!)
+                let err = (0..<c.hiddenSize).map { abs(Double(y[tok * c.hiddenSize + $0]) - ref[$0]) }.max()!
+                // The packed down columns are requantised to Q8_0: error of that order, not more.
+                #expect(err <= 0.02 * scale, "layer \(l) token \(tok): max error \(err) (scale \(scale))")
+            }
+        }
+    }
+}

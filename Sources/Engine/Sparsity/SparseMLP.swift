@@ -152,22 +152,26 @@ public final class SparseMLP {
         if kk == down.cols && neurons.enumerated().allSatisfy({ $0.offset == Int($0.element) }) {
             return PackedLayer(gate: layer.gate, up: layer.up, down: down, neurons: neurons)
         }
-        let type: GGMLType = (down.type == .f32 || kk % 32 != 0) ? .f32 : .q8_0
-        let rowBytes = type.rowBytes(elements: kk)!
+        // Quantised columns are padded with zeros to whole Q8_0 blocks (the step feeds zeros there), so
+        // a kept count that is not a multiple of 32 still reads 8-bit, not float, weights.
+        let padded = (kk + 31) / 32 * 32
+        let type: GGMLType = (down.type == .f32 || padded > down.cols) ? .f32 : .q8_0
+        let width = type == .q8_0 ? padded : kk
+        let rowBytes = type.rowBytes(elements: width)!
         let buf = WeightBuffer(size: rowBytes * down.rows)
         var full = [Float](repeating: 0, count: down.cols)
-        var gathered = [Float](repeating: 0, count: kk)
+        var gathered = [Float](repeating: 0, count: width)
         for r in 0..<down.rows {
             full.withUnsafeMutableBufferPointer { down.dequantizeRow(r, into: $0.baseAddress!) }
             for (i, j) in neurons.enumerated() { gathered[i] = full[Int(j)] }
             let dst = buf.pointer + r * rowBytes
             if type == .q8_0 {
-                gathered.withUnsafeBufferPointer { ck_quantize_row_q8_0($0.baseAddress!, Int64(kk), dst) }
+                gathered.withUnsafeBufferPointer { ck_quantize_row_q8_0($0.baseAddress!, Int64(width), dst) }
             } else {
                 gathered.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress!, byteCount: rowBytes) }
             }
         }
-        let packedDown = WeightMatrix(type: type, rows: down.rows, cols: kk, data: UnsafeRawPointer(buf.pointer), owner: buf)
+        let packedDown = WeightMatrix(type: type, rows: down.rows, cols: width, data: UnsafeRawPointer(buf.pointer), owner: buf)
         return PackedLayer(gate: rows(layer.gate), up: rows(layer.up), down: packedDown, neurons: neurons)
     }
 
@@ -206,6 +210,14 @@ public final class SparseMLP {
             mm.matmul(p.gate, input, g, tokens: T)
             mm.matmul(p.up, input, u, tokens: T)
             ck_silu_mul(g, u, Int64(T * kk))
+            let width = p.down.cols
+            if width > kk {
+                // Spread the rows to the padded width (last token first: the rows only move right).
+                for t in stride(from: T - 1, through: 0, by: -1) {
+                    memmove(g + t * width, g + t * kk, kk * MemoryLayout<Float>.stride)
+                    (g + t * width + kk).update(repeating: 0, count: width - kk)
+                }
+            }
             mm.matmul(p.down, g, output, tokens: T)
             mlpBytesRead += p.bytes
         case .cats:
