@@ -100,6 +100,10 @@ int ck_has_avx2(void) {
 
 void ck_force_scalar(int on) { g_force_scalar = on; }
 
+// Tests: keep to the AVX2 (and AVX-VNNI) kernels on a CPU that has AVX-512.
+int ck_avx512_limited = 0;
+void ck_limit_avx512(int on) { ck_avx512_limited = on; }
+
 // VNNI level for the multi-token kernels (on top of AVX2): 2 = AVX-512 VNNI with VL, 1 = AVX-VNNI, 0 = none.
 static int g_vnni = -1;
 
@@ -779,7 +783,7 @@ void ck_accumulate_rows(int type, const void *w, size_t row_bytes, int64_t n, co
     int avx = ck_has_avx2();
 #if CK_X86
     if (avx && type == CK_Q8_0 && n % 32 == 0) {
-        if (vnni_level() == 2) acc_rows_q8_0_avx512(p, row_bytes, n / 32, coef, rows, count, y);
+        if (vnni_level() == 2 && !ck_avx512_limited) acc_rows_q8_0_avx512(p, row_bytes, n / 32, coef, rows, count, y);
         else acc_rows_q8_0_avx2(p, row_bytes, n / 32, coef, rows, count, y);
         return;
     }
@@ -809,7 +813,8 @@ int ck_matmul_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *x
     const int64_t nb = n / 32;
 #if CK_X86
     if (ck_has_avx2()) {
-        const int vnni = vnni_level();
+        int vnni = vnni_level();
+        if (vnni == 2 && ck_avx512_limited) vnni = __builtin_cpu_supports("avxvnni") ? 1 : 0;
         if (vnni == 2 && matmul_q8_avx512(type, p, row_bytes, xq, T, y, ldy, nb, r0, r1)) return 1;
         if (vnni == 1 && matmul_q8_avxvnni(type, p, row_bytes, xq, T, y, ldy, nb, r0, r1)) return 1;
         float out[4];

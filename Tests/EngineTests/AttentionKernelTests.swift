@@ -8,8 +8,20 @@ import TestSupport
 /// softmax attention, and the property the Sirius correction needs from it: a query's output is bit for
 /// bit the same whether it is computed alone or with other queries, and wherever its visible positions
 /// sit in the cache.
-@Suite("Grouped-query attention kernel")
+@Suite("Grouped-query attention kernel", .serialized)
 struct AttentionKernelTests {
+    /// Runs `body` with the CPU's widest kernels and again limited to AVX2 (the same path on a CPU
+    /// without AVX-512), holding the kernel-selection lock.
+    func onEveryPath(_ body: () -> Void) {
+        for limited in [false, true] {
+            KernelSelection.shared.with(scalar: false) {
+                ck_limit_avx512(limited ? 1 : 0)
+                defer { ck_limit_avx512(0) }
+                body()
+            }
+        }
+    }
+
     let d = 64, heads = 3
 
     func random(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
@@ -62,7 +74,9 @@ struct AttentionKernelTests {
 
     @Test("matches a double-precision softmax; a token alone equals the same token in a batch, bit for bit",
           arguments: [false, true])
-    func batchInvariance(half: Bool) {
+    func batchInvariance(half: Bool) { onEveryPath { batchInvarianceOnce(half: half) } }
+
+    func batchInvarianceOnce(half: Bool) {
         let n = 45, ntok = 7, firstN = n - ntok + 1
         let k = Rows(random(n * d, seed: 1, scale: 2)), v = Rows(random(n * d, seed: 2))
         let q = random(ntok * heads * d, seed: 3, scale: 2)
@@ -82,7 +96,9 @@ struct AttentionKernelTests {
     }
 
     @Test("a query's visible positions give the same bits wherever they sit in the cache", arguments: [false, true])
-    func slotInvariance(half: Bool) {
+    func slotInvariance(half: Bool) { onEveryPath { slotInvarianceOnce(half: half) } }
+
+    func slotInvarianceOnce(half: Bool) {
         // Plain layout: the query (token 0 of the call) sees positions 0..<20.
         let n = 20
         let kPlain = random(n * d, seed: 11, scale: 2), vPlain = random(n * d, seed: 12)

@@ -25,6 +25,9 @@ int ck_has_avx2(void);
 /// Force the portable scalar kernels (for tests comparing both paths). 1 = scalar only.
 void ck_force_scalar(int on);
 
+/// Tests: 1 = use the AVX2 / AVX-VNNI kernels even where AVX-512 is available (process-wide).
+void ck_limit_avx512(int on);
+
 /// Whether `type` is supported by these kernels.
 int ck_type_supported(int type);
 
