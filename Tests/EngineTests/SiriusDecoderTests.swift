@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import SiriusEngine
 import Testing
@@ -54,8 +55,19 @@ struct SiriusDecoderTests {
 
     /// Fast numerics (8-bit activations, integer products): the K-token verification pass and the
     /// one-token decode steps compute each token's row alike, so the invariant holds there too.
-    @Test("argmax acceptance with fast numerics equals full greedy with fast numerics", arguments: [GGMLType.q8_0, .q4_1])
-    func argmaxEqualsFullGreedyFast(type: GGMLType) throws {
+    /// Run on the CPU's widest kernels and again limited to AVX2 / AVX-VNNI (`ck_limit_avx512`), so the
+    /// kernels a CPU without AVX-512 uses are checked here too.
+    @Test("argmax acceptance with fast numerics equals full greedy with fast numerics",
+          arguments: [GGMLType.q8_0, .q4_1], [false, true])
+    func argmaxEqualsFullGreedyFast(type: GGMLType, limitAVX512: Bool) throws {
+        try KernelSelection.shared.with(scalar: false) {
+            ck_limit_avx512(limitAVX512 ? 1 : 0)
+            defer { ck_limit_avx512(0) }
+            try argmaxEqualsFullGreedyFastOnce(type: type)
+        }
+    }
+
+    func argmaxEqualsFullGreedyFastOnce(type: GGMLType) throws {
         let model = try SiriusRig.tinyModel(type, seed: 13)
         for prompt in SiriusRig.prompts([4, 10], vocab: model.config.vocabSize, seed: 9) {
             let full = try SiriusRig.fullGreedy(model, prompt: prompt, maxNew: 32, numerics: .fast)
