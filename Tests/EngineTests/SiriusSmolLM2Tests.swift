@@ -83,23 +83,25 @@ struct SiriusSmolLM2Tests {
 
     /// `--acceptance argmax` on the real model: Sirius's committed ids equal full greedy decoding's (the
     /// transformers reference of smollm2_greedy.json, which the engine's own greedy decoding matches),
-    /// for Griffin and CATS, with and without a tree, at two periods.
-    @Test("argmax acceptance: sirius equals full greedy on SmolLM2")
-    func argmaxEqualsGreedy() throws {
+    /// for every prompt of the fixture (7: 4 raw, 3 chat) × Griffin and CATS × tree width 1, 2, 4 ×
+    /// period 4 and 16 — the whole matrix, 84 generations of 48 tokens.
+    /// One case per prompt, so the cases run in parallel.
+    @Test("argmax acceptance: sirius equals full greedy on SmolLM2", arguments: 0..<7)
+    func argmaxEqualsGreedy(prompt i: Int) throws {
         let fixture = try GreedyFixture.load()
+        #expect(fixture.cases.count == 7)
+        let c = fixture.cases[i]
         let model = try ModelLoader.load(path: try DevelopmentModel.require())
-        let runner: [(SparsityKind, Int, Int)] = [(.griffin, 16, 1), (.cats, 8, 2), (.griffin, 4, 4), (.cats, 16, 1)]
-        var downT: NeuronMajorDown?
-        for (i, c) in fixture.cases.enumerated() where [2, 4].contains(i) {
-            for (kind, period, width) in runner {
-                if kind == .cats && downT == nil { downT = NeuronMajorDown(model: model) }
-                let params = SiriusParams(period: period, acceptance: .argmax, treeWidth: width)
-                let r = try SiriusRig.sirius(model, prompt: c.prompt_ids, sparsity: SparsityConfig(kind: kind, density: 0.5),
-                                             params: params, maxNew: fixture.new_tokens, downT: downT)
-                #expect(r.generation.outputIDs == c.output_ids, "\(kind) K=\(period) W=\(width) prompt \(c.prompt.prefix(30))")
-                let k = r.counters
-                print("[sirius] SmolLM2 case \(i) \(kind) K=\(period) W=\(width): AAL \(k.aal ?? 0), \(k.periods) periods, \(k.rollbacks) rollbacks")
-            }
+        var runner: [(SparsityKind, Int, Int)] = []
+        for kind in [SparsityKind.griffin, .cats] { for width in [1, 2, 4] { for period in [4, 16] { runner.append((kind, period, width)) } } }
+        let downT = NeuronMajorDown(model: model)
+        for (kind, period, width) in runner {
+            let params = SiriusParams(period: period, acceptance: .argmax, treeWidth: width)
+            let r = try SiriusRig.sirius(model, prompt: c.prompt_ids, sparsity: SparsityConfig(kind: kind, density: 0.5),
+                                         params: params, maxNew: fixture.new_tokens, downT: downT)
+            #expect(r.generation.outputIDs == c.output_ids, "\(kind) K=\(period) W=\(width) prompt \(c.prompt.prefix(30))")
+            let k = r.counters
+            print("[sirius] SmolLM2 case \(i) \(kind) K=\(period) W=\(width): AAL \(k.aal ?? 0), \(k.periods) periods, \(k.rollbacks) rollbacks")
         }
     }
 
