@@ -24,37 +24,22 @@
 #if CKA_X86
 #pragma clang attribute push (__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 
-// e^x for x ≤ 0 (scores minus their maximum); 0 below −87.3 and for −∞. Range reduction by ln 2 in
-// two parts, a polynomial on |r| ≤ ln2/2 (error about 1 ulp), then 2^n in the exponent.
-static inline __m256 exp_nonpositive(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.3f);
-    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_max_ps(x, lo);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    // e^r ≈ 1 + r + r²·P(r), P the degree-5 minimax polynomial of the Cephes library's expf.
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    return _mm256_andnot_ps(under, y);
-}
+#include "vexp.h"
 
-// Rows j0..j0+rows of the cache (floats or halves, `stride` elements apart) as floats into tile[8][d];
-// the rows past `rows` are zero.
-static inline void load_tile(const void *base, int half, int64_t stride, int64_t j0, int rows, int64_t d, float *tile) {
-    // Prefetch the tile two ahead (a prefetch past the end of the buffer is harmless: it never faults).
+// Prefetch the tile two ahead of rows j0 … (a prefetch past the end of the buffer is harmless: it
+// never faults). Used by both kernels' tile loaders.
+static inline void prefetch_tile_ahead(const void *base, int half, int64_t stride, int64_t j0, int rows, int64_t d) {
     const size_t esize = half ? 2 : 4;
     for (int r = 0; r < rows; r++) {
         const char *ahead = (const char *)base + ((size_t)(j0 + 16 + r) * stride) * esize;
         for (size_t off = 0; off < (size_t)d * esize; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
     }
+}
+
+// Rows j0..j0+rows of the cache (floats or halves, `stride` elements apart) as floats into tile[8][d];
+// the rows past `rows` are zero.
+static inline void load_tile(const void *base, int half, int64_t stride, int64_t j0, int rows, int64_t d, float *tile) {
+    prefetch_tile_ahead(base, half, stride, j0, rows, d);
     for (int r = 0; r < rows; r++) {
         float *t = tile + r * d;
         if (half) {
@@ -108,7 +93,7 @@ static void softmax_numerators(int64_t ntok, int64_t heads, int64_t first_n, int
             m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
             const __m256 vmax = _mm256_set1_ps(_mm_cvtss_f32(m4));
             for (int64_t j = 0; j < nq; j += 8)
-                _mm256_storeu_ps(s + j, exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmax)));
+                _mm256_storeu_ps(s + j, ck_vexp256(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmax)));
         }
     }
 }
@@ -216,11 +201,7 @@ static void attend_gqa_avx2(const float *q, float *out, int64_t tstride, int64_t
 // that are a multiple of 16. Its additions are grouped differently from the AVX2 kernel's, so a process
 // uses one of them throughout (chosen once per CPU), which keeps decode and verification bit-identical.
 static inline void load_tile16(const void *base, int half, int64_t stride, int64_t j0, int rows, int64_t d, float *tile) {
-    const size_t esize = half ? 2 : 4;
-    for (int r = 0; r < rows; r++) {
-        const char *ahead = (const char *)base + ((size_t)(j0 + 16 + r) * stride) * esize;
-        for (size_t off = 0; off < (size_t)d * esize; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
-    }
+    prefetch_tile_ahead(base, half, stride, j0, rows, d);
     for (int r = 0; r < rows; r++) {
         float *t = tile + r * d;
         if (half) {
@@ -326,25 +307,13 @@ static void attend_gqa_avx512(const float *q, float *out, int64_t tstride, int64
 
 #pragma clang attribute pop
 
-static int cka_avx512 = -1;
-
-extern int ck_avx512_limited;
-
-static int has_avx512(void) {
-    if (ck_avx512_limited) return 0;
-    if (cka_avx512 < 0) {
-        __builtin_cpu_init();
-        cka_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-    }
-    return cka_avx512;
-}
 #endif
 
 void ck_attend_gqa(const float *q, float *out, int64_t tstride, int64_t ntok, int64_t heads, int64_t d,
                    int64_t first_n, const void *k, const void *v, int half, int64_t kvstride, float scale,
                    const uint8_t *vis, int64_t vstride, float *scores) {
 #if CKA_X86
-    if (ck_has_avx2() && d % 16 == 0 && d <= CKA_MAX_D && has_avx512()) {
+    if (d % 16 == 0 && d <= CKA_MAX_D && ck_has_avx512()) {
         attend_gqa_avx512(q, out, tstride, ntok, heads, d, first_n, k, v, half, kvstride, scale, vis, vstride, scores);
         return;
     }

@@ -100,25 +100,35 @@ int ck_has_avx2(void) {
 
 void ck_force_scalar(int on) { g_force_scalar = on; }
 
-// Tests: keep to the AVX2 (and AVX-VNNI) kernels on a CPU that has AVX-512.
-int ck_avx512_limited = 0;
-void ck_limit_avx512(int on) { ck_avx512_limited = on; }
+// Wider instruction sets, detected once. `ck_limit_avx512` (tests) hides AVX-512 so the AVX2 and
+// AVX-VNNI kernels a CPU without it would use run here too; every dispatch goes through these two.
+static int g_avx512 = -1, g_avx512vnni = 0, g_avxvnni = 0;
+static int g_avx512_limited = 0;
+void ck_limit_avx512(int on) { g_avx512_limited = on; }
 
-// VNNI level for the multi-token kernels (on top of AVX2): 2 = AVX-512 VNNI with VL, 1 = AVX-VNNI, 0 = none.
-static int g_vnni = -1;
-
-static int vnni_level(void) {
+static void detect_wide(void) {
 #if CK_X86
-    if (g_vnni < 0) {
+    if (g_avx512 < 0) {
         __builtin_cpu_init();
-        g_vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") ? 2
-               : __builtin_cpu_supports("avxvnni") ? 1 : 0;
+        g_avx512vnni = __builtin_cpu_supports("avx512vnni");
+        g_avxvnni = __builtin_cpu_supports("avxvnni");
+        g_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
     }
-    return g_vnni;
 #else
-    return 0;
+    g_avx512 = 0;
 #endif
+}
+
+// AVX-512 F/BW/VL on top of AVX2 (attention, the sparse down accumulation).
+int ck_has_avx512(void) {
+    detect_wide();
+    return ck_has_avx2() && g_avx512 && !g_avx512_limited;
+}
+
+// VNNI level for the multi-token kernels (on top of AVX2): 2 = AVX-512 VNNI, 1 = AVX-VNNI, 0 = none.
+static int vnni_level(void) {
+    if (ck_has_avx512() && g_avx512vnni) return 2;
+    return ck_has_avx2() && g_avxvnni ? 1 : 0;
 }
 
 int ck_type_supported(int type) {
@@ -783,7 +793,7 @@ void ck_accumulate_rows(int type, const void *w, size_t row_bytes, int64_t n, co
     int avx = ck_has_avx2();
 #if CK_X86
     if (avx && type == CK_Q8_0 && n % 32 == 0) {
-        if (vnni_level() == 2 && !ck_avx512_limited) acc_rows_q8_0_avx512(p, row_bytes, n / 32, coef, rows, count, y);
+        if (ck_has_avx512()) acc_rows_q8_0_avx512(p, row_bytes, n / 32, coef, rows, count, y);
         else acc_rows_q8_0_avx2(p, row_bytes, n / 32, coef, rows, count, y);
         return;
     }
@@ -813,8 +823,7 @@ int ck_matmul_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *x
     const int64_t nb = n / 32;
 #if CK_X86
     if (ck_has_avx2()) {
-        int vnni = vnni_level();
-        if (vnni == 2 && ck_avx512_limited) vnni = __builtin_cpu_supports("avxvnni") ? 1 : 0;
+        const int vnni = vnni_level();
         if (vnni == 2 && matmul_q8_avx512(type, p, row_bytes, xq, T, y, ldy, nb, r0, r1)) return 1;
         if (vnni == 1 && matmul_q8_avxvnni(type, p, row_bytes, xq, T, y, ldy, nb, r0, r1)) return 1;
         float out[4];

@@ -25,6 +25,8 @@ int ck_has_avx2(void);
 /// Force the portable scalar kernels (for tests comparing both paths). 1 = scalar only.
 void ck_force_scalar(int on);
 
+/// 1 when the AVX-512 (F, BW, VL) kernels are in use on this CPU.
+int ck_has_avx512(void);
 /// Tests: 1 = use the AVX2 / AVX-VNNI kernels even where AVX-512 is available (process-wide).
 void ck_limit_avx512(int on);
 
