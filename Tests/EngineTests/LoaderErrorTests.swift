@@ -172,7 +172,7 @@ struct GGUFLoadErrorTests {
         }
         // Sizes stored as u64/i64 can be absurd; they are rejected, not multiplied into an overflow.
         for key in ["llama.attention.head_count", "llama.embedding_length", "llama.feed_forward_length", "llama.block_count",
-                    "llama.rope.dimension_count", "llama.vocab_size", "llama.attention.head_count_kv"] {
+                    "llama.attention.key_length", "llama.vocab_size", "llama.attention.head_count_kv"] {
             var w = writer
             w.set(key, .u64(1 << 62))
             if key == "llama.attention.head_count" { w.set("llama.attention.head_count_kv", .u64(1 << 62)) }
@@ -181,9 +181,10 @@ struct GGUFLoadErrorTests {
             try expectLoadError(w.bytes(), ["inconsistent model configuration"])
         }
         var w = writer
+        w.set("llama.attention.key_length", .u32(15))
         w.set("llama.rope.dimension_count", .u32(15))
         try expectLoadError(w.bytes(), ["head dimension 15 is odd"])
-        w.set("llama.rope.dimension_count", .u32(0))
+        w.set("llama.attention.key_length", .u32(0))
         try expectLoadError(w.bytes(), ["inconsistent model configuration", "positive"])
     }
 

@@ -22,7 +22,7 @@ struct RopeFixture: Decodable {
         func config(scaled: Bool) -> ModelConfig {
             ModelConfig(vocabSize: 10, hiddenSize: head_dim * heads, intermediateSize: 8, layerCount: 1, headCount: heads,
                         kvHeadCount: heads, headDim: head_dim, contextLength: 131072, rmsNormEps: 1e-5, ropeTheta: theta,
-                        ropeScaling: scaled ? scaling : nil, ropeStyle: .halfSplit, tiedEmbeddings: true)
+                        ropeScaling: scaled ? .llama3(scaling) : nil, ropeStyle: .halfSplit, tiedEmbeddings: true)
         }
     }
     var cases: [Case]
@@ -89,7 +89,7 @@ struct RopeScalingTests {
         let dir = try TempDir("rope")
         defer { dir.remove() }
         let model = try ModelLoader.load(path: try dir.write(w.bytes(), to: "r.gguf"))
-        #expect(model.config.ropeScaling == c.scaling)
+        #expect(model.config.ropeScaling == .llama3(c.scaling))
         #expect(model.config.ropeTheta == c.theta)
         #expect(maxRelDiff(model.config.ropeInverseFrequencies(), c.inv_freq) <= Self.tol)
         try checkLogits(model, tiny.ggufReference(TinyWeightTypes(.f32)), invFreq: c.inv_freq, tokens: 20)
@@ -108,7 +108,7 @@ struct RopeScalingTests {
         ])
         let model = try ModelLoader.load(path: dir.path)
         #expect(model.config.ropeTheta == c.theta)
-        #expect(model.config.ropeScaling == c.scaling)
+        #expect(model.config.ropeScaling == .llama3(c.scaling))
         #expect(maxRelDiff(model.config.ropeInverseFrequencies(), c.inv_freq) <= Self.tol)
         try checkLogits(model, tiny.safetensorsReference(dtype: "F32"), invFreq: c.inv_freq, tokens: 20)
     }

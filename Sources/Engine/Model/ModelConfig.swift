@@ -6,7 +6,17 @@ public enum RopeStyle: String, Sendable {
     case halfSplit
 }
 
-/// Llama-3 style frequency scaling (`rope_scaling.rope_type == "llama3"`).
+/// How the rotary frequencies are scaled for a longer context. transformers defines more types (dynamic,
+/// yarn, longrope, proportional); the loaders refuse those by name rather than compute something else.
+public enum RopeScaling: Sendable, Equatable {
+    /// Positions divided by `factor` (transformers' "linear", llama.cpp's scaling type "linear"): every
+    /// inverse frequency is divided by `factor`.
+    case linear(factor: Double)
+    /// Llama 3.1's wavelength-dependent scaling (transformers' "llama3").
+    case llama3(Llama3RopeScaling)
+}
+
+/// Llama-3 style frequency scaling (`rope_type == "llama3"`).
 public struct Llama3RopeScaling: Sendable, Equatable {
     public var factor: Double
     public var lowFreqFactor: Double
@@ -32,7 +42,7 @@ public struct ModelConfig: Sendable, Equatable {
     public var contextLength: Int
     public var rmsNormEps: Float
     public var ropeTheta: Double
-    public var ropeScaling: Llama3RopeScaling?
+    public var ropeScaling: RopeScaling?
     /// Per-pair frequency divisors stored by llama.cpp as `rope_freqs.weight` (Llama-3.1 GGUF files).
     public var ropeFreqFactors: [Float]?
     public var ropeStyle: RopeStyle
@@ -40,7 +50,7 @@ public struct ModelConfig: Sendable, Equatable {
 
     public init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, layerCount: Int, headCount: Int,
                 kvHeadCount: Int, headDim: Int? = nil, contextLength: Int, rmsNormEps: Float, ropeTheta: Double,
-                ropeScaling: Llama3RopeScaling? = nil, ropeStyle: RopeStyle, tiedEmbeddings: Bool) {
+                ropeScaling: RopeScaling? = nil, ropeStyle: RopeStyle, tiedEmbeddings: Bool) {
         self.vocabSize = vocabSize; self.hiddenSize = hiddenSize; self.intermediateSize = intermediateSize
         self.layerCount = layerCount; self.headCount = headCount; self.kvHeadCount = kvHeadCount
         self.headDim = headDim ?? hiddenSize / headCount
@@ -51,13 +61,16 @@ public struct ModelConfig: Sendable, Equatable {
     public var qDim: Int { headCount * headDim }
     public var kvDim: Int { kvHeadCount * headDim }
 
-    /// Inverse frequencies of the rotary embedding, one per dimension pair, Llama-3 scaling applied.
+    /// Inverse frequencies of the rotary embedding, one per dimension pair, scaling applied.
     public func ropeInverseFrequencies() -> [Float] {
         let half = headDim / 2
         var out = [Float](repeating: 0, count: half)
         for i in 0..<half {
             var f = 1.0 / pow(ropeTheta, Double(2 * i) / Double(headDim))
-            if let s = ropeScaling {
+            switch ropeScaling {
+            case nil: break
+            case .linear(let factor): f /= factor
+            case .llama3(let s):
                 let lowWavelen = Double(s.originalContextLength) / s.lowFreqFactor
                 let highWavelen = Double(s.originalContextLength) / s.highFreqFactor
                 let wavelen = 2 * Double.pi / f

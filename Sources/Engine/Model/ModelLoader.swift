@@ -26,41 +26,33 @@ public enum ModelLoader {
             throw ModelLoadError(file: path, problem: "architecture '\(arch)' is not supported (supported: \(supportedArchitectures.joined(separator: ", ")))",
                                  fix: "use a Llama-family model (Llama 2/3, SmolLM2, TinyLlama, ...)")
         }
-        func int(_ key: String, default d: Int? = nil) throws -> Int {
-            if let v = g.metadata["\(arch).\(key)"]?.intValue { return v }
-            if let d { return d }
-            throw ModelLoadError(file: path, problem: "metadata \(arch).\(key) is missing or not an integer", fix: "regenerate the GGUF with a current converter")
-        }
-        func float(_ key: String, default d: Double) -> Double { g.metadata["\(arch).\(key)"]?.doubleValue ?? d }
-
-        let hidden = try int("embedding_length")
-        let heads = try int("attention.head_count")
+        let meta = GGUFLlamaMetadata(file: g, arch: arch)
+        try meta.checkKeys()
+        let hidden = try meta.requiredInt("embedding_length")
+        let heads = try meta.requiredInt("attention.head_count")
         guard let emb = g.tensors["token_embd.weight"] else {
             throw ModelLoadError(file: path, problem: "tensor token_embd.weight is missing", fix: "the file is incomplete; regenerate it")
         }
-        let vocab = g.metadata["\(arch).vocab_size"]?.intValue ?? (emb.dims.count > 1 ? emb.dims[1] : 0)
-        // (heads is checked by validate below; avoid dividing by zero before that.)
-        let headDim = try int("rope.dimension_count", default: heads > 0 ? hidden / heads : 0)
-        var scaling: Llama3RopeScaling?
-        if g.metadata["\(arch).rope.scaling.type"]?.stringValue == "llama3",
-           let factor = g.metadata["\(arch).rope.scaling.factor"]?.doubleValue {
-            scaling = Llama3RopeScaling(factor: factor,
-                                        lowFreqFactor: float("rope.scaling.low_freq_factor", default: 1),
-                                        highFreqFactor: float("rope.scaling.high_freq_factor", default: 4),
-                                        originalContextLength: try int("rope.scaling.original_context_length", default: 8192))
+        guard let eps = try meta.double("attention.layer_norm_rms_epsilon") else {
+            throw ModelLoadError(file: path, problem: "metadata \(arch).attention.layer_norm_rms_epsilon is missing",
+                                 fix: "regenerate the GGUF with a current converter (llama.cpp refuses it too)")
         }
+        let vocab = try meta.int("vocab_size") ?? (emb.dims.count > 1 ? emb.dims[1] : 0)
+        let headDim = try meta.attentionShape(hidden: hidden, heads: heads)
         var config = ModelConfig(
-            vocabSize: vocab, hiddenSize: hidden, intermediateSize: try int("feed_forward_length"),
-            layerCount: try int("block_count"), headCount: heads,
-            kvHeadCount: try int("attention.head_count_kv", default: heads), headDim: headDim,
-            contextLength: try int("context_length", default: 2048),
-            rmsNormEps: Float(float("attention.layer_norm_rms_epsilon", default: 1e-5)),
-            ropeTheta: float("rope.freq_base", default: 10000), ropeScaling: scaling,
+            vocabSize: vocab, hiddenSize: hidden, intermediateSize: try meta.requiredInt("feed_forward_length"),
+            layerCount: try meta.requiredInt("block_count"), headCount: heads,
+            kvHeadCount: try meta.int("attention.head_count_kv") ?? heads, headDim: headDim,
+            contextLength: try meta.int("context_length") ?? 2048, rmsNormEps: Float(eps),
+            ropeTheta: try meta.ropeTheta(), ropeScaling: try meta.ropeScaling(hasFreqFactors: g.tensors["rope_freqs.weight"] != nil),
             ropeStyle: .interleaved, tiedEmbeddings: g.tensors["output.weight"] == nil)
+        try validate(config, file: path)
+        try meta.checkRotaryDimension(headDim: headDim)
+        var used: Set<String> = []
         if let rf = g.tensors["rope_freqs.weight"] {
             config.ropeFreqFactors = try vector(g, rf, count: headDim / 2)
+            used.insert(rf.name)
         }
-        try validate(config, file: path)
 
         func matrix(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
             guard let t = g.tensors[name] else {
@@ -74,12 +66,14 @@ public enum ModelLoader {
                 throw ModelLoadError(file: path, problem: "tensor \(name) has weight type \(t.type), which this engine cannot compute with",
                                      fix: "use a file quantised to one of \(GGMLType.supportedNames)")
             }
+            used.insert(name)
             return WeightMatrix(type: t.type, rows: rows, cols: cols, data: g.data(of: t), owner: g)
         }
         func norm(_ name: String) throws -> [Float] {
             guard let t = g.tensors[name] else {
                 throw ModelLoadError(file: path, problem: "tensor \(name) is missing", fix: "the file is incomplete; regenerate it")
             }
+            used.insert(name)
             return try vector(g, t, count: hidden)
         }
         let c = config
@@ -99,8 +93,21 @@ public enum ModelLoader {
         }
         let embedding = try matrix("token_embd.weight", rows: vocab, cols: hidden)
         let output = c.tiedEmbeddings ? embedding : try matrix("output.weight", rows: vocab, cols: hidden)
-        return LlamaModel(config: c, tokenEmbedding: embedding, outputNorm: try norm("output_norm.weight"),
+        let outputNorm = try norm("output_norm.weight")
+        // llama.cpp's optional per-layer rotary table (written by old converters, never read).
+        try checkUnused(g.tensorOrder, used: used, file: path, harmless: { $0.hasPrefix("blk.") && $0.hasSuffix(".attn_rot_embd") })
+        return LlamaModel(config: c, tokenEmbedding: embedding, outputNorm: outputNorm,
                           output: output, layers: layers, source: path)
+    }
+
+    /// Tensors present but not used mean a variant this engine does not compute (biases, extra norms, a
+    /// different head): an error naming them, unless `harmless`.
+    static func checkUnused(_ names: [String], used: Set<String>, file: String, harmless: (String) -> Bool) throws {
+        let unused = names.filter { !used.contains($0) && !harmless($0) }
+        guard !unused.isEmpty else { return }
+        let shown = unused.prefix(4).joined(separator: ", ") + (unused.count > 4 ? ", … (\(unused.count) in all)" : "")
+        throw ModelLoadError(file: file, problem: "the file holds tensors a Llama model does not use: \(shown); they belong to a variant this engine does not compute (biases, extra norms or projections)",
+                             fix: "use a plain Llama checkpoint, or remove the tensors if you know the model ignores them")
     }
 
     static func vector(_ g: GGUFFile, _ t: GGUFTensorInfo, count: Int) throws -> [Float] {
@@ -134,43 +141,18 @@ public enum ModelLoader {
     // MARK: safetensors
 
     public static func loadSafetensors(directory: String) throws -> LlamaModel {
-        let cfgPath = directory + "/config.json"
-        guard let data = FileManager.default.contents(atPath: cfgPath) else {
-            throw ModelLoadError(file: cfgPath, problem: "config.json is missing", fix: "a safetensors model directory needs the model's config.json beside the weights")
-        }
-        guard let j = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ModelLoadError(file: cfgPath, problem: "not a JSON object", fix: "restore config.json from the model's repository")
-        }
-        let archs = j["architectures"] as? [String] ?? []
-        let modelType = j["model_type"] as? String ?? ""
-        guard modelType == "llama" || archs.contains("LlamaForCausalLM") else {
-            throw ModelLoadError(file: cfgPath, problem: "model_type '\(modelType)' / architectures \(archs) is not supported (supported: llama / LlamaForCausalLM)",
-                                 fix: "use a Llama-family model")
-        }
-        func int(_ k: String) throws -> Int {
-            guard let v = j[k] as? Int else {
-                throw ModelLoadError(file: cfgPath, problem: "field \"\(k)\" is missing or not an integer", fix: "restore config.json from the model's repository")
-            }
-            return v
-        }
-        let hidden = try int("hidden_size"), heads = try int("num_attention_heads")
-        var scaling: Llama3RopeScaling?
-        if let rs = j["rope_scaling"] as? [String: Any], (rs["rope_type"] as? String ?? rs["type"] as? String) == "llama3" {
-            scaling = Llama3RopeScaling(factor: rs["factor"] as? Double ?? 8, lowFreqFactor: rs["low_freq_factor"] as? Double ?? 1,
-                                        highFreqFactor: rs["high_freq_factor"] as? Double ?? 4,
-                                        originalContextLength: rs["original_max_position_embeddings"] as? Int ?? 8192)
-        }
+        let hf = try HFLlamaConfig(directory: directory)
+        let cfgPath = hf.file
+        let config = try hf.modelConfig()
         let ckpt = try SafetensorsCheckpoint(directory: directory)
-        let tied = (j["tie_word_embeddings"] as? Bool ?? false) || ckpt.tensors["lm_head.weight"] == nil
-        let config = ModelConfig(
-            vocabSize: try int("vocab_size"), hiddenSize: hidden, intermediateSize: try int("intermediate_size"),
-            layerCount: try int("num_hidden_layers"), headCount: heads,
-            kvHeadCount: j["num_key_value_heads"] as? Int ?? heads, headDim: j["head_dim"] as? Int ?? (heads > 0 ? hidden / heads : 0),
-            contextLength: j["max_position_embeddings"] as? Int ?? 2048,
-            rmsNormEps: Float(j["rms_norm_eps"] as? Double ?? 1e-6),
-            ropeTheta: j["rope_theta"] as? Double ?? 10000, ropeScaling: scaling, ropeStyle: .halfSplit, tiedEmbeddings: tied)
+        let hasHead = ckpt.tensors["lm_head.weight"] != nil
+        if !config.tiedEmbeddings, !hasHead {
+            throw ModelLoadError(file: cfgPath, problem: "lm_head.weight is missing and \"tie_word_embeddings\" is \(hf.fields.object["tie_word_embeddings"] == nil ? "absent (false)" : "false")",
+                                 fix: "set \"tie_word_embeddings\": true if the model's output head is its embedding, or restore lm_head.weight")
+        }
         try validate(config, file: cfgPath)
-        let c = config
+        let c = config, hidden = c.hiddenSize
+        var used: Set<String> = []
         func tensor(_ name: String) throws -> SafetensorsTensor {
             guard let t = ckpt.tensors[name] else {
                 throw ModelLoadError(file: directory, problem: "tensor \(name) is missing from the safetensors files", fix: "the checkpoint is incomplete or not a Llama model")
@@ -178,7 +160,18 @@ public enum ModelLoader {
             guard t.ggmlType != nil else {
                 throw ModelLoadError(file: t.file.path, problem: "tensor \(name) has dtype \(t.dtype); weights must be F32, F16 or BF16", fix: "convert the checkpoint")
             }
+            used.insert(name)
             return t
+        }
+        // The head dimension and KV head count come from config.json (or their defaults): name those
+        // fields when the projections disagree, before any generic shape error.
+        if let q = ckpt.tensors["model.layers.0.self_attn.q_proj.weight"], q.shape.count == 2, q.shape[1] == hidden, q.shape[0] != c.qDim, q.shape[0] % c.headCount == 0 {
+            throw ModelLoadError(file: cfgPath, problem: "head dimension \(c.headDim) (\(hf.fields.object["head_dim"] == nil ? "hidden_size / num_attention_heads" : "\"head_dim\"")) does not match the weights: q_proj has \(q.shape[0]) rows for \(c.headCount) heads",
+                                 fix: "set \"head_dim\": \(q.shape[0] / c.headCount) in config.json")
+        }
+        if let k = ckpt.tensors["model.layers.0.self_attn.k_proj.weight"], k.shape.count == 2, k.shape[1] == hidden, k.shape[0] != c.kvDim, k.shape[0] % c.headDim == 0 {
+            throw ModelLoadError(file: cfgPath, problem: "\"num_key_value_heads\" (\(c.kvHeadCount)\(hf.fields.object["num_key_value_heads"] == nil ? ", absent: num_attention_heads" : "")) does not match the weights: k_proj has \(k.shape[0]) rows of head dimension \(c.headDim)",
+                                 fix: "set \"num_key_value_heads\": \(k.shape[0] / c.headDim) in config.json")
         }
         func matrix(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
             let t = try tensor(name)
@@ -210,7 +203,14 @@ public enum ModelLoader {
         }
         let embedding = try matrix("model.embed_tokens.weight", rows: c.vocabSize, cols: hidden)
         let output = c.tiedEmbeddings ? embedding : try matrix("lm_head.weight", rows: c.vocabSize, cols: hidden)
-        return LlamaModel(config: c, tokenEmbedding: embedding, outputNorm: try norm("model.norm.weight"),
+        let outputNorm = try norm("model.norm.weight")
+        // Harmless: rotary inverse-frequency buffers saved by old transformers versions, and an lm_head
+        // that transformers itself replaces by the embedding when the config ties them.
+        try checkUnused(ckpt.tensors.keys.sorted(), used: used, file: directory, harmless: { name in
+            (name.hasPrefix("model.layers.") && name.hasSuffix(".self_attn.rotary_emb.inv_freq"))
+                || (c.tiedEmbeddings && name == "lm_head.weight")
+        })
+        return LlamaModel(config: c, tokenEmbedding: embedding, outputNorm: outputNorm,
                           output: output, layers: layers, source: directory)
     }
 }
