@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "SiriusEngine", targets: ["SiriusEngine"]),
         .library(name: "SiriusTasks", targets: ["SiriusTasks"]),
         .library(name: "SiriusProtocol", targets: ["SiriusProtocol"]),
+        .library(name: "SiriusMethod", targets: ["SiriusMethod"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -25,14 +26,16 @@ let package = Package(
         // Hot quantised dot-product kernels (AVX2 with a scalar fallback chosen at run time).
         .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
-        .target(name: "SiriusEngine", dependencies: ["CKernels", "COpenBLAS"], path: "Sources/Engine"),
+        // The method vocabulary shared by every other target: method spec, defaults, counters.
+        .target(name: "SiriusMethod", path: "Sources/Method"),
+        .target(name: "SiriusEngine", dependencies: ["CKernels", "COpenBLAS", "SiriusMethod"], path: "Sources/Engine"),
         .target(name: "SiriusTasks", path: "Sources/Tasks"),
-        .target(name: "SiriusProtocol", dependencies: ["CZMQ"], path: "Sources/Protocol"),
+        .target(name: "SiriusProtocol", dependencies: ["CZMQ", "SiriusMethod"], path: "Sources/Protocol"),
 
         .executableTarget(
             name: "sirius-coord",
             dependencies: [
-                "SiriusTasks", "SiriusProtocol",
+                "SiriusTasks", "SiriusProtocol", "SiriusMethod",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -41,18 +44,18 @@ let package = Package(
         .executableTarget(
             name: "sirius-worker",
             dependencies: [
-                "SiriusEngine", "SiriusTasks", "SiriusProtocol",
+                "SiriusEngine", "SiriusTasks", "SiriusProtocol", "SiriusMethod",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Worker"),
 
-        .target(name: "TestSupport", dependencies: ["SiriusEngine"], path: "Tests/TestSupport"),
-        .testTarget(name: "EngineTests", dependencies: ["SiriusEngine", "TestSupport"],
+        .target(name: "TestSupport", dependencies: ["SiriusEngine", "SiriusMethod"], path: "Tests/TestSupport"),
+        .testTarget(name: "EngineTests", dependencies: ["SiriusEngine", "SiriusMethod", "TestSupport"],
                     path: "Tests/EngineTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "TasksTests", dependencies: ["SiriusTasks"], path: "Tests/TasksTests"),
-        .testTarget(name: "ProtocolTests", dependencies: ["SiriusProtocol"], path: "Tests/ProtocolTests"),
-        .testTarget(name: "CoordinatorTests", dependencies: ["sirius-coord", "SiriusTasks", "SiriusProtocol"],
+        .testTarget(name: "ProtocolTests", dependencies: ["SiriusProtocol", "SiriusMethod"], path: "Tests/ProtocolTests"),
+        .testTarget(name: "CoordinatorTests", dependencies: ["sirius-coord", "SiriusTasks", "SiriusProtocol", "SiriusMethod"],
                     path: "Tests/CoordinatorTests"),
         // Real sirius-coord / sirius-worker processes on loopback (fake engine, and the real engine on a tiny
         // random model from TestSupport); needs both executables built.

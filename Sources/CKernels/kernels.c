@@ -443,6 +443,90 @@ static float dot_q8_0_f32_avx2(const uint8_t *row, const float *x, int64_t n) {
     return hsum256(acc);
 }
 
+// Multi-token versions of the two float dot products above for up to four tokens: each weight block is
+// loaded and converted once, then every token runs exactly the operations of the single-token kernel
+// (same products, same fma order, same accumulators, same final sum), so its result is bit-identical
+// to dot_q4_f32_avx2 / dot_q8_0_f32_avx2 on that token alone. `ng` is a literal at every call site.
+static inline __attribute__((always_inline)) void dot_q4_f32_group_avx2(int type, const uint8_t *row, const float *x,
+                                                                         int64_t ldx, int ng, int64_t n, float *out) {
+    const int is1 = type == CK_Q4_1;
+    const size_t bb = is1 ? 20 : 18;
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    __m256 acc[4], accm[4];
+    for (int t = 0; t < ng; t++) { acc[t] = _mm256_setzero_ps(); accm[t] = _mm256_setzero_ps(); }
+    for (int64_t b = 0; b < n / 32; b++) {
+        const uint8_t *blk = row + b * bb;
+        const float d = f16_hw(blk);
+        const float m = is1 ? f16_hw(blk + 2) : -8.0f * d;
+        const __m128i q = _mm_loadu_si128((const __m128i *)(blk + (is1 ? 4 : 2)));
+        const __m128i lo = _mm_and_si128(q, mask);
+        const __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+        const __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+        const __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+        const __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+        const __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+        const __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
+        for (int t = 0; t < ng; t++) {
+            const float *xb = x + t * ldx + b * 32;
+            const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8), x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+            __m256 p = _mm256_mul_ps(q0, x0);
+            p = _mm256_fmadd_ps(q1, x1, p);
+            p = _mm256_fmadd_ps(q2, x2, p);
+            p = _mm256_fmadd_ps(q3, x3, p);
+            const __m256 sx = _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3));
+            acc[t] = _mm256_fmadd_ps(vd, p, acc[t]);
+            accm[t] = _mm256_fmadd_ps(vm, sx, accm[t]);
+        }
+    }
+    for (int t = 0; t < ng; t++) out[t] = hsum256(_mm256_add_ps(acc[t], accm[t]));
+}
+
+static inline __attribute__((always_inline)) void dot_q8_0_f32_group_avx2(const uint8_t *row, const float *x, int64_t ldx,
+                                                                           int ng, int64_t n, float *out) {
+    __m256 acc[4];
+    for (int t = 0; t < ng; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++) {
+        const uint8_t *blk = row + b * 34;
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        const __m128i h0 = _mm256_castsi256_si128(q), h1 = _mm256_extracti128_si256(q, 1);
+        const __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h0));
+        const __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h0, 8)));
+        const __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h1));
+        const __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h1, 8)));
+        const __m256 vd = _mm256_set1_ps(f16_hw(blk));
+        for (int t = 0; t < ng; t++) {
+            const float *xb = x + t * ldx + b * 32;
+            __m256 p = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
+            p = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), p);
+            p = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16), p);
+            p = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), p);
+            acc[t] = _mm256_fmadd_ps(vd, p, acc[t]);
+        }
+    }
+    for (int t = 0; t < ng; t++) out[t] = hsum256(acc[t]);
+}
+
+/// Rows [r0, r1) × tokens [0, T) with the grouped kernels (four tokens a pass over a row; the rest one
+/// by one through the single-token kernel, which computes the same bits).
+static int matmul_f32_avx2(int type, const uint8_t *p, size_t row_bytes, const float *x, int64_t ldx, int64_t T,
+                           float *y, int64_t ldy, int64_t n, int64_t r0, int64_t r1) {
+    if (type != CK_Q4_0 && type != CK_Q4_1 && type != CK_Q8_0) return 0;
+    float out[4];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = p + (size_t)r * row_bytes;
+        int64_t t0 = 0;
+        for (; t0 + 4 <= T; t0 += 4) {
+            if (type == CK_Q8_0) dot_q8_0_f32_group_avx2(row, x + t0 * ldx, ldx, 4, n, out);
+            else dot_q4_f32_group_avx2(type, row, x + t0 * ldx, ldx, 4, n, out);
+            for (int t = 0; t < 4; t++) y[(t0 + t) * ldy + r] = out[t];
+        }
+        for (; t0 < T; t0++) {
+            y[t0 * ldy + r] = type == CK_Q8_0 ? dot_q8_0_f32_avx2(row, x + t0 * ldx, n) : dot_q4_f32_avx2(type, row, x + t0 * ldx, n);
+        }
+    }
+    return 1;
+}
+
 static inline __m256i bytes_from_nibbles(const uint8_t *qs) {
     __m128i q = _mm_loadu_si128((const __m128i *)qs);
     __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
@@ -717,6 +801,20 @@ void ck_matvec_f32(int type, const void *w, size_t row_bytes, const float *x, fl
     const uint8_t *p = (const uint8_t *)w;
     int avx = ck_has_avx2();
     for (int64_t r = r0; r < r1; r++) y[r - r0] = row_dot(type, p + (size_t)r * row_bytes, x, n, avx);
+}
+
+void ck_matmul_f32(int type, const void *w, size_t row_bytes, const float *x, int64_t ldx, int64_t T,
+                   float *y, int64_t ldy, int64_t n, int64_t r0, int64_t r1) {
+    const uint8_t *p = (const uint8_t *)w;
+    int avx = ck_has_avx2();
+#if CK_X86
+    if (avx && matmul_f32_avx2(type, p, row_bytes, x, ldx, T, y, ldy, n, r0, r1)) return;
+#endif
+    // Other types: the single-token kernel per token, the row still in cache for the next token.
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = p + (size_t)r * row_bytes;
+        for (int64_t t = 0; t < T; t++) y[t * ldy + r] = row_dot(type, row, x + t * ldx, n, avx);
+    }
 }
 
 void ck_matvec_f32_rows(int type, const void *w, size_t row_bytes, const float *x, float *y, int64_t n, const int32_t *rows, int64_t count) {

@@ -331,6 +331,9 @@ final class Coordinator {
         if !h.engines.contains(config.engine) {
             return reject(.engineUnsupported, "run \(runId) needs engine \(config.engine); this worker offers \(h.engines.joined(separator: ","))")
         }
+        if let n = h.numerics, n != config.numerics {
+            return reject(.numericsMismatch, "run \(runId) decodes with \(config.numerics) numerics; this worker runs \(n) (start it with --numerics \(config.numerics))")
+        }
         let now = monotonicMs()
         if let old = sessions[h.workerId], old.hello.pid != h.pid || old.hello.hostname != h.hostname,
            now - old.lastSeen < Int64(2 * heartbeatMs) {
@@ -360,7 +363,7 @@ final class Coordinator {
         tryWrite { try store.upsertWorker(h, proto: version, state: "connected") }
         send(.welcome(Welcome(sessionId: sessionId, epoch: epoch, minor: min(version.minor, SiriusProtocol.version.minor),
                               heartbeatMs: heartbeatMs, leaseTtlMs: leaseTtlMs, loadTtlMs: config.loadTtlMs,
-                              maxResultBytes: SiriusProtocol.maxMessageBytes)), to: peer, transport)
+                              maxResultBytes: SiriusProtocol.maxMessageBytes, shardSize: config.shardSize)), to: peer, transport)
         for id in cancels { send(.cancel(Cancel(leaseId: id, reason: "expired_reassigned")), to: peer, transport) }
         if paused { send(.pause(Notice(reason: "coordinator store full")), to: peer, transport) }
         options.log("worker \(h.workerId) joined from \(h.hostname) pid \(h.pid) (re-adopted \(session.leases.count) leases)")
@@ -501,7 +504,8 @@ final class Coordinator {
                                       maxNewTokens: e.maxNewTokens ?? config.maxNewTokens, method: methods[k.method]!,
                                       seed: exampleSeed(runSeed: config.runSeed, task: k.task, exampleId: k.exampleId),
                                       promptSegments: e.promptSegments, addBOS: e.addBOS, chat: e.chat,
-                                      maxTotalTokens: e.maxTotalTokens)
+                                      maxTotalTokens: e.maxTotalTokens,
+                                      timingSample: e.ord < config.timingSample ? true : nil)
             }
             send(.assign(Assign(leaseId: leaseId, shardId: shardId, attempt: attempt, expiresInMs: leaseTtlMs,
                                 engine: config.engine, model: config.model, configHash: config.configHash,

@@ -30,10 +30,13 @@ struct MethodMetrics: Codable, Sendable, Equatable {
     var effectiveDensity: Double?
     var generatedTokens: Int
     var rollbacks: Int
-    var decodeSeconds: Double
-    /// Σ generated tokens / Σ seconds (non-deterministic, reported apart).
+    /// Results decoded alone (timing samples, or batch-1 workers): their seconds and tokens are latency.
+    var timedResults: Int
+    var timedSeconds: Double
+    var timedTokens: Int
+    /// Σ generated tokens / Σ seconds over the results decoded alone (non-deterministic, reported apart).
     var tokensPerSecond: Double?
-    /// Seconds per token relative to `full` on the same task.
+    /// Seconds per token relative to `full` on the same task, over the results decoded alone.
     var timeRatioToFull: Double?
     /// Fraction of examples where this method's extracted answer equals `full`'s.
     var agreementWithFull: Double?
@@ -46,15 +49,40 @@ struct TaskReport: Codable, Sendable, Equatable {
     var methods: [MethodMetrics]
 }
 
+/// The run's throughput: results and generated tokens over the span from the first lease to the last
+/// commit (a resumed run's span includes the time it was stopped).
+struct Throughput: Codable, Sendable, Equatable {
+    var results: Int
+    var generatedTokens: Int
+    var seconds: Double
+    var workers: Int
+    /// Σ engine threads of the workers that produced results.
+    var workerThreads: Int
+    var resultsPerSecond: Double { seconds > 0 ? Double(results) / seconds : 0 }
+    var tokensPerSecondPerThread: Double { seconds > 0 && workerThreads > 0 ? Double(generatedTokens) / seconds / Double(workerThreads) : 0 }
+}
+
+/// How much of the prompts the workers' prefix caches served.
+struct PrefixReuse: Codable, Sendable, Equatable {
+    /// Results that reused some prefix, of those that report it.
+    var hits: Int
+    var results: Int
+    var reusedTokens: Int
+    var promptTokens: Int
+}
+
 struct RunReport: Codable, Sendable {
     var runId: String
     var status: String
     var note: String?
     var model: String
     var engine: String
+    var numerics: String
     var runSeed: UInt64
     var devices: [String]
     var duplicateConflicts: Int
+    var throughput: Throughput?
+    var prefixReuse: PrefixReuse?
     var tasks: [TaskReport]
 
     /// The deterministic metrics persisted in `run_metrics` (timings left out).
@@ -93,7 +121,9 @@ enum Metrics {
             let taskRows = try Row.fetchAll(db, sql: "SELECT task, n_examples FROM tasks WHERE run_id = ? ORDER BY rowid", arguments: [runId])
             let agg = try Row.fetchAll(db, sql: """
                 SELECT task, method, COUNT(*), COALESCE(SUM(correct), 0), SUM(gen_tokens), SUM(periods), SUM(advanced_tokens),
-                       SUM(total_s), MAX(paper_density), MAX(model_density), SUM(rollbacks)
+                       COALESCE(SUM(CASE WHEN COALESCE(decoded_alone, 1) = 1 THEN total_s END), 0), MAX(param_density), MAX(model_density),
+                       SUM(rollbacks), SUM(COALESCE(decoded_alone, 1)),
+                       COALESCE(SUM(CASE WHEN COALESCE(decoded_alone, 1) = 1 THEN gen_tokens END), 0)
                 FROM results WHERE run_id = ? GROUP BY task, method
                 """, arguments: [runId])
             var byKey: [String: Row] = [:]
@@ -128,36 +158,56 @@ enum Metrics {
                     let periods = r?[5] as Int? ?? 0
                     let advanced = r?[6] as Int? ?? 0
                     let secs = r?[7] as Double? ?? 0
+                    let timed = r?[11] as Int? ?? 0
+                    let timedGen = r?[12] as Int? ?? 0
                     let d = r?[8] as Double?
                     let md = r?[9] as Double?
                     let ci = wilsonInterval(correct, n)
-                    let aal = periods > 0 ? Double(advanced) / Double(periods) : nil
+                    let aal = DecodeCounters.aal(advancedTokens: advanced, periods: periods)
                     var ed: Double? = nil
-                    if let aal, let d, let k = spec.period { ed = (Double(k - 1) * d + 1) / aal }
+                    if let aal, let d, spec.kind == .sirius { ed = DecodeCounters.effectiveDensity(period: spec.period, paramDensity: d, aal: aal) }
                     let agree = agreeBy[key]
                     let m = MethodMetrics(
                         task: task, method: spec.name, kind: spec.kind.rawValue, n: n, results: results, correct: correct,
                         failed: failedBy[key] ?? 0, accuracy: n > 0 ? Double(correct) / Double(n) : 0,
                         accuracyLow: ci.low, accuracyHigh: ci.high,
                         accuracyCompleted: results > 0 ? Double(correct) / Double(results) : 0,
-                        density: d, modelDensity: md, period: spec.period, aal: aal, effectiveDensity: ed,
-                        generatedTokens: gen, rollbacks: r?[10] as Int? ?? 0, decodeSeconds: secs,
-                        tokensPerSecond: secs > 0 ? Double(gen) / secs : nil, timeRatioToFull: nil,
+                        density: d, modelDensity: md, period: spec.kind == .sirius ? spec.period : nil, aal: aal, effectiveDensity: ed,
+                        generatedTokens: gen, rollbacks: r?[10] as Int? ?? 0, timedResults: timed, timedSeconds: secs, timedTokens: timedGen,
+                        tokensPerSecond: secs > 0 ? Double(timedGen) / secs : nil, timeRatioToFull: nil,
                         agreementWithFull: spec.kind == .full || agree == nil || agree!.0 == 0 ? nil : Double(agree!.1) / Double(agree!.0),
                         agreementN: spec.kind == .full ? 0 : agree?.0 ?? 0)
-                    if spec.kind == .full, gen > 0, secs > 0 { fullSecPerTok = secs / Double(gen) }
+                    if spec.kind == .full, timedGen > 0, secs > 0 { fullSecPerTok = secs / Double(timedGen) }
                     ms.append(m)
                 }
                 if let f = fullSecPerTok {
-                    for i in ms.indices where ms[i].generatedTokens > 0 && ms[i].decodeSeconds > 0 {
-                        ms[i].timeRatioToFull = (ms[i].decodeSeconds / Double(ms[i].generatedTokens)) / f
+                    for i in ms.indices where ms[i].timedTokens > 0 && ms[i].timedSeconds > 0 {
+                        ms[i].timeRatioToFull = (ms[i].timedSeconds / Double(ms[i].timedTokens)) / f
                     }
                 }
                 tasks.append(TaskReport(task: task, n: n, methods: ms))
             }
             return RunReport(runId: runId, status: run.status, note: run.note, model: run.config.model, engine: run.config.engine,
-                             runSeed: run.config.runSeed, devices: devices, duplicateConflicts: conflicts, tasks: tasks)
+                             numerics: run.config.numerics, runSeed: run.config.runSeed, devices: devices, duplicateConflicts: conflicts,
+                             throughput: try throughput(db, runId), prefixReuse: try prefixReuse(db, runId), tasks: tasks)
         }
+    }
+
+    static func throughput(_ db: Database, _ runId: String) throws -> Throughput? {
+        guard let r = try Row.fetchOne(db, sql: "SELECT COUNT(*), SUM(gen_tokens), MAX(committed_at) FROM results WHERE run_id = ?", arguments: [runId]),
+              let n = r[0] as Int?, n > 0, let last = r[2] as Int64?,
+              let first = try Int64.fetchOne(db, sql: "SELECT MIN(granted_at) FROM leases WHERE run_id = ?", arguments: [runId]) else { return nil }
+        let threads = try Int.fetchAll(db, sql: "SELECT MAX(COALESCE(threads, 1)) FROM results WHERE run_id = ? GROUP BY worker_id", arguments: [runId])
+        return Throughput(results: n, generatedTokens: r[1] as Int? ?? 0, seconds: Double(max(0, last - first)) / 1000,
+                          workers: threads.count, workerThreads: threads.reduce(0, +))
+    }
+
+    static func prefixReuse(_ db: Database, _ runId: String) throws -> PrefixReuse? {
+        guard let r = try Row.fetchOne(db, sql: """
+            SELECT SUM(reused_prompt_tokens > 0), COUNT(*), SUM(reused_prompt_tokens), SUM(prompt_tokens)
+            FROM results WHERE run_id = ? AND reused_prompt_tokens IS NOT NULL
+            """, arguments: [runId]), let n = r[1] as Int?, n > 0 else { return nil }
+        return PrefixReuse(hits: r[0] as Int? ?? 0, results: n, reusedTokens: r[2] as Int? ?? 0, promptTokens: r[3] as Int? ?? 0)
     }
 }
 
@@ -172,21 +222,29 @@ enum ReportRenderer {
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             return String(decoding: (try? enc.encode(r)) ?? Data(), as: UTF8.self)
         case .csv:
-            var out = "task,method,kind,n,results,correct,failed,accuracy,ci_low,ci_high,accuracy_completed,density,model_density,period,aal,effective_density,generated_tokens,decode_s,tokens_per_s,time_ratio_to_full,agreement_with_full\n"
+            var out = "task,method,kind,n,results,correct,failed,accuracy,ci_low,ci_high,accuracy_completed,param_density,model_density,period,aal,effective_density,generated_tokens,timed_results,timed_s,tokens_per_s,time_ratio_to_full,agreement_with_full\n"
             for t in r.tasks {
                 for m in t.methods {
                     let cols: [String] = [
                         t.task, m.method, m.kind, "\(m.n)", "\(m.results)", "\(m.correct)", "\(m.failed)", f(m.accuracy, 4),
                         f(m.accuracyLow, 4), f(m.accuracyHigh, 4), f(m.accuracyCompleted, 4), o(m.density, 2), o(m.modelDensity, 3),
                         m.period.map(String.init) ?? "", o(m.aal, 3), o(m.effectiveDensity, 3), "\(m.generatedTokens)",
-                        f(m.decodeSeconds, 3), o(m.tokensPerSecond, 1), o(m.timeRatioToFull, 3), o(m.agreementWithFull, 4)]
+                        "\(m.timedResults)", f(m.timedSeconds, 3), o(m.tokensPerSecond, 1), o(m.timeRatioToFull, 3), o(m.agreementWithFull, 4)]
                     out += cols.map(csvField).joined(separator: ",") + "\n"
                 }
             }
             return out
         case .md:
             var out = "# Run \(r.runId) — \(r.status)\(r.note.map { " (\($0))" } ?? "")\n\n"
-            out += "Model `\(r.model)`, engine `\(r.engine)`, run seed \(r.runSeed). Devices: \(r.devices.joined(separator: ", ")).\n"
+            out += "Model `\(r.model)`, engine `\(r.engine)`, \(r.numerics) numerics, run seed \(r.runSeed). Devices: \(r.devices.joined(separator: ", ")).\n"
+            if let t = r.throughput {
+                out += String(format: "Throughput: %d results in %.0f s = %.2f results/s; %.1f generated tokens/s per worker thread (%d workers, %d threads).\n",
+                              t.results, t.seconds, t.resultsPerSecond, t.tokensPerSecondPerThread, t.workers, t.workerThreads)
+            }
+            if let p = r.prefixReuse {
+                out += String(format: "Prefix cache: %d of %d results reused a cached prefix; %d of %d prompt tokens (%.1f %%) came from it.\n",
+                              p.hits, p.results, p.reusedTokens, p.promptTokens, 100 * Double(p.reusedTokens) / Double(max(1, p.promptTokens)))
+            }
             if r.devices.count > 1 { out += "**Mixed-device run**: numerics may differ between devices.\n" }
             if r.duplicateConflicts > 0 { out += "**Non-determinism observed: \(r.duplicateConflicts) examples** had conflicting duplicate results (first kept).\n" }
             for t in r.tasks {
@@ -214,7 +272,8 @@ enum ReportRenderer {
                     out += "\nAccuracy counts failed examples as wrong (strict); completed-only divides by the examples that produced a result.\n"
                 }
             }
-            out += "\nTokens/s and time ratios are wall-clock measurements (non-deterministic); everything else is recomputed from the stored rows.\n"
+            let timed = r.tasks.flatMap(\.methods).map(\.timedResults)
+            out += "\nTokens/s and time ratios are wall-clock latency of the examples decoded alone (the timing sample: \(timed.min() ?? 0)–\(timed.max() ?? 0) per task and method; a batched example's wall-clock is not its latency); throughput counts the whole run. Everything else is recomputed from the stored rows.\n"
             return out
         }
     }

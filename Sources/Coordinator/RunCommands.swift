@@ -1,6 +1,12 @@
 import ArgumentParser
 import Foundation
+import SiriusMethod
 import SiriusProtocol
+
+extension AcceptanceRule: ExpressibleByArgument {}
+
+/// `on` / `off` switches.
+enum Switch: String, ExpressibleByArgument, CaseIterable { case on, off }
 
 /// `--db`, shared by every subcommand that reads or writes the run database.
 struct StoreOptions: ParsableArguments {
@@ -36,8 +42,12 @@ struct ServeOptions: ParsableArguments {
     var leaseTtlMs: Int?
     @Option(name: .long, help: "Engine threads per local worker (passed to `sirius-worker join --threads`).")
     var threads: Int?
-    @Option(name: .long, help: "Leases each local worker holds at once (passed to `sirius-worker join --credits`).")
+    @Option(name: .long, help: "Leases each local worker holds at once (default: enough to keep its batch full).")
     var credits: Int?
+    @Option(name: .long, help: "Examples each local worker decodes at once (default: the run file's, else \(WorkerDefaults.batchSize)). Results do not depend on it.")
+    var batchSize: Int?
+    @Option(name: .long, help: "Local workers reuse the K/V of shared prompt prefixes: on (default) or off. Results do not depend on it.")
+    var prefixCache: Switch?
     @Flag(name: .long, help: "No live progress.")
     var quiet = false
     @Flag(name: .long, help: "synchronous=FULL: an ACK survives power loss, not only a crash.")
@@ -117,6 +127,7 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
     // A Z85 key may begin with '-' and holds shell characters: `--server-key=KEY` keeps it one value,
     // and the printed command quotes it for the shell (Z85 has no single quote).
     var joinArgs = ["join", "--engine", run.config.engine]
+    if run.config.engine != "fake" { joinArgs += ["--numerics", run.config.numerics] }
     if let s = secrets { joinArgs += ["--server-key=\(s.keys.publicKey)", "--token-file", s.tokenPath] }
     let remoteEndpoint = isLoopbackEndpoint(endpoint) ? endpoint : "tcp://\(ProcessInfo.processInfo.hostName):\(port)"
     print("run \(runId): \(run.config.tasks.joined(separator: ", ")) × \(run.config.methods.map(\.name).joined(separator: ", ")); coordinator at \(endpoint)")
@@ -132,6 +143,8 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
         var args = ["join", "--coordinator", localEndpoint] + joinArgs.dropFirst()
         if let t = options.threads { args += ["--threads", String(t)] }
         if let c = options.credits { args += ["--credits", String(c)] }
+        if let b = options.batchSize ?? run.config.batchSize { args += ["--batch-size", String(b)] }
+        if let p = options.prefixCache ?? run.config.prefixCache.map({ $0 ? .on : .off }) { args += ["--prefix-cache", p.rawValue] }
         args += ["--exit-with-parent", String(ProcessInfo.processInfo.processIdentifier)]
         let l = WorkerLauncher(executable: WorkerLauncher.defaultWorkerPath(), arguments: args,
                                respawnBudget: options.workers * 4 + 8, log: log)
@@ -210,7 +223,19 @@ struct StartCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "start",
         abstract: "Create a run, spawn local workers, serve it, and print the report.",
-        discussion: "The run's content comes from --run-file (JSON, see cluster/runs/) and/or flags; flags win.")
+        discussion: """
+            The run's content comes from --run-file (JSON, see cluster/runs/) and/or flags; flags win.
+            Each local worker decodes --batch-size examples at once and reuses shared prompt prefixes \
+            (--prefix-cache); results are the same bits at any batch size, worker count and cache state. \
+            The report's latency columns (tokens/s, time ratio to full) come from --timing-sample examples \
+            per task and method decoded alone; throughput (results/s) from the whole run.
+            Examples:
+              sirius-coord start --workers 2 --engine sirius --task csqa --limit 100 \\
+                  --method full --method griffin@0.5 --method sirius/griffin@0.5 --acceptance threshold
+              sirius-coord start --engine sirius --task gsm8k-cot --limit 50 --method full --method sirius/cats@0.5 \\
+                  --numerics fast --batch-size 16 --prefix-cache on --timing-sample 5
+              sirius-coord start --run-file cluster/runs/gsm8k-cot-paper.json --workers 0
+            """)
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var serveOptions: ServeOptions
@@ -224,7 +249,7 @@ struct StartCommand: ParsableCommand {
     var engine: String?
     @Option(name: .customLong("task"), help: "Task (repeatable), e.g. gsm8k-cot or synthetic:64.")
     var tasks: [String] = []
-    @Option(name: .customLong("method"), help: "Method (repeatable): full, griffin@D, cats@D, sirius/griffin@D, sirius/cats@D.")
+    @Option(name: .customLong("method"), help: "Method (repeatable): full, griffin@D, cats@D, sirius/griffin@D, sirius/cats@D (D = density kept).")
     var methods: [String] = []
     @Option(name: .long, help: "Run seed (per-example seeds derive from it).")
     var seed: UInt64?
@@ -234,10 +259,18 @@ struct StartCommand: ParsableCommand {
     var limit: Int?
     @Option(name: .long, help: "Max new tokens per example.")
     var maxNewTokens: Int?
-    @Option(name: .long, help: "Sirius period K.") var period: Int = 16
-    @Option(name: .long, help: "Sirius acceptance threshold τ.") var threshold: Double = 0.1
-    @Option(name: .long, help: "Sirius tree width W.") var treeWidth: Int = 1
-    @Option(name: .long, help: "Sirius acceptance rule: threshold, threshold-or-argmax, argmax.") var acceptance: String = "threshold"
+    @Option(name: .long, help: "Sirius period K.") var period: Int = MethodDefaults.period
+    @Option(name: .long, help: "Sirius acceptance threshold τ.") var threshold: Double = MethodDefaults.threshold
+    @Option(name: .long, help: "Sirius tree width W.") var treeWidth: Int = MethodDefaults.treeWidth
+    @Option(name: .long, help: "Sirius acceptance rule: threshold (the paper's), threshold-or-argmax, argmax (lossless).")
+    var acceptance: AcceptanceRule = MethodDefaults.acceptance
+    @Option(name: .long, help: "Softmax temperature of the acceptance probability.")
+    var acceptanceTemperature: Double = MethodDefaults.acceptanceTemperature
+    @Option(name: .long, help: "exact (matches transformers; default) or fast: the numerics every worker must decode with.")
+    var numerics: String?
+    @Option(name: .long, help: "Examples per (task, method) decoded alone for the report's latency figures (default \(RunConfig.defaultTimingSample)).")
+    var timingSample: Int?
+    @Option(help: .hidden) var kernelSize: Int?
 
     func run() throws {
         var config = try runFile.map(RunConfig.load) ?? RunConfig()
@@ -245,17 +278,23 @@ struct StartCommand: ParsableCommand {
         if let engine { config.engine = engine }
         if !tasks.isEmpty { config.tasks = tasks }
         if !methods.isEmpty {
-            // Checked here, not by the first worker that leases a Sirius shard (which would leave the run).
-            guard ["threshold", "threshold-or-argmax", "argmax"].contains(acceptance) else {
-                throw ValidationError("--acceptance must be threshold, threshold-or-argmax or argmax")
+            let base = MethodSpec(kind: .sirius, period: kernelSize ?? period, threshold: threshold, acceptance: acceptance,
+                                  acceptanceTemperature: acceptanceTemperature, treeWidth: treeWidth)
+            do {
+                config.methods = try methods.map { try MethodSpec.parse($0, base: base) }
+            } catch {
+                throw ValidationError("\(error)")
             }
-            config.methods = try methods.map { try RunConfig.parseMethod($0, period: period, threshold: threshold, treeWidth: treeWidth, acceptance: acceptance) }
         }
+        if let numerics { config.numerics = numerics }
+        if let timingSample { config.timingSample = timingSample }
+        if let b = serveOptions.batchSize { config.batchSize = b }
+        if let p = serveOptions.prefixCache { config.prefixCache = p == .on }
         if let seed { config.runSeed = seed }
         if let shardSize { guard shardSize > 0 else { throw ValidationError("--shard-size must be positive") }; config.shardSize = shardSize }
         if let limit { config.limit = limit }
         if let maxNewTokens { config.maxNewTokens = maxNewTokens }
-        guard Set(config.methods.map(\.name)).count == config.methods.count else { throw ValidationError("method names must be unique") }
+        do { try config.validate() } catch { throw ValidationError("\(error)") }
         let db = try store.open(durable: serveOptions.durable)
         let provider = DefaultProvider()
         let loaded = try config.tasks.map { try provider.load(task: $0, limit: config.limit, runSeed: config.runSeed) }

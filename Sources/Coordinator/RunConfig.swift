@@ -19,17 +19,29 @@ struct RunConfig: Codable, Sendable, Equatable {
     var heartbeatMs: Int = 1000
     var leaseTtlMs: Int = 10_000
     var loadTtlMs: Int = 120_000
+    /// `exact` (matches transformers) or `fast`: every worker must decode with these numerics.
+    var numerics: String = "exact"
+    /// Examples each local worker decodes at once (nil: the workers' default). Operational: results do
+    /// not depend on it.
+    var batchSize: Int? = nil
+    /// Workers reuse the K/V of shared prompt prefixes (nil: on). Operational.
+    var prefixCache: Bool? = nil
+    /// Examples per (task, method) decoded alone, whose timings give the report's latency figures.
+    var timingSample: Int = RunConfig.defaultTimingSample
 
+    static let defaultTimingSample = 3
+    static let numericsChoices = ["exact", "fast"]
+
+    /// The paper's setting (threshold acceptance, K = 16, τ = 0.1) for Griffin at density 0.5.
     static let defaultMethods: [MethodSpec] = [
         .full,
-        MethodSpec(name: "griffin@0.5", kind: .sparse, sparsity: "griffin", density: 0.5),
-        MethodSpec(name: "sirius/griffin@0.5", kind: .sirius, sparsity: "griffin", density: 0.5,
-                   period: 16, threshold: 0.1, treeWidth: 1, acceptance: "threshold"),
+        MethodSpec(kind: .sparse, sparsity: .griffin, density: 0.5),
+        MethodSpec(kind: .sirius, sparsity: .griffin, density: 0.5, period: 16, threshold: 0.1, acceptance: .threshold),
     ]
 
     enum CodingKeys: String, CodingKey {
         case model, engine, tasks, methods, runSeed, shardSize, limit, maxNewTokens, maxAttempts
-        case heartbeatMs, leaseTtlMs, loadTtlMs
+        case heartbeatMs, leaseTtlMs, loadTtlMs, numerics, batchSize, prefixCache, timingSample
     }
 
     init() {}
@@ -49,6 +61,26 @@ struct RunConfig: Codable, Sendable, Equatable {
         heartbeatMs = try c.decodeIfPresent(Int.self, forKey: .heartbeatMs) ?? d.heartbeatMs
         leaseTtlMs = try c.decodeIfPresent(Int.self, forKey: .leaseTtlMs) ?? d.leaseTtlMs
         loadTtlMs = try c.decodeIfPresent(Int.self, forKey: .loadTtlMs) ?? d.loadTtlMs
+        numerics = try c.decodeIfPresent(String.self, forKey: .numerics) ?? d.numerics
+        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize)
+        prefixCache = try c.decodeIfPresent(Bool.self, forKey: .prefixCache)
+        timingSample = try c.decodeIfPresent(Int.self, forKey: .timingSample) ?? d.timingSample
+    }
+
+    /// Checks the fields a run file may get wrong; the error names the field and what it accepts.
+    func validate() throws {
+        guard Self.numericsChoices.contains(numerics) else {
+            throw CoordinatorError("numerics \(numerics.debugDescription) is not one of \(Self.numericsChoices.joined(separator: ", "))")
+        }
+        if let b = batchSize, !(1...256).contains(b) { throw CoordinatorError("batchSize \(b) must be between 1 and 256") }
+        guard timingSample >= 0 else { throw CoordinatorError("timingSample must be >= 0") }
+        guard shardSize > 0 else { throw CoordinatorError("shardSize must be positive") }
+        for m in methods {
+            do { try m.validate() } catch { throw CoordinatorError("\(error)") }
+        }
+        guard Set(methods.map(\.name)).count == methods.count else {
+            throw CoordinatorError("method names must be unique: \(methods.map(\.name).joined(separator: ", "))")
+        }
     }
 
     /// Hash of the fields that determine results; `resume` refuses a different one (T22).
@@ -60,6 +92,8 @@ struct RunConfig: Codable, Sendable, Equatable {
         enc.outputFormatting = [.sortedKeys]
         for m in methods { h.combine((try? enc.encode(m)).map { Array($0) } ?? []) }
         h.combine(runSeed); h.combine(shardSize); h.combine(limit ?? -1); h.combine(maxNewTokens)
+        // Only when not the default, so that runs made before numerics were a run setting keep their hash.
+        if numerics != "exact" { h.combine(numerics) }
         return h.hex
     }
 
@@ -77,22 +111,6 @@ struct RunConfig: Codable, Sendable, Equatable {
         }
     }
 
-    /// Parses the CLI method syntax: `full`, `griffin@0.5`, `cats@0.5`, `sirius/griffin@0.5`.
-    static func parseMethod(_ s: String, period: Int, threshold: Double, treeWidth: Int, acceptance: String) throws -> MethodSpec {
-        if s == "full" { return .full }
-        var rest = Substring(s)
-        var sirius = false
-        if rest.hasPrefix("sirius/") { sirius = true; rest = rest.dropFirst("sirius/".count) }
-        let parts = rest.split(separator: "@")
-        guard parts.count == 2, ["griffin", "cats"].contains(String(parts[0])), let d = Double(parts[1]), d > 0, d <= 1 else {
-            throw CoordinatorError("bad method \(s.debugDescription): use full, griffin@D, cats@D or sirius/griffin@D (D = density kept, 0–1)")
-        }
-        if sirius {
-            return MethodSpec(name: s, kind: .sirius, sparsity: String(parts[0]), density: d, period: period,
-                              threshold: threshold, treeWidth: treeWidth, acceptance: acceptance)
-        }
-        return MethodSpec(name: s, kind: .sparse, sparsity: String(parts[0]), density: d)
-    }
 }
 
 /// A user-facing error: says what was wrong and what to do.

@@ -93,8 +93,34 @@ final class Store: Sendable {
             );
             """)
         }
+        // One vocabulary (param_density), and how each example was decoded: the worker's numerics,
+        // threads and batch size, whether it shared passes (timings of examples decoded alone are
+        // latency), prompt tokens reused from the prefix cache, dense decode seconds.
+        m.registerMigration("v2") { db in
+            try db.execute(sql: """
+            ALTER TABLE results RENAME COLUMN paper_density TO param_density;
+            ALTER TABLE results ADD COLUMN decode_s REAL NOT NULL DEFAULT 0;
+            ALTER TABLE results ADD COLUMN numerics TEXT;
+            ALTER TABLE results ADD COLUMN threads INTEGER;
+            ALTER TABLE results ADD COLUMN batch_size INTEGER;
+            ALTER TABLE results ADD COLUMN decoded_alone INTEGER;
+            ALTER TABLE results ADD COLUMN reused_prompt_tokens INTEGER;
+            ALTER TABLE workers ADD COLUMN numerics TEXT;
+            ALTER TABLE workers ADD COLUMN batch_size INTEGER;
+            """)
+        }
         return m
     }
+
+    /// The columns of `results`, in the order `commit` binds them.
+    static let resultColumns = [
+        "run_id", "task", "example_id", "method", "lease_id", "worker_id", "attempt", "engine", "device",
+        "output_text", "extracted_answer", "correct", "stop_reason", "prompt_tokens", "gen_tokens",
+        "periods", "advanced_tokens", "rollbacks", "rolled_back_tokens", "sparse_steps", "dense_passes", "tokens_verified",
+        "model_density", "param_density", "prefill_s", "sparse_s", "verify_s", "decode_s", "total_s",
+        "numerics", "threads", "batch_size", "decoded_alone", "reused_prompt_tokens",
+        "result_hash", "committed_at",
+    ]
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -326,11 +352,12 @@ final class Store: Sendable {
     func upsertWorker(_ h: Hello, proto: ProtocolVersion, state: String) throws {
         try pool.write { db in
             try db.execute(sql: """
-                INSERT INTO workers (worker_id, hostname, pid, build, engines, device, proto, first_seen, last_seen, state)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT(worker_id) DO UPDATE SET last_seen = excluded.last_seen, state = excluded.state, pid = excluded.pid
+                INSERT INTO workers (worker_id, hostname, pid, build, engines, device, proto, first_seen, last_seen, state, numerics, batch_size)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(worker_id) DO UPDATE SET last_seen = excluded.last_seen, state = excluded.state, pid = excluded.pid,
+                  device = excluded.device, numerics = excluded.numerics, batch_size = excluded.batch_size
                 """, arguments: [h.workerId, h.hostname, Int(h.pid), h.build, h.engines.joined(separator: ","), h.device,
-                                 proto.description, Store.now(), Store.now(), state])
+                                 proto.description, Store.now(), Store.now(), state, h.numerics, h.batchSize])
         }
     }
 
@@ -360,15 +387,22 @@ final class Store: Sendable {
             let now = Store.now()
             for s in batch {
                 let m = s.message, o = m.outcome, c = o.counters, k = m.key
+                let x = o.execution
+                let values: [(any DatabaseValueConvertible)?] = [
+                    runId, k.task, k.exampleId, k.method, m.leaseId, s.workerId, m.attempt, m.engine, m.device,
+                    o.text, s.extracted, s.correct.map { $0 ? 1 : 0 }, o.stopReason, o.promptTokens, o.generatedTokens,
+                    c.periods, c.advancedTokens, c.rollbacks, c.rolledBackTokens, c.sparseSteps, c.densePasses, c.tokensVerified,
+                    o.modelDensity, o.paramDensity, o.timings.prefillSeconds, o.timings.sparseSeconds, o.timings.verifySeconds,
+                    o.timings.decodeSeconds, o.timings.totalSeconds,
+                    x?.numerics, x?.threads, x?.batchSize, x.map { $0.decodedAlone ? 1 : 0 }, x?.reusedPromptTokens,
+                    m.resultHash, now,
+                ]
+                precondition(values.count == Store.resultColumns.count)
                 try db.execute(sql: """
-                    INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO results (\(Store.resultColumns.joined(separator: ", ")))
+                    VALUES (\(Array(repeating: "?", count: values.count).joined(separator: ", ")))
                     ON CONFLICT DO NOTHING
-                    """, arguments: [
-                        runId, k.task, k.exampleId, k.method, m.leaseId, s.workerId, m.attempt, m.engine, m.device,
-                        o.text, s.extracted, s.correct.map { $0 ? 1 : 0 }, o.stopReason, o.promptTokens, o.generatedTokens,
-                        c.periods, c.advancedTokens, c.rollbacks, c.rolledBackTokens, c.sparseSteps, c.densePasses,
-                        c.tokensVerified, o.modelDensity, o.paperDensity, o.timings.prefillSeconds, o.timings.sparseSeconds,
-                        o.timings.verifySeconds, o.timings.totalSeconds, m.resultHash, now])
+                    """, arguments: StatementArguments(values))
                 if db.changesCount == 1 {
                     out.append(.inserted)
                     if s.late { try event(db, runId, s, "late_accepted", now) }

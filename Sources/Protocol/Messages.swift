@@ -33,11 +33,17 @@ public struct Hello: Codable, Sendable, Equatable {
     public var token: String?
     public var heldLeases: [Int64]
     public var spoolCount: Int
+    /// `exact` or `fast` (nil: an engine without numerics, the fake one); a run refuses a worker whose
+    /// numerics differ from the run's.
+    public var numerics: String?
+    /// Examples the worker decodes at once.
+    public var batchSize: Int?
     public init(workerId: String, hostname: String, pid: Int32, build: String, engines: [String],
-                device: String, maxCredits: Int, token: String?, heldLeases: [Int64], spoolCount: Int) {
+                device: String, maxCredits: Int, token: String?, heldLeases: [Int64], spoolCount: Int,
+                numerics: String? = nil, batchSize: Int? = nil) {
         self.workerId = workerId; self.hostname = hostname; self.pid = pid; self.build = build
         self.engines = engines; self.device = device; self.maxCredits = maxCredits; self.token = token
-        self.heldLeases = heldLeases; self.spoolCount = spoolCount
+        self.heldLeases = heldLeases; self.spoolCount = spoolCount; self.numerics = numerics; self.batchSize = batchSize
     }
 }
 
@@ -114,15 +120,20 @@ public struct Welcome: Codable, Sendable, Equatable {
     public var leaseTtlMs: Int
     public var loadTtlMs: Int
     public var maxResultBytes: Int
+    /// Examples per shard (a lease holds at most this many): a batched worker asks for enough leases
+    /// to keep its batch full.
+    public var shardSize: Int?
     public init(sessionId: String, epoch: Int, minor: UInt16, heartbeatMs: Int, leaseTtlMs: Int,
-                loadTtlMs: Int, maxResultBytes: Int) {
+                loadTtlMs: Int, maxResultBytes: Int, shardSize: Int? = nil) {
         self.sessionId = sessionId; self.epoch = epoch; self.minor = minor; self.heartbeatMs = heartbeatMs
         self.leaseTtlMs = leaseTtlMs; self.loadTtlMs = loadTtlMs; self.maxResultBytes = maxResultBytes
+        self.shardSize = shardSize
     }
 }
 
 public enum RejectReason: String, Codable, Sendable {
     case version, auth, engineUnsupported = "engine_unsupported", runMismatch = "run_mismatch"
+    case numericsMismatch = "numerics_mismatch"
     case duplicateWorkerId = "duplicate_worker_id"
 }
 

@@ -4,9 +4,11 @@
 public enum SiriusProtocol {
     /// The version this build speaks. A peer whose major differs is refused (T10); a newer minor
     /// is accepted and its extra fields are ignored.
-    public static let version = ProtocolVersion(major: 1, minor: 0)
+    /// 2.0: one method vocabulary (typed method spec, `paramDensity`, counters with the final period's
+    /// advance), worker numerics and batch size in HELLO, timing samples and prefix reuse in results.
+    public static let version = ProtocolVersion(major: 2, minor: 0)
     /// Majors this build accepts from a peer.
-    public static let acceptedMajors: ClosedRange<UInt16> = 1...1
+    public static let acceptedMajors: ClosedRange<UInt16> = 2...2
     /// First frame of every message.
     public static let magic = "SIRIUS"
     /// Largest message either side accepts (also set as `ZMQ_MAXMSGSIZE`).
@@ -24,4 +26,12 @@ public struct ProtocolVersion: Codable, Sendable, Equatable, CustomStringConvert
     public var minor: UInt16
     public init(major: UInt16, minor: UInt16) { self.major = major; self.minor = minor }
     public var description: String { "\(major).\(minor)" }
+}
+
+/// Defaults of a worker that the coordinator passes on to the workers it spawns.
+public enum WorkerDefaults {
+    /// Examples a sirius worker decodes at once (from the batch-size curve in the README).
+    public static let batchSize = 8
+    /// Memory of a worker's prefix cache.
+    public static let prefixCacheMiB = 512
 }

@@ -13,8 +13,9 @@ struct BenchCommand: ParsableCommand {
             Examples:
               sirius-worker bench -p 256 -n 128 -t 1,2
               sirius-worker bench -m model.gguf -n 128 -p 0 --numerics exact,fast -o json
-              sirius-worker bench --methods full,griffin,cats,sirius-griffin,sirius-cats --task gsm8k-cot --limit 10 \
-                  --density 0.5 --kernel-sizes 4,8,16 --threshold 0.1 --acceptance threshold
+              sirius-worker bench --methods full,griffin@0.5,cats@0.5,sirius/griffin@0.5,sirius/cats@0.5 --task gsm8k-cot \
+                  --limit 10 --periods 4,8,16 --threshold 0.1 --acceptance threshold
+              sirius-worker bench --batch-sizes 1,2,4,8,16 --numerics exact,fast -n 64
             """)
 
     @Option(name: [.short, .customLong("model")], help: "A .gguf file or a Hugging Face model directory.")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SiriusEngine
+import SiriusMethod
 
 struct CalibrateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

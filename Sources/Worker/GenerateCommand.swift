@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SiriusEngine
+import SiriusMethod
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,7 +13,7 @@ struct GenerateCommand: ParsableCommand {
               sirius-worker generate --prompt 'The capital of France is' --max-new-tokens 16
               sirius-worker generate --chat --prompt 'Write a haiku about the sea.' --temperature 0.7 --seed 1
               sirius-worker generate --prompt-file q.txt --stop 'Q:' --json
-              sirius-worker generate --method sirius --sparse griffin --density 0.5 --kernel-size 8 --prompt 'Q: ...' --json
+              sirius-worker generate --method sirius/griffin@0.5 --period 8 --prompt 'Q: ...' --json
             """)
 
     @OptionGroup var engine: EngineOptions
@@ -44,8 +45,8 @@ struct GenerateCommand: ParsableCommand {
         guard ids.count < limit else {
             throw ValidationError("the prompt has \(ids.count) tokens but the model's context is \(limit): shorten the prompt")
         }
-        let method = try methodOptions.decodingMethod()
-        let capacity = min(limit, context ?? (ids.count + maxNewTokens + methodOptions.extraCapacity(method)))
+        let method = try methodOptions.spec()
+        let capacity = min(limit, context ?? (ids.count + maxNewTokens + method.extraCachePositions + 1))
         guard ids.count < capacity else {
             throw ValidationError("the prompt has \(ids.count) tokens but --context is \(capacity): raise --context (up to \(limit)) or shorten the prompt")
         }
@@ -76,7 +77,7 @@ struct GenerateCommand: ParsableCommand {
                 "threads": engine.threads,
                 "method": method.name,
             ]
-            if method != .full { obj["sirius"] = siriusJSON(outcome, method: method) }
+            if method.isSparse { obj["sirius"] = methodJSON(outcome, method: method) }
             try printJSON(obj)
         } else {
             print("")
@@ -84,7 +85,7 @@ struct GenerateCommand: ParsableCommand {
                               r.promptIDs.count, r.outputIDs.count, r.stopReason.rawValue, loaded.loadSeconds,
                               r.timings.prefillSeconds, r.timings.decodeTokensPerSecond)
             if let d = outcome.modelDensity { line += String(format: "; model density %.3f", d) }
-            if let aal = outcome.counters.aal, case .sirius(_, let p) = method { line += String(format: "; AAL %.2f/%d", aal, p.period) }
+            if let aal = outcome.counters.aal, method.kind == .sirius { line += String(format: "; AAL %.2f/%d", aal, method.period) }
             printErr(line + "]")
         }
     }

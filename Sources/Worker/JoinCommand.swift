@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
+import SiriusEngine
 import SiriusProtocol
+
+/// `on` / `off` switches.
+enum Switch: String, ExpressibleByArgument, CaseIterable { case on, off }
 
 /// `sirius-worker join`: connect to a coordinator, take leases, decode, stream results
 /// (distributed-design.md §4). Heartbeats come from the I/O thread while the engine works on its
@@ -12,8 +16,14 @@ struct JoinCommand: ParsableCommand {
         discussion: """
             Remote coordinators need --server-key (the coordinator's CURVE public key, printed by \
             `sirius-coord start`) and --token-file. The token is never sent without encryption.
+            The sirius engine decodes up to --batch-size examples at once (continuous batching: a finished \
+            example's slot takes the next at once) and reuses the K/V of shared prompt prefixes (--prefix-cache); \
+            an example's result is the same bits whatever the batch, its companions and the cache.
+            Examples:
+              sirius-worker join --coordinator tcp://10.0.0.5:5555 --server-key='KEY' --token-file join.token --threads 2
+              sirius-worker join --coordinator tcp://127.0.0.1:5555 --batch-size 1 --prefix-cache off --numerics fast
             Fake-engine faults for tests: SIRIUS_FAKE_LATENCY_MS, SIRIUS_FAKE_CRASH_ON=id,…, \
-            SIRIUS_FAKE_FAIL_ON=id,…, SIRIUS_FAKE_HANG_ON=id:ms,…, SIRIUS_FAKE_LOAD_MS.
+            SIRIUS_FAKE_FAIL_ON=id,…, SIRIUS_FAKE_HANG_ON=id:ms,…, SIRIUS_FAKE_LOAD_MS, SIRIUS_FAKE_NONDET=1.
             """)
 
     @Option(name: .long, help: "Coordinator endpoint, e.g. tcp://127.0.0.1:5555.")
@@ -28,8 +38,16 @@ struct JoinCommand: ParsableCommand {
     var serverKey: String?
     @Option(name: .long, help: "Stable worker id (default: a new UUID).")
     var id: String?
-    @Option(name: .long, help: "Leases held at once.")
-    var credits: Int = 1
+    @Option(name: .long, help: "Examples decoded at once (continuous batching; the fake engine always decodes one).")
+    var batchSize: Int = WorkerDefaults.batchSize
+    @Option(name: .long, help: "Reuse the K/V of shared prompt prefixes (a task's few-shot prompt): on or off.")
+    var prefixCache: Switch = .on
+    @Option(name: .long, help: "Memory for the prefix cache, MiB.")
+    var prefixCacheMib: Int = WorkerDefaults.prefixCacheMiB
+    @Option(name: .long, help: "exact (matches transformers; the runs' default) or fast (8-bit activations). A run refuses a worker with other numerics.")
+    var numerics: Numerics = .exact
+    @Option(name: .long, help: "Leases held at once (default: enough to keep the batch full).")
+    var credits: Int?
     @Option(name: .long, help: "Give up after this many seconds without an answer from the coordinator (0: never).")
     var giveUpAfter: Int = 0
     @Option(name: .long, help: "Fake engine: simulated decode time per example (ms).")
@@ -38,6 +56,9 @@ struct JoinCommand: ParsableCommand {
     var exitWithParent: Int32?
 
     func validate() throws {
+        guard (1...256).contains(batchSize) else { throw ValidationError("--batch-size must be between 1 and 256") }
+        guard prefixCacheMib >= 0 else { throw ValidationError("--prefix-cache-mib must be >= 0") }
+        if let credits, credits < 1 { throw ValidationError("--credits must be at least 1") }
         if tokenFile != nil && serverKey == nil {
             throw ValidationError("--token-file needs --server-key: the join token is only ever sent over an encrypted (CURVE) connection")
         }
@@ -50,17 +71,22 @@ struct JoinCommand: ParsableCommand {
     func run() throws {
         var options = WorkerOptions()
         if let id { options.workerId = id }
-        options.credits = max(1, credits)
+        options.credits = credits
+        options.batchSize = engine == "fake" ? 1 : batchSize
+        options.numerics = engine == "fake" ? nil : numerics.rawValue
         options.giveUpAfterMs = giveUpAfter > 0 ? giveUpAfter * 1000 : nil
         if let tokenFile {
             guard let t = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { throw ValidationError("cannot read \(tokenFile)") }
             options.token = t.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        let factory = try joinEngineFactory(name: engine, threads: threads, fakeLatencyMs: fakeLatencyMs)
-        options.engines = [engine]
-        let agent = WorkerAgent(connector: ZMQConnector(endpoint: coordinator, serverKey: serverKey), engine: factory, options: options)
         let tag = String(options.workerId.prefix(8))
         let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("sirius-worker[\(tag)]: \($0)\n".utf8)) }
+        let factory = try joinEngineFactory(name: engine, threads: threads, numerics: numerics, batchSize: batchSize,
+                                            prefixCacheBytes: prefixCache == .on ? prefixCacheMib << 20 : nil,
+                                            fakeLatencyMs: fakeLatencyMs, log: log)
+        options.engines = [engine]
+        if engine != "fake" { options.device = "cpu (\(threads ?? 1) thread\((threads ?? 1) == 1 ? "" : "s"), \(numerics.rawValue), batch \(batchSize))" }
+        let agent = WorkerAgent(connector: ZMQConnector(endpoint: coordinator, serverKey: serverKey), engine: factory, options: options)
         agent.log = log
         for sig in [SIGTERM, SIGINT] {
             signal(sig, SIG_IGN)
@@ -82,8 +108,16 @@ struct JoinCommand: ParsableCommand {
         }
         let exit = agent.waitForExit(timeoutMs: -1) ?? .killed
         log(exit.description)
+        if let kib = peakResidentKiB() { log(String(format: "peak resident memory %.1f MiB", Double(kib) / 1024)) }
         if exit.exitCode != 0 { throw ExitCode(exit.exitCode) }
     }
 }
 
 let joinSignalSources = Locked<[any DispatchSourceSignal]>([])
+
+/// VmHWM of /proc/self/status: the process's peak resident set, KiB (nil where /proc is absent).
+func peakResidentKiB() -> Int? {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+    return Int(line.split(separator: " ").dropFirst().first { Int($0) != nil } ?? "")
+}

@@ -5,7 +5,8 @@ import SiriusProtocol
 /// Engines `sirius-worker join --engine NAME` can run. **The real engine plugs in here**: add a
 /// case returning a factory whose `EvaluationEngine` wraps `SiriusEngine` (see
 /// `Sources/Protocol/Worker/EvaluationEngine.swift` for what it receives and must return).
-func joinEngineFactory(name: String, threads: Int?, fakeLatencyMs: Int?) throws -> EngineFactory {
+func joinEngineFactory(name: String, threads: Int?, numerics: Numerics, batchSize: Int, prefixCacheBytes: Int?,
+                       fakeLatencyMs: Int?, log: @escaping @Sendable (String) -> Void) throws -> EngineFactory {
     switch name {
     case "fake":
         var config = FakeEngineConfig.fromEnvironment()
@@ -14,8 +15,7 @@ func joinEngineFactory(name: String, threads: Int?, fakeLatencyMs: Int?) throws 
         return { FakeEngine(config: c) }
     case "sirius":
         let n = threads ?? 1
-        let numerics = Numerics(rawValue: ProcessInfo.processInfo.environment["SIRIUS_NUMERICS"] ?? "exact") ?? .exact
-        return { SiriusEvaluationEngine(threads: n, numerics: numerics) }
+        return { SiriusEvaluationEngine(threads: n, numerics: numerics, batchSize: batchSize, prefixCacheBytes: prefixCacheBytes, log: log) }
     default:
         throw JoinError("engine \(name.debugDescription) is not known: use --engine sirius (the real engine) or --engine fake (the deterministic stand-in for tests)")
     }

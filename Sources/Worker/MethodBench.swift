@@ -1,13 +1,14 @@
 import ArgumentParser
 import Foundation
 import SiriusEngine
+import SiriusMethod
 import SiriusTasks
 
 /// Options of `bench --methods`: decode real prompts with several methods in one run and report each
 /// method's speed as a ratio to `full` measured on the same prompts, beside its densities, AAL and the
 /// CPU cost model of sirius-method.md §12.
 struct MethodBenchOptions: ParsableArguments {
-    @Option(parsing: .singleValue, help: "Methods to compare (comma list): full, griffin, cats, sirius-griffin, sirius-cats. Turns on method benchmarking.")
+    @Option(parsing: .singleValue, help: "Methods to compare (comma list): full, griffin@D, cats@D, sirius/griffin@D, sirius/cats@D (without @D: --density). Turns on method benchmarking.")
     var methods: [String] = []
     @Option(help: "Take prompts from this task (e.g. gsm8k-cot), built exactly as the evaluation does.")
     var task: String?
@@ -17,8 +18,9 @@ struct MethodBenchOptions: ParsableArguments {
     var promptFile: String?
     @Option(help: "Number of prompts.")
     var limit: Int = 10
-    @Option(parsing: .singleValue, help: "Sirius periods to sweep (comma list).")
-    var kernelSizes: [String] = []
+    @Option(parsing: .singleValue, help: "Sirius periods to sweep (comma list; default: --period).")
+    var periods: [String] = []
+    @Option(parsing: .singleValue, help: .hidden) var kernelSizes: [String] = []
     @Option(help: "Max new tokens per prompt (default: the task's limit, else 128).")
     var maxNewTokens: Int?
 
@@ -34,7 +36,7 @@ struct MethodBench {
     struct Prompt { var ids: [Int32]; var stop: [String]; var maxNew: Int }
 
     struct Row {
-        var method: String
+        var method: MethodSpec
         var period: Int?
         var tokens = 0
         var decodeSeconds = 0.0
@@ -45,7 +47,9 @@ struct MethodBench {
         var densityCount = 0
         /// Mean over the prompts (CATS threshold mode reads a different number of neurons per prompt).
         var modelDensity: Double? { densityCount > 0 ? densitySum / Double(densityCount) : nil }
-        var paperDensity: Double?
+        var paramDensity: Double?
+        var sparseSeconds = 0.0
+        var verifySeconds = 0.0
         var texts: [String] = []
         var tokensPerSecond: Double { decodeSeconds > 0 ? Double(tokens) / decodeSeconds : 0 }
     }
@@ -71,21 +75,21 @@ struct MethodBench {
         let loaded = try LoadedModel(path: engine.model)
         let ps = try prompts(loaded)
         guard !ps.isEmpty else { throw ValidationError("no prompts") }
-        let ks = try BenchCommand.ints(bench.kernelSizes.isEmpty ? [String(methodOptions.kernelSize)] : bench.kernelSizes, "--kernel-sizes")
-        let names = bench.methods.flatMap { $0.split(separator: ",").map(String.init) }
+        let periodList = !bench.periods.isEmpty ? bench.periods : !bench.kernelSizes.isEmpty ? bench.kernelSizes : [String(methodOptions.base.period)]
+        let ks = try BenchCommand.ints(periodList, "--periods")
+        let specs = try bench.methods.flatMap { $0.split(separator: ",").map(String.init) }.map { try methodOptions.spec($0) }
         let capacity = min(loaded.model.config.contextLength,
                            (ps.map { $0.ids.count + $0.maxNew }.max() ?? 0) + (ks.max() ?? 16) * methodOptions.treeWidth + 2)
         let t = Transformer(model: loaded.model, capacity: capacity, numerics: engine.numerics, threads: engine.threads)
         let runner = MethodRunner(transformer: t)
         var rows: [Row] = []
         let clock = ContinuousClock()
-        for name in names {
-            let isSirius = name.hasPrefix("sirius")
+        for spec in specs {
+            let isSirius = spec.kind == .sirius
             for k in isSirius ? ks : [0] {
-                var mo = methodOptions
-                mo.kernelSize = isSirius ? k : mo.kernelSize
-                let method = try mo.decodingMethod(name)
-                var row = Row(method: name, period: isSirius ? k : nil)
+                var method = spec
+                if isSirius { method.period = k }
+                var row = Row(method: method, period: isSirius ? k : nil)
                 for p in ps {
                     let committed = CommittedText(tokenizer: loaded.tokenizer, maxNewTokens: p.maxNew, stopStrings: p.stop,
                                                   eosIDs: loaded.tokenizer.eosIDs)
@@ -96,18 +100,15 @@ struct MethodBench {
                     row.decodeSeconds += wall - o.generation.timings.prefillSeconds
                     row.tokens += max(0, o.generation.outputIDs.count - 1)
                     let c = o.counters
-                    row.counters.periods += c.periods; row.counters.advancedTokens += c.advancedTokens
-                    row.counters.rollbacks += c.rollbacks; row.counters.rolledBackTokens += c.rolledBackTokens
-                    row.counters.sparseSteps += c.sparseSteps; row.counters.densePasses += c.densePasses
-                    row.counters.tokensVerified += c.tokensVerified
-                    row.counters.sparseSeconds += c.sparseSeconds; row.counters.verifySeconds += c.verifySeconds
+                    row.counters = row.counters + c
+                    row.sparseSeconds += o.timings.sparseSeconds; row.verifySeconds += o.timings.verifySeconds
                     row.allPeriods += c.periods + (c.finalPeriodAdvance > 0 ? 1 : 0)
                     row.allAdvanced += c.advancedTokens + c.finalPeriodAdvance
                     if let d = o.modelDensity { row.densitySum += d; row.densityCount += 1 }
-                    row.paperDensity = o.paperDensity
+                    row.paramDensity = o.paramDensity
                     row.texts.append(o.generation.text)
                 }
-                printErr("\(name)\(isSirius ? " K=\(k)" : ""): \(row.tokens) tokens, \(String(format: "%.2f", row.tokensPerSecond)) tok/s")
+                printErr("\(method.name)\(isSirius ? " K=\(k)" : ""): \(row.tokens) tokens, \(String(format: "%.2f", row.tokensPerSecond)) tok/s")
                 rows.append(row)
             }
         }
@@ -116,7 +117,7 @@ struct MethodBench {
         let ctx = ps[0].ids
         for k in ks {
             t.cache.reset()
-            t.forward(tokens: ctx, start: 0)
+            t.forward(tokens: ctx, start: 0, promptChunk: true)
             let chunk = Array(ctx.prefix(k)) + Array(repeating: ctx[0], count: max(0, k - ctx.count))
             var best = Double.infinity
             for _ in 0..<5 {
@@ -131,35 +132,37 @@ struct MethodBench {
     }
 
     func report(_ rows: [Row], verifyTime: [Int: Double], prompts: Int) {
-        let full = rows.first { $0.method == "full" }
+        let full = rows.first { $0.method.kind == .full }
         let fullStep = full.map { $0.decodeSeconds / Double(max(1, $0.tokens)) }
-        func sparseStep(_ kind: String) -> Double? {
-            rows.first { $0.method == kind }.map { $0.decodeSeconds / Double(max(1, $0.tokens)) }
+        /// The step time of the sparse baseline Sirius drafts with (same sparsity and density).
+        func sparseStep(_ m: MethodSpec) -> Double? {
+            rows.first { $0.method.kind == .sparse && $0.method.sparsity == m.sparsity && $0.method.density == m.density }
+                .map { $0.decodeSeconds / Double(max(1, $0.tokens)) }
         }
         var out: [[String: Any]] = []
         for r in rows {
-            var j: [String: Any] = ["method": r.method, "tokens": r.tokens, "decode_seconds": r.decodeSeconds,
+            var j: [String: Any] = ["method": r.method.name, "tokens": r.tokens, "decode_seconds": r.decodeSeconds,
                                     "tokens_per_second": r.tokensPerSecond]
-            if let k = r.period { j["kernel_size"] = k }
+            if r.method.isSparse { j["density"] = r.method.density }
+            if let k = r.period { j["period"] = k }
             if let d = r.modelDensity { j["model_density"] = d }
-            if let d = r.paperDensity { j["param_density"] = d }
+            if let d = r.paramDensity { j["param_density"] = d }
             if let f = full, f.tokensPerSecond > 0 { j["time_ratio"] = f.tokensPerSecond / max(r.tokensPerSecond, 1e-9) }
-            if let f = full, r.method != "full" {
+            if let f = full, r.method.kind != .full {
                 j["agreement_with_full"] = Double(zip(r.texts, f.texts).filter { $0 == $1 }.count) / Double(max(1, r.texts.count))
             }
             if let k = r.period, r.counters.periods > 0 {
                 let aal = Double(r.counters.advancedTokens) / Double(r.counters.periods)
                 j["aal"] = aal
                 j["periods"] = r.counters.periods
-                if let d = r.paperDensity { j["effective_density"] = DecodeCounters.effectiveDensity(period: k, density: d, aal: aal) }
+                if let d = r.paramDensity { j["effective_density"] = DecodeCounters.effectiveDensity(period: k, paramDensity: d, aal: aal) }
                 // §12 cost model: per period (K−1) sparse steps of the sparse method alone plus one dense
                 // K-token pass, divided by the tokens a period advances, relative to a full decode step.
-                let kind = r.method == "sirius-cats" || (r.method == "sirius" && methodOptions.sparse == .cats) ? "cats" : "griffin"
                 // The verification pass is timed inside the run (its mean over the run's periods, at the
                 // contexts the run had: the prompt plus what was generated so far); the standalone pass
                 // after the first prompt is reported beside it.
-                let inRun = r.counters.densePasses > 0 ? r.counters.verifySeconds / Double(r.counters.densePasses) : nil
-                if let fs = fullStep, let ss = sparseStep(kind), let v = inRun ?? verifyTime[k], r.allPeriods > 0 {
+                let inRun = r.counters.densePasses > 0 ? r.verifySeconds / Double(r.counters.densePasses) : nil
+                if let fs = fullStep, let ss = sparseStep(r.method), let v = inRun ?? verifyTime[k], r.allPeriods > 0 {
                     let aalAll = Double(r.allAdvanced) / Double(r.allPeriods)
                     let model = (Double(k - 1) * ss + v) / aalAll / fs
                     j["cost_model_ratio"] = model
@@ -175,7 +178,7 @@ struct MethodBench {
         }
         if output == "json" {
             try? printJSON(["prompts": prompts, "threads": engine.threads, "numerics": engine.numerics.rawValue,
-                            "density": methodOptions.density, "threshold": methodOptions.threshold,
+                            "threshold": methodOptions.threshold,
                             "acceptance": methodOptions.acceptance.rawValue, "results": out])
             return
         }
@@ -184,7 +187,7 @@ struct MethodBench {
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for j in out {
             let m = j["method"] as! String
-            print("| \(m) | \((j["kernel_size"] as? Int).map(String.init) ?? "–") | \(m == "full" ? "1" : String(methodOptions.density)) | \(f(j["model_density"])) | \(f(j["param_density"])) | \(f(j["aal"], "%.2f")) | \(f(j["effective_density"])) | \(f(j["tokens_per_second"], "%.2f")) | \(f(j["time_ratio"])) | \(f(j["verify_pass_in_decode_steps"], "%.2f")) | \(f(j["cost_model_ratio"])) | \(f(j["measured_over_cost_model"])) | \(f(j["agreement_with_full"], "%.2f")) |")
+            print("| \(m) | \((j["period"] as? Int).map(String.init) ?? "–") | \((j["density"] as? Double).map { String($0) } ?? "1") | \(f(j["model_density"])) | \(f(j["param_density"])) | \(f(j["aal"], "%.2f")) | \(f(j["effective_density"])) | \(f(j["tokens_per_second"], "%.2f")) | \(f(j["time_ratio"])) | \(f(j["verify_pass_in_decode_steps"], "%.2f")) | \(f(j["cost_model_ratio"])) | \(f(j["measured_over_cost_model"])) | \(f(j["agreement_with_full"], "%.2f")) |")
         }
         print("\n\(prompts) prompts, \(engine.threads) thread(s), \(engine.numerics.rawValue) numerics, τ = \(methodOptions.threshold), acceptance \(methodOptions.acceptance.rawValue); cost model with the verification pass timed in the run; a dense K-token pass after the first prompt: " +
               verifyTime.sorted { $0.key < $1.key }.map { "K=\($0.key) \(String(format: "%.1f ms", $0.value * 1000))" }.joined(separator: ", "))

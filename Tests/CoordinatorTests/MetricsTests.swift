@@ -32,17 +32,46 @@ import Testing
         #expect(json.contains("\"effectiveDensity\""))
     }
 
-    @Test func methodSyntax() throws {
-        let m = try RunConfig.parseMethod("sirius/cats@0.6", period: 16, threshold: 0.1, treeWidth: 1, acceptance: "threshold")
-        #expect(m.kind == .sirius && m.sparsity == "cats" && m.density == 0.6 && m.period == 16)
-        #expect(throws: CoordinatorError.self) { try RunConfig.parseMethod("griffin@2", period: 16, threshold: 0.1, treeWidth: 1, acceptance: "x") }
-    }
-
     @Test func configHashIgnoresTimingKnobs() {
         var a = RunConfig(), b = RunConfig()
         b.leaseTtlMs = 1
+        b.batchSize = 16
+        b.prefixCache = false
+        b.timingSample = 10
         #expect(a.configHash == b.configHash)
         a.runSeed = 99
         #expect(a.configHash != b.configHash)
+        // Numerics change results: part of the hash.
+        var c = RunConfig()
+        c.numerics = "fast"
+        #expect(c.configHash != RunConfig().configHash)
+    }
+
+    /// Runs written by earlier builds keep their hash: the method JSON is unchanged for the same methods.
+    @Test func methodJSONOfEarlierBuildsReadsAndHashesTheSame() throws {
+        let old = #"{"acceptance":"threshold","density":0.5,"kind":"sirius","name":"sirius/griffin@0.5","period":16,"sparsity":"griffin","threshold":0.1,"treeWidth":1}"#
+        let m = try JSONDecoder().decode(MethodSpec.self, from: Data(old.utf8))
+        #expect(m == RunConfig.defaultMethods[2])
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        #expect(String(decoding: try enc.encode(m), as: UTF8.self) == old)
+        let sparse = #"{"density":0.5,"kind":"sparse","name":"griffin@0.5","sparsity":"griffin"}"#
+        #expect(String(decoding: try enc.encode(RunConfig.defaultMethods[1]), as: UTF8.self) == sparse)
+        #expect(String(decoding: try enc.encode(MethodSpec.full), as: UTF8.self) == #"{"kind":"full","name":"full"}"#)
+    }
+
+    @Test func runFileValidation() throws {
+        var c = RunConfig()
+        c.numerics = "fastest"
+        #expect(throws: CoordinatorError.self) { try c.validate() }
+        c = RunConfig()
+        c.methods = [.full, .full]
+        #expect(throws: CoordinatorError.self) { try c.validate() }
+        c = RunConfig()
+        c.methods = [MethodSpec(kind: .sirius, sparsity: .cats, catsMode: .threshold)]
+        do { try c.validate(); Issue.record("threshold mode without calibration accepted") } catch {
+            #expect("\(error)".contains("calibration"))
+        }
+        try RunConfig().validate()
     }
 }

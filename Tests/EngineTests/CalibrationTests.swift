@@ -1,5 +1,6 @@
 import Foundation
 import SiriusEngine
+import SiriusMethod
 import Testing
 import TestSupport
 
@@ -9,7 +10,7 @@ struct CalibrationTests {
     /// Thresholds calibrated on some random prompts (dense prefill + greedy decode, as CATS; and then
     /// refined once on the sparse model's own decode rows) make CATS in threshold mode keep the target
     /// fraction of neurons within ±2 % (relative, so also within ±0.02) on held-out prompts during
-    /// sparse decoding (active neurons / (layer steps · D), as `SparseMLP` counts them).
+    /// sparse decoding (active neurons / (layer steps · D), as `CATSMLP` counts them).
     @Test("calibrated thresholds realise the target density within ±2 % on held-out prompts", arguments: [0.3, 0.5, 0.7])
     func heldOutDensity(density: Double) throws {
         let model = try SiriusRig.tinyModel(.f32, seed: 61, layers: 3)
@@ -62,11 +63,12 @@ struct CalibrationTests {
         try cal.save(path: path)
         let loaded = try CATSCalibration.load(path: path)
         #expect(loaded == cal)
-        #expect(throws: ModelLoadError.self) { try CATSCalibration.load(path: dir.path + "/missing.json") }
+        #expect(throws: MethodError.self) { try CATSCalibration.load(path: dir.path + "/missing.json") }
         let prompt = TinyLlama.tokens(7, vocab: model.config.vocabSize, seed: 5)
-        let sparsity = SparsityConfig(kind: .cats, density: 0.5, catsMode: .threshold, calibration: loaded)
-        let r = try SiriusRig.sirius(model, prompt: prompt, sparsity: sparsity,
-                                     params: SiriusParams(period: 6, acceptance: .argmax), maxNew: 30)
+        var method = SiriusRig.sirius(.cats, period: 6)
+        method.catsMode = .threshold
+        method.calibration = loaded
+        let r = try SiriusRig.run(model, prompt: prompt, method: method, maxNew: 30)
         #expect(r.generation.outputIDs == (try SiriusRig.fullGreedy(model, prompt: prompt, maxNew: 30)))
     }
 

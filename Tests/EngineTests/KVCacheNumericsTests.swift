@@ -4,9 +4,9 @@ import Testing
 import TestSupport
 
 /// The KV cache as the Sirius correction uses it: roll back with `trim(to:)`, overwrite a range by
-/// forwarding again from an earlier start. "Bit for bit" checks disable sgemm (`gemmMinTokens = .max`),
-/// so every token goes through the same per-token kernels whatever the pass length; with sgemm the
-/// blocking depends on the pass length, so those checks use `Tol.exact` instead.
+/// forwarding again from an earlier start. Ordinary passes give every token the bits of a one-token pass
+/// whatever the pass length, so those checks are bit for bit; prompt chunks through sgemm block by the
+/// pass length, so those checks use `Tol.exact` instead.
 @Suite("KV cache numerics")
 struct KVCacheNumericsTests {
     func model(_ type: GGMLType = .q8_0, seed: UInt64 = 41) throws -> (TinyLlama, LlamaModel, ReferenceLlama) {
@@ -25,7 +25,6 @@ struct KVCacheNumericsTests {
         let tokens = TinyLlama.tokens(10, vocab: tiny.spec.vocab, seed: 8)
         try KernelSelection.shared.stable {
             let t = Transformer(model: model, capacity: 32)
-            t.matmul.gemmMinTokens = .max
             let full = t.logits(tokens, start: 0, all: true)
             let fullCache = snapshots(t)
             for m in [9, 5, 1, 0, 7] {
@@ -46,11 +45,11 @@ struct KVCacheNumericsTests {
             }
             // Trimming to or past the end removes nothing.
             #expect(t.cache.trim(to: 10) == 0 && t.cache.trim(to: 50) == 0 && t.cache.count == 10)
-            // With sgemm (default), the re-forwarded logits still equal the reference.
+            // With sgemm (prompt chunks), the re-forwarded logits still equal the reference.
             let g = Transformer(model: model, capacity: 32)
-            _ = g.logits(tokens, start: 0, all: true)
+            _ = g.logits(tokens, start: 0, all: true, prompt: true)
             g.cache.trim(to: 3)
-            let again = g.logits(Array(tokens[3...]), start: 3, all: true)
+            let again = g.logits(Array(tokens[3...]), start: 3, all: true, prompt: true)
             let expected = ref.logits(tokens)
             for i in again.indices {
                 #expect(Compare.relDiff(again[i], expected[3 + i]) <= Tol.exact)
@@ -69,14 +68,13 @@ struct KVCacheNumericsTests {
             for gemm in [false, true] {
                 let t = Transformer(model: model, capacity: 32)
                 let fresh = Transformer(model: model, capacity: 32)
-                if !gemm { t.matmul.gemmMinTokens = .max; fresh.matmul.gemmMinTokens = .max }
-                _ = t.logits(a, start: 0)
+                _ = t.logits(a, start: 0, prompt: gemm)
                 // Draft-like single steps past the end, then the verification pass over the range.
                 _ = t.logits([a[0]], start: 12)
                 _ = t.logits([a[1]], start: 13)
-                let rewritten = t.logits(b, start: start, all: true)
+                let rewritten = t.logits(b, start: start, all: true, prompt: gemm)
                 #expect(t.cache.count == final.count)
-                let dense = fresh.logits(final, start: 0, all: true)
+                let dense = fresh.logits(final, start: 0, all: true, prompt: gemm)
                 for l in 0..<model.config.layerCount {
                     let x = t.cache.snapshot(layer: l), y = fresh.cache.snapshot(layer: l)
                     if gemm {
@@ -102,7 +100,8 @@ struct KVCacheNumericsTests {
         }
     }
 
-    @Test("a multi-token pass's last logits equal token-by-token decoding", arguments: [GGMLType.f16, .q4_1, .q6_K])
+    @Test("a multi-token pass's logits equal token-by-token decoding bit for bit (prompt chunks: within tolerance)",
+          arguments: [GGMLType.f16, .q4_1, .q6_K, .q8_0, .f32])
     func prefillEqualsDecode(type: GGMLType) throws {
         let (tiny, model, _) = try model(type, seed: 77)
         let tokens = TinyLlama.tokens(11, vocab: tiny.spec.vocab, seed: 3)
@@ -114,8 +113,11 @@ struct KVCacheNumericsTests {
             let pass = Transformer(model: model, capacity: 32)
             for i in 0..<split { _ = pass.logits([tokens[i]], start: i) }
             let multi = pass.logits(Array(tokens[split...]), start: split)[0]
-            let d = Compare.relDiff(multi, last)
-            #expect(d <= Tol.exact, "\(type) split \(split): \(d)")
+            #expect(Compare.bitsEqual(multi, last), "\(type) split \(split): \(Compare.relDiff(multi, last))")
+            let chunk = Transformer(model: model, capacity: 32)
+            for i in 0..<split { _ = chunk.logits([tokens[i]], start: i) }
+            let d = Compare.relDiff(chunk.logits(Array(tokens[split...]), start: split, prompt: true)[0], last)
+            #expect(d <= Tol.exact, "\(type) prompt chunk split \(split): \(d)")
         }
     }
 }

@@ -47,7 +47,7 @@ struct KernelSelectionTests {
         let reference = (0..<rows).map { r in Float((0..<cols).reduce(0.0) { $0 + Double(deq[r * cols + $1]) * Double(x[$1]) }) }
         let list: [Int32] = [69, 0, 5, 5, 33]
         func products(_ numerics: Numerics) -> (all: [Float], listed: [Float]) {
-            let mm = MatMul(numerics: numerics, threads: 1)
+            let mm = CPUBackend(numerics: numerics, threads: 1)
             var y = [Float](repeating: .nan, count: rows), z = [Float](repeating: .nan, count: list.count)
             x.withUnsafeBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { mm.matvec(m, xp.baseAddress!, $0.baseAddress!) }

@@ -1,6 +1,7 @@
 import CKernels
 import Foundation
 import SiriusEngine
+import SiriusMethod
 import Testing
 import TestSupport
 
@@ -22,9 +23,8 @@ struct SiriusDecoderTests {
         for period in [4, 16] {
             for prompt in prompts {
                 let full = try SiriusRig.fullGreedy(model, prompt: prompt, maxNew: maxNew)
-                let params = SiriusParams(period: period, acceptance: .argmax, treeWidth: width)
-                let r = try SiriusRig.sirius(model, prompt: prompt, sparsity: SparsityConfig(kind: kind, density: 0.5),
-                                             params: params, maxNew: maxNew)
+                let r = try SiriusRig.run(model, prompt: prompt, method: SiriusRig.sirius(kind, period: period, width: width),
+                                          maxNew: maxNew)
                 #expect(r.generation.outputIDs == full, "\(kind) W=\(width) K=\(period) prompt \(prompt.count) tokens")
                 #expect(r.generation.stopReason == .length)
                 drafted += r.counters.advancedTokens - r.counters.periods
@@ -45,9 +45,8 @@ struct SiriusDecoderTests {
         for prompt in prompts {
             let full = try SiriusRig.fullGreedy(model, prompt: prompt, maxNew: 32)
             for (period, width) in [(4, 1), (8, 2), (16, 4)] {
-                let r = try SiriusRig.sirius(model, prompt: prompt, sparsity: SparsityConfig(kind: kind, density: 0.4),
-                                             params: SiriusParams(period: period, acceptance: .argmax, treeWidth: width),
-                                             maxNew: 32)
+                let r = try SiriusRig.run(model, prompt: prompt, method: SiriusRig.sirius(kind, density: 0.4, period: period, width: width),
+                                          maxNew: 32)
                 #expect(r.generation.outputIDs == full, "\(kind) W=\(width) K=\(period)")
             }
         }
@@ -72,9 +71,8 @@ struct SiriusDecoderTests {
         for prompt in SiriusRig.prompts([4, 10], vocab: model.config.vocabSize, seed: 9) {
             let full = try SiriusRig.fullGreedy(model, prompt: prompt, maxNew: 32, numerics: .fast)
             for (kind, period, width) in [(SparsityKind.griffin, 4, 1), (.cats, 8, 2), (.griffin, 16, 4), (.cats, 16, 1)] {
-                let r = try SiriusRig.sirius(model, prompt: prompt, sparsity: SparsityConfig(kind: kind, density: 0.5),
-                                             params: SiriusParams(period: period, acceptance: .argmax, treeWidth: width),
-                                             maxNew: 32, numerics: .fast)
+                let r = try SiriusRig.run(model, prompt: prompt, method: SiriusRig.sirius(kind, period: period, width: width),
+                                          maxNew: 32, numerics: .fast)
                 #expect(r.generation.outputIDs == full, "\(type) \(kind) W=\(width) K=\(period)")
             }
         }
@@ -95,9 +93,8 @@ struct SiriusDecoderTests {
             let maxNew = 48
             let dense = Transformer(model: model, capacity: prompt.count + maxNew + 80)
             var worst: Float = 0
-            let params = SiriusParams(period: 6, threshold: 0.1, acceptance: .threshold, treeWidth: width)
-            let r = try SiriusRig.sirius(model, prompt: prompt, sparsity: SparsityConfig(kind: kind, density: 0.5),
-                                         params: params, maxNew: maxNew) { t, committed, cached in
+            let method = SiriusRig.sirius(kind, period: 6, width: width, acceptance: .threshold)
+            let r = try SiriusRig.run(model, prompt: prompt, method: method, maxNew: maxNew) { t, committed, cached in
                 #expect(t.cache.count == cached)
                 let sequence = prompt + committed.ids
                 // Every committed token but the newest is cached — except after the last period, which may
@@ -131,26 +128,26 @@ struct SiriusDecoderTests {
         let prompt = Array(tokens.prefix(8))
         let dense = Transformer(model: model, capacity: 32)
         let sparseT = Transformer(model: model, capacity: 32)
-        let mlp = SparseMLP(transformer: sparseT, config: SparsityConfig(kind: kind, density: 1.0), downT: nil)
-        mlp.beginPrompt()
-        let p0 = sparseT.logits(prompt, start: 0)[0]
-        mlp.freeze()
+        let scores = PromptScores(layers: model.config.layerCount, width: model.config.intermediateSize)
+        let p0 = sparseT.logits(prompt, start: 0, mlp: .observed(scores))[0]
+        let mlp = SparseWeights(model: model).makeMLP(MethodSpec(kind: .sparse, sparsity: kind, density: 1.0), scores: scores)
         #expect(Compare.bitsEqual(p0, dense.logits(prompt, start: 0)[0]), "the prefill is dense")
-        if kind == .griffin { #expect(mlp.griffinSelection.allSatisfy { $0 == (0..<Int32(model.config.intermediateSize)).map { $0 } }) }
-        sparseT.mlpOverride = { l, x, y, n in mlp.run(layer: l, input: x, output: y, tokens: n) }
+        if let g = mlp as? GriffinMLP { #expect(g.selection.allSatisfy { $0 == (0..<Int32(model.config.intermediateSize)).map { $0 } }) }
         var worst: Float = 0
         // Single-token steps.
         for (i, tok) in tokens[8..<16].enumerated() {
-            let s = sparseT.logits([tok], start: 8 + i)[0]
+            let s = sparseT.logits([tok], start: 8 + i, mlp: .sparse(mlp))[0]
             let d = dense.logits([tok], start: 8 + i)[0]
             worst = max(worst, Compare.relDiff(s, d))
         }
         // A 4-row step (tree drafting: CATS shares one mask across the rows; at density 1 it keeps all).
-        let s4 = sparseT.logits(Array(tokens[16..<20]), start: 16, all: true)
+        let s4 = sparseT.logits(Array(tokens[16..<20]), start: 16, all: true, mlp: .sparse(mlp))
         let d4 = dense.logits(Array(tokens[16..<20]), start: 16, all: true)
         for (s, d) in zip(s4, d4) { worst = max(worst, Compare.relDiff(s, d)) }
-        #expect(mlp.sparseLayerSteps == 9 * model.config.layerCount)
-        if kind == .cats { #expect(mlp.activeNeuronsTotal == mlp.sparseLayerSteps * model.config.intermediateSize) }
+        if let c = mlp as? CATSMLP {
+            #expect(c.layerSteps.reduce(0, +) == 9 * model.config.layerCount)
+            #expect(c.activeNeurons.reduce(0, +) == c.layerSteps.reduce(0, +) * model.config.intermediateSize)
+        }
         #expect(worst <= 2e-5, "\(kind): worst logits relDiff \(worst)")
         print("[sirius] density 1.0 \(kind): worst sparse-vs-dense logits relDiff \(worst)")
     }
@@ -164,9 +161,8 @@ struct SiriusDecoderTests {
             let maxNew = 3 * period + 5
             var advances: [Int] = []
             var last = prompt.count
-            let params = SiriusParams(period: period, acceptance: .thresholdOrArgmax)
-            let r = try SiriusRig.sirius(model, prompt: prompt, sparsity: SparsityConfig(kind: kind, density: 1.0),
-                                         params: params, maxNew: maxNew) { _, _, cached in
+            let method = SiriusRig.sirius(kind, density: 1.0, period: period, acceptance: .thresholdOrArgmax)
+            let r = try SiriusRig.run(model, prompt: prompt, method: method, maxNew: maxNew) { _, _, cached in
                 advances.append(cached - last); last = cached
             }
             let k = r.counters
@@ -186,10 +182,10 @@ struct SiriusDecoderTests {
     /// GSM8K CSparse row: AAL 15.22/16 at density 0.65 gives 0.706.
     @Test("effective density reproduces the paper's 15.22/16 at 0.65 → 0.706")
     func effectiveDensityPaper() {
-        let ed = DecodeCounters.effectiveDensity(period: 16, density: 0.65, aal: 15.22)
+        let ed = DecodeCounters.effectiveDensity(period: 16, paramDensity: 0.65, aal: 15.22)
         #expect((ed * 1000).rounded() / 1000 == 0.706, "\(ed)")
         // The dense-every-token limit: AAL 1 at K = 1 is density 1.
-        #expect(DecodeCounters.effectiveDensity(period: 1, density: 0.5, aal: 1) == 1)
+        #expect(DecodeCounters.effectiveDensity(period: 1, paramDensity: 0.5, aal: 1) == 1)
         var c = DecodeCounters()
         #expect(c.aal == nil)
         c.periods = 4; c.advancedTokens = 50
@@ -206,9 +202,8 @@ struct SiriusDecoderTests {
         for prompt in SiriusRig.prompts([7], vocab: model.config.vocabSize, seed: 23) {
             var advances: [Int] = []
             var last = prompt.count
-            let params = SiriusParams(period: K, acceptance: .threshold, treeWidth: width)
-            let r = try SiriusRig.sirius(model, prompt: prompt, sparsity: SparsityConfig(kind: kind, density: 0.5),
-                                         params: params, maxNew: 60) { _, _, cached in
+            let method = SiriusRig.sirius(kind, period: K, width: width, acceptance: .threshold)
+            let r = try SiriusRig.run(model, prompt: prompt, method: method, maxNew: 60) { _, _, cached in
                 advances.append(cached - last); last = cached
             }
             let k = r.counters
@@ -220,7 +215,7 @@ struct SiriusDecoderTests {
             #expect(k.sparseSteps == advances.count * (K - 1))
             #expect(k.tokensVerified == advances.count * ((K - 1) * width + 1))
             // Rollbacks and rolled-back drafts count every period, the final one included (unlike periods
-            // and advances; the same convention as the protocol's SiriusCounters).
+            // and advances).
             #expect(k.rollbacks == advances.filter { $0 < K }.count)
             #expect(k.rolledBackTokens == advances.reduce(0) { $0 + K - $1 })
             #expect(advances.allSatisfy { $0 >= 1 && $0 <= K })
@@ -234,16 +229,18 @@ struct SiriusDecoderTests {
 }
 
 /// §5.2: the paper's parameter-count density, on Llama-3-8B's shape.
-@Suite("Sparsity configuration")
-struct SparsityConfigTests {
+@Suite("Method densities")
+struct MethodDensityTests {
     static let llama3_8B = ModelConfig(vocabSize: 128256, hiddenSize: 4096, intermediateSize: 14336, layerCount: 32,
                                        headCount: 32, kvHeadCount: 8, contextLength: 8192, rmsNormEps: 1e-5,
                                        ropeTheta: 500000, ropeStyle: .halfSplit, tiedEmbeddings: false)
 
-    @Test("paper density of Llama-3-8B: CSparse 0.649 / 0.579, FSparse 0.766 / 0.719 (§5.2)")
-    func paperDensityLlama3() {
+    static func sparse(_ kind: SparsityKind, _ density: Double) -> MethodSpec { MethodSpec(kind: .sparse, sparsity: kind, density: density) }
+
+    @Test("param density of Llama-3-8B: CSparse 0.649 / 0.579, FSparse 0.766 / 0.719 (§5.2)")
+    func paramDensityLlama3() {
         func d(_ kind: SparsityKind, _ density: Double) -> Double {
-            (SparsityConfig(kind: kind, density: density).paperDensity(Self.llama3_8B) * 1000).rounded() / 1000
+            (Self.sparse(kind, density).paramDensity(Self.llama3_8B)! * 1000).rounded() / 1000
         }
         #expect(d(.griffin, 0.5) == 0.649)
         #expect(d(.cats, 0.5) == 0.766)
@@ -251,18 +248,19 @@ struct SparsityConfigTests {
         #expect(d(.cats, 0.4) == 0.719)
         // The blog's Fig. 1(a) points are s = 0.7, 0.6, 0.5, 0.4, 0.3, 0.1 under the CSparse formula.
         let fig = [(0.3, 0.51), (0.4, 0.58), (0.5, 0.65), (0.6, 0.72), (0.7, 0.79), (0.9, 0.93)].map { kept, shown in
-            ((SparsityConfig(kind: .griffin, density: kept).paperDensity(Self.llama3_8B) * 100).rounded() / 100, shown)
+            ((Self.sparse(.griffin, kept).paramDensity(Self.llama3_8B)! * 100).rounded() / 100, shown)
         }
         for (got, shown) in fig { #expect(got == shown) }
-        #expect(SparsityConfig(kind: .cats, density: 1).paperDensity(Self.llama3_8B) == 1)
+        #expect(Self.sparse(.cats, 1).paramDensity(Self.llama3_8B) == 1)
+        #expect(MethodSpec.full.paramDensity(Self.llama3_8B) == nil)
     }
 
     @Test("kept neurons: floor(density · D), at least 1, at most D")
     func keptNeurons() {
-        #expect(SparsityConfig(kind: .griffin, density: 0.5).keptNeurons(14336) == 7168)
-        #expect(SparsityConfig(kind: .griffin, density: 0.4).keptNeurons(1536) == 614)
-        #expect(SparsityConfig(kind: .cats, density: 0.001).keptNeurons(100) == 1)
-        #expect(SparsityConfig(kind: .cats, density: 1).keptNeurons(100) == 100)
+        #expect(Self.sparse(.griffin, 0.5).keptNeurons(14336) == 7168)
+        #expect(Self.sparse(.griffin, 0.4).keptNeurons(1536) == 614)
+        #expect(Self.sparse(.cats, 0.001).keptNeurons(100) == 1)
+        #expect(Self.sparse(.cats, 1).keptNeurons(100) == 100)
     }
 }
 
@@ -275,18 +273,18 @@ struct GriffinPackingTests {
         let model = try SiriusRig.tinyModel(.q4_0, seed: 12)
         let c = model.config
         let t = Transformer(model: model, capacity: 32)
-        let mlp = SparseMLP(transformer: t, config: SparsityConfig(kind: .griffin, density: 0.4), downT: nil)
-        mlp.beginPrompt()
-        _ = t.logits(SiriusRig.prompts([9], vocab: c.vocabSize, seed: 3)[0], start: 0)
-        mlp.freeze()
-        let kept = mlp.griffinSelection
+        let scores = PromptScores(layers: c.layerCount, width: c.intermediateSize)
+        _ = t.logits(SiriusRig.prompts([9], vocab: c.vocabSize, seed: 3)[0], start: 0, mlp: .observed(scores))
+        let mlp = GriffinMLP(model: model, scores: scores, density: 0.4)
+        let kept = mlp.selection
         #expect(kept[0].count % 32 != 0)
         #expect(mlp.modelDensity < 1)
         var rng = SeededRandom(seed: 5)
         let x = (0..<(tokens * c.hiddenSize)).map { _ in rng.nextUnit() * 2 - 1 }
         for l in 0..<c.layerCount {
             var y = [Float](repeating: .nan, count: tokens * c.hiddenSize)
-            x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { mlp.run(layer: l, input: xp.baseAddress!, output: $0.baseAddress!, tokens: tokens) } }
+            t.reserve(tokens: tokens)
+            x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { mlp.run(layer: l, input: xp.baseAddress!, output: $0.baseAddress!, tokens: tokens, in: t) } }
             let layer = model.layers[l]
             func row(_ w: WeightMatrix, _ r: Int) -> [Float] {
                 var out = [Float](repeating: 0, count: w.cols)

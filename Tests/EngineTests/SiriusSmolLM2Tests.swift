@@ -1,5 +1,6 @@
 import Foundation
 import SiriusEngine
+import SiriusMethod
 import Testing
 import TestSupport
 
@@ -53,11 +54,15 @@ struct SiriusSmolLM2Tests {
         for (name, f) in fixtures {
             #expect(f.intermediate_size == model.config.intermediateSize && f.layers.count == model.config.layerCount)
             let t = Transformer(model: model, capacity: f.prompt_ids.count + 1, numerics: .exact)
-            let mlp = SparseMLP(transformer: t, config: SparsityConfig(kind: .griffin, density: f.density), downT: nil)
-            mlp.beginPrompt()
-            t.forward(tokens: f.prompt_ids, start: 0)
-            mlp.freeze()
-            let selection = mlp.griffinSelection
+            // Scored as a sequence's prefill is: in canonical prompt chunks (the sums run over the tokens in order).
+            let scores = PromptScores(layers: model.config.layerCount, width: model.config.intermediateSize)
+            var p = 0
+            while p < f.prompt_ids.count {
+                let end = min(f.prompt_ids.count, p + BatchDecoder.defaultPromptChunk)
+                t.forward(tokens: Array(f.prompt_ids[p..<end]), start: p, mlp: .observed(scores), promptChunk: true)
+                p = end
+            }
+            let selection = GriffinMLP(model: model, scores: scores, density: f.density).selection
             #expect(selection.count == f.layers.count)
             for (l, ref) in f.layers.enumerated() where l < selection.count {
                 let got = selection[l]
@@ -94,15 +99,18 @@ struct SiriusSmolLM2Tests {
         let model = try ModelLoader.load(path: try DevelopmentModel.require())
         var runner: [(SparsityKind, Int, Int)] = []
         for kind in [SparsityKind.griffin, .cats] { for width in [1, 2, 4] { for period in [4, 16] { runner.append((kind, period, width)) } } }
-        let downT = NeuronMajorDown(model: model)
+        let weights = SparseWeights(model: model)
+        var rollbacks = 0
         for (kind, period, width) in runner {
-            let params = SiriusParams(period: period, acceptance: .argmax, treeWidth: width)
-            let r = try SiriusRig.sirius(model, prompt: c.prompt_ids, sparsity: SparsityConfig(kind: kind, density: 0.5),
-                                         params: params, maxNew: fixture.new_tokens, downT: downT)
+            let r = try SiriusRig.run(model, prompt: c.prompt_ids, method: SiriusRig.sirius(kind, period: period, width: width),
+                                      maxNew: fixture.new_tokens, weights: weights)
+            rollbacks += r.counters.rollbacks
             #expect(r.generation.outputIDs == c.output_ids, "\(kind) K=\(period) W=\(width) prompt \(c.prompt.prefix(30))")
             let k = r.counters
             print("[sirius] SmolLM2 case \(i) \(kind) K=\(period) W=\(width): AAL \(k.aal ?? 0), \(k.periods) periods, \(k.rollbacks) rollbacks")
         }
+        // Drafts were rejected somewhere: the correction, not only acceptance, was exercised.
+        #expect(rollbacks > 0)
     }
 
     /// The same with fast numerics (8-bit activations): Sirius equals the engine's own fast greedy decoding.
@@ -113,9 +121,8 @@ struct SiriusSmolLM2Tests {
         let c = fixture.cases[2]
         let full = try SiriusRig.fullGreedy(model, prompt: c.prompt_ids, maxNew: fixture.new_tokens, numerics: .fast)
         for (kind, period, width) in [(SparsityKind.griffin, 8, 1), (.cats, 16, 2)] {
-            let r = try SiriusRig.sirius(model, prompt: c.prompt_ids, sparsity: SparsityConfig(kind: kind, density: 0.5),
-                                         params: SiriusParams(period: period, acceptance: .argmax, treeWidth: width),
-                                         maxNew: fixture.new_tokens, numerics: .fast)
+            let r = try SiriusRig.run(model, prompt: c.prompt_ids, method: SiriusRig.sirius(kind, period: period, width: width),
+                                      maxNew: fixture.new_tokens, numerics: .fast)
             #expect(r.generation.outputIDs == full, "\(kind) K=\(period) W=\(width)")
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import SiriusEngine
+import SiriusMethod
 import TestSupport
 
 /// Shared set-up of the Sirius / sparsity tests: tiny random GGUF models and the three decoders run
@@ -18,8 +19,15 @@ enum SiriusRig {
     }
 
     /// KV capacity that never cuts a Sirius run short: prompt, new tokens and one period's tree.
-    static func capacity(prompt: Int, maxNew: Int, params: SiriusParams = SiriusParams()) -> Int {
-        prompt + maxNew + (params.period - 1) * params.treeWidth + 2
+    static func capacity(prompt: Int, maxNew: Int, method: MethodSpec = MethodSpec(kind: .sirius)) -> Int {
+        prompt + maxNew + method.extraCachePositions + 1
+    }
+
+    /// A Sirius method with argmax acceptance (lossless), or as given.
+    static func sirius(_ kind: SparsityKind, density: Double = 0.5, period: Int, width: Int = 1,
+                       acceptance: AcceptanceRule = .argmax, threshold: Double = 0.1) -> MethodSpec {
+        MethodSpec(kind: .sirius, sparsity: kind, density: density, period: period, threshold: threshold,
+                   acceptance: acceptance, treeWidth: width)
     }
 
     /// Dense greedy decoding (`full`).
@@ -30,17 +38,15 @@ enum SiriusRig {
         return try PlainDecoder.generate(t, promptIDs: prompt, committed: committed, sampling: SamplingParams()).outputIDs
     }
 
-    /// One Sirius generation on a fresh transformer; `afterPeriod` sees the transformer, the committed
-    /// text and the number of cached positions after each period's rollback.
-    static func sirius(_ model: LlamaModel, prompt: [Int32], sparsity: SparsityConfig, params: SiriusParams,
-                       maxNew: Int, eos: Set<Int32> = [], downT: NeuronMajorDown? = nil, numerics: Numerics = .exact,
-                       afterPeriod: ((Transformer, CommittedText, Int) -> Void)? = nil) throws -> SiriusResult {
-        let t = Transformer(model: model, capacity: capacity(prompt: prompt.count, maxNew: maxNew, params: params),
+    /// One generation with `method` on a fresh transformer; `afterPeriod` sees the transformer, the
+    /// committed text and the number of cached positions after each period's rollback.
+    static func run(_ model: LlamaModel, prompt: [Int32], method: MethodSpec, maxNew: Int, eos: Set<Int32> = [],
+                    weights: SparseWeights? = nil, numerics: Numerics = .exact,
+                    afterPeriod: ((Transformer, CommittedText, Int) -> Void)? = nil) throws -> MethodOutcome {
+        let t = Transformer(model: model, capacity: capacity(prompt: prompt.count, maxNew: maxNew, method: method),
                             numerics: numerics)
         let committed = CommittedText(tokenizer: nil, maxNewTokens: maxNew, eosIDs: eos)
-        let mlp = SparseMLP(transformer: t, config: sparsity, downT: downT)
-        let decoder = SiriusDecoder(transformer: t, sparse: mlp, params: params)
-        if let afterPeriod { decoder.afterPeriod = { afterPeriod(t, committed, $0) } }
-        return try decoder.generate(promptIDs: prompt, committed: committed)
+        return try MethodRunner(transformer: t, weights: weights)
+            .generate(method, promptIDs: prompt, committed: committed, afterPeriod: afterPeriod.map { f in { f(t, committed, $0) } })
     }
 }

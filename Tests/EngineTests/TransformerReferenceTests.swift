@@ -84,10 +84,10 @@ struct TransformerReferenceTests {
                 }
                 #expect(t.cache.count == tokens.count)
                 decodeByThreads.append(decoded)
-                // Prefill through sgemm (tokens ≥ gemmMinTokens), every position's logits.
+                // A prompt chunk through sgemm (tokens ≥ gemmMinTokens), every position's logits.
                 let p = Transformer(model: model, capacity: 64, numerics: .exact, threads: threads)
-                #expect(tokens.count >= p.matmul.gemmMinTokens)
-                let all = p.logits(tokens, start: 0, all: true)
+                #expect(tokens.count >= p.cpu.gemmMinTokens)
+                let all = p.logits(tokens, start: 0, all: true, prompt: true)
                 try #require(all.count == tokens.count)
                 for i in tokens.indices {
                     let d = Compare.relDiff(all[i], expected[i])
@@ -95,11 +95,10 @@ struct TransformerReferenceTests {
                 }
                 // Last-only logits of the same pass: the head runs as a mat-vec (one row) instead of sgemm.
                 let p2 = Transformer(model: model, capacity: 64, numerics: .exact, threads: threads)
-                let lastOnly = Compare.relDiff(p2.logits(tokens, start: 0)[0], expected[tokens.count - 1])
+                let lastOnly = Compare.relDiff(p2.logits(tokens, start: 0, prompt: true)[0], expected[tokens.count - 1])
                 #expect(lastOnly <= Tol.exact, "\(label) last-only prefill threads=\(threads): \(lastOnly)")
-                // Prefill through per-token mat-vecs (gemm disabled) equals decoding bit for bit.
+                // An ordinary multi-token pass (the multi-token float kernels) equals decoding bit for bit.
                 let m = Transformer(model: model, capacity: 64, numerics: .exact, threads: threads)
-                m.matmul.gemmMinTokens = .max
                 let allM = m.logits(tokens, start: 0, all: true)
                 for i in tokens.indices {
                     let same = Compare.bitsEqual(allM[i], decoded[i])
@@ -107,8 +106,8 @@ struct TransformerReferenceTests {
                 }
                 // sgemm even for two tokens.
                 let g = Transformer(model: model, capacity: 64, numerics: .exact, threads: threads)
-                g.matmul.gemmMinTokens = 1
-                let two = g.logits(Array(tokens.prefix(2)), start: 0, all: true)
+                g.cpu.gemmMinTokens = 1
+                let two = g.logits(Array(tokens.prefix(2)), start: 0, all: true, prompt: true)
                 #expect(Compare.relDiff(two[1], expected[1]) <= Tol.exact, "\(label) gemm T=2")
             }
             // Splitting rows over threads does not change any row's arithmetic.
@@ -233,7 +232,7 @@ struct FastNumericsTests {
             }
         }
         for threads in [1, 2] {
-            let mm = MatMul(numerics: .fast, threads: threads)
+            let mm = CPUBackend(numerics: .fast, threads: threads)
             var y = [Float](repeating: .nan, count: rows)
             x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { mm.matvec(m, xp.baseAddress!, $0.baseAddress!) } }
             let exp = expected.map { Float($0) }

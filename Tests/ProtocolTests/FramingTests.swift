@@ -7,7 +7,7 @@ import Testing
 
     func sampleResult() -> ResultMessage {
         let outcome = ExampleOutcome(text: "The answer is 4.", promptTokens: 10, generatedTokens: 5, stopReason: "eos",
-                                     counters: SiriusCounters(periods: 1, advancedTokens: 15))
+                                     counters: DecodeCounters(periods: 1, advancedTokens: 15))
         return ResultMessage(leaseId: 9, attempt: 1, key: ResultKey(task: "t", exampleId: "e1", method: "full"),
                              engine: "fake", device: "cpu", outcome: outcome)
     }

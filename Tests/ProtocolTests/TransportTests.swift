@@ -86,7 +86,7 @@ struct TestTimeout: Error {}
 
     @Test func fakeEngineIsDeterministic() throws {
         let e = FakeEngine()
-        let sirius = MethodSpec(name: "griffin-0.5+sirius", kind: .sirius, sparsity: "griffin", density: 0.5, period: 16)
+        let sirius = MethodSpec(name: "griffin-0.5+sirius", kind: .sirius, sparsity: .griffin, density: 0.5, period: 16)
         for method in [MethodSpec.full, sirius] {
             let r = ExampleRequest(task: "t", exampleId: "7", prompt: "What?", stop: [], maxNewTokens: 256,
                                    method: method, seed: 3)

@@ -65,10 +65,16 @@ public enum Compare {
 }
 
 extension Transformer {
-    /// Logits as arrays: every token's when `all`, otherwise the last token's only.
-    public func logits(_ tokens: [Int32], start: Int, all: Bool = false) -> [[Float]] {
-        let buf = forward(tokens: tokens, start: start, allLogits: all)
+    /// Logits as arrays: every token's when `all`, otherwise the last token's only. `prompt`: a prompt
+    /// chunk (products may use sgemm).
+    public func logits(_ tokens: [Int32], start: Int, all: Bool = false, prompt: Bool = false, mlp: MLPRoute = .dense) -> [[Float]] {
+        let buf = forward(tokens: tokens, start: start, allLogits: all, mlp: mlp, promptChunk: prompt)
         let v = config.vocabSize
         return (0..<(buf.count / v)).map { Array(buf[($0 * v)..<(($0 + 1) * v)]) }
     }
+}
+
+extension Transformer {
+    /// The CPU backend's knobs (tests tune the sgemm threshold).
+    public var cpu: CPUBackend { backend as! CPUBackend }
 }

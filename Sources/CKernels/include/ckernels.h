@@ -48,6 +48,12 @@ void ck_dequantize_rows(int type, const void *w, size_t row_bytes, int64_t n, in
 void ck_matvec_f32(int type, const void *w, size_t row_bytes, const float *x, float *y,
                    int64_t n, int64_t r0, int64_t r1);
 
+/// Multi-token "exact" product: y[t·ldy + r] = w_r · x_t for rows r in [r0, r1) and tokens t in [0, T),
+/// x_t at `x + t·ldx`. Each result is bit-identical to ck_matvec_f32 on that token alone (a token's bits
+/// never depend on the other tokens of the call); Q4_0, Q4_1 and Q8_0 rows are decoded once per four tokens.
+void ck_matmul_f32(int type, const void *w, size_t row_bytes, const float *x, int64_t ldx, int64_t T,
+                   float *y, int64_t ldy, int64_t n, int64_t r0, int64_t r1);
+
 /// Same, for an arbitrary list of rows: y[i] = w_{rows[i]} · x.
 void ck_matvec_f32_rows(int type, const void *w, size_t row_bytes, const float *x, float *y,
                         int64_t n, const int32_t *rows, int64_t count);

@@ -60,7 +60,7 @@ public final class KVCache {
 
     /// Byte offset of (KV head `g`, position `p`) within a layer's buffer.
     @inline(__always)
-    private func offset(head g: Int, position p: Int) -> Int { ((g * capacity) + p) * headDim * esize }
+    fileprivate func offset(head g: Int, position p: Int) -> Int { ((g * capacity) + p) * headDim * esize }
 
     /// Stores one position's keys and values (`kvDim` floats each, heads one after another) in `layer`.
     func store(layer: Int, position: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
@@ -89,6 +89,24 @@ public final class KVCache {
         let v = UnsafeRawPointer(values[layer] + offset(head: group, position: 0))
         ck_attend_gqa(queries, out, Int64(tstride), Int64(tokens), Int64(heads), Int64(headDim), Int64(firstN),
                       k, v, halfPrecision ? 1 : 0, Int64(headDim), scale, visible, Int64(vstride), scores)
+    }
+
+    /// Bytes of keys and values held (all layers, whole capacity).
+    public var byteCount: Int { 2 * layerCount * capacity * kvDim * esize }
+
+    /// Makes positions `0..<count` a copy of `other`'s (same model and entry type; capacities may
+    /// differ) and sets `count`. How a prefix cache entry is lent to a sequence and taken from one.
+    public func copyPrefix(from other: KVCache, count n: Int) {
+        precondition(other.kvDim == kvDim && other.kvHeads == kvHeads && other.layerCount == layerCount
+                     && other.halfPrecision == halfPrecision && n <= other.count && n <= capacity)
+        let bytes = n * headDim * esize
+        for l in 0..<layerCount {
+            for g in 0..<kvHeads {
+                (keys[l] + offset(head: g, position: 0)).copyMemory(from: other.keys[l] + other.offset(head: g, position: 0), byteCount: bytes)
+                (values[l] + offset(head: g, position: 0)).copyMemory(from: other.values[l] + other.offset(head: g, position: 0), byteCount: bytes)
+            }
+        }
+        count = n
     }
 
     /// Copies the K/V of position `from` to position `to` in every layer (tree compaction).

@@ -1,4 +1,5 @@
 import Foundation
+import SiriusMethod
 
 /// Timings of one generation, in seconds.
 public struct GenerationTimings: Sendable, Codable, Equatable {
@@ -25,51 +26,69 @@ public struct GenerationError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
-/// Plain autoregressive decoding: dense prefill, then one token per step with the full model, or with
-/// a sparse MLP (the Griffin / CATS baselines without correction).
+/// The outcome of one generation by any method, with what the reports need.
+public struct MethodOutcome: Sendable {
+    public var generation: GenerationResult
+    /// Periods, advances, rollbacks, … (zero for `full`; sparse steps for the sparse baselines).
+    public var counters: DecodeCounters
+    public var timings: PhaseTimings
+    /// Weight bytes of one sparse step relative to a dense step; nil for `full`.
+    public var modelDensity: Double?
+    /// The paper's parameter-count density; nil for `full`.
+    public var paramDensity: Double?
+    /// Prompt tokens whose K/V came from the prefix cache.
+    public var reusedPromptTokens: Int
+
+    /// The outcome of a finished sequence.
+    public init(_ seq: DecodeSequence, config: ModelConfig) {
+        var g = GenerationTimings()
+        g.prefillSeconds = seq.timings.prefillSeconds
+        g.decodeSeconds = max(0, seq.timings.totalSeconds - seq.timings.prefillSeconds)
+        g.decodeTokens = max(0, seq.committed.ids.count - 1)
+        generation = GenerationResult(promptIDs: seq.promptIDs, outputIDs: seq.committed.ids, text: seq.committed.text,
+                                      stopReason: seq.stopReason, timings: g)
+        counters = seq.counters
+        timings = seq.timings
+        modelDensity = seq.modelDensity
+        paramDensity = seq.method.paramDensity(config)
+        reusedPromptTokens = seq.reusedPromptTokens
+    }
+}
+
+/// Runs one generation at a time on a transformer's own cache: a `BatchDecoder` with one sequence, so a
+/// generation here takes exactly the passes it takes inside a batch. Holds the per-model sparse data
+/// (CATS's neuron-major down copies), made once on first use. One owner, like the transformer.
+public final class MethodRunner {
+    public let transformer: Transformer
+    public let weights: SparseWeights
+
+    public init(transformer: Transformer, weights: SparseWeights? = nil) {
+        self.transformer = transformer
+        self.weights = weights ?? SparseWeights(model: transformer.model)
+    }
+
+    /// Generates from `promptIDs` with `method`. `onText` receives committed text as it becomes visible;
+    /// `afterPeriod` is called after every Sirius period (a test hook: see `DecodeSequence.afterPeriod`).
+    public func generate(_ method: MethodSpec, promptIDs: [Int32], committed: CommittedText,
+                         sampling: SamplingParams = SamplingParams(), onText: ((String) -> Void)? = nil,
+                         afterPeriod: ((Int) -> Void)? = nil) throws -> MethodOutcome {
+        let batch = BatchDecoder(transformer: transformer, weights: weights)
+        let seq = try batch.admit(method: method, promptIDs: promptIDs, committed: committed, sampling: sampling,
+                                  cache: transformer.cache)
+        seq.onText = onText
+        seq.afterPeriod = afterPeriod
+        batch.runToCompletion()
+        return MethodOutcome(seq, config: transformer.config)
+    }
+}
+
+/// Plain autoregressive decoding with the full model, one sequence at a time.
 public enum PlainDecoder {
-    /// Generates from `promptIDs` on `transformer` (its cache is reset first).
-    /// `onText` receives committed text as it becomes visible.
+    /// Generates from `promptIDs` on `transformer`'s own cache (reset first).
     public static func generate(_ t: Transformer, promptIDs: [Int32], committed: CommittedText,
-                                sampling: SamplingParams, sparse: SparseMLP? = nil,
-                                onText: ((String) -> Void)? = nil) throws -> GenerationResult {
-        try checkFits(promptIDs.count, committed.maxNewTokens, t)
-        t.cache.reset()
-        var sampler = Sampler(params: sampling)
-        var timings = GenerationTimings()
-        let clock = ContinuousClock()
-        let s0 = clock.now
-        // The prefill is always dense (sirius-method.md §2); a sparse MLP takes over after it.
-        t.mlpOverride = nil
-        sparse?.beginPrompt()
-        var logits = t.forward(tokens: promptIDs, start: 0)
-        if let sparse {
-            sparse.freeze()
-            t.mlpOverride = { [unowned sparse] l, x, y, n in sparse.run(layer: l, input: x, output: y, tokens: n) }
-        }
-        defer { t.mlpOverride = nil }
-        timings.prefillSeconds = (clock.now - s0).seconds
-        var next = sampler.sample(UnsafeBufferPointer(logits))
-        var piece = committed.append(next)
-        if !piece.isEmpty { onText?(piece) }
-        var step: [Int32] = [0]
-        let d0 = clock.now
-        while !committed.isFinished {
-            if t.cache.count >= t.cache.capacity {
-                piece = committed.finish(.context)
-                if !piece.isEmpty { onText?(piece) }
-                break
-            }
-            step[0] = next
-            logits = t.forward(tokens: step, start: t.cache.count)
-            next = sampler.sample(UnsafeBufferPointer(logits))
-            timings.decodeTokens += 1
-            piece = committed.append(next)
-            if !piece.isEmpty { onText?(piece) }
-        }
-        timings.decodeSeconds = (clock.now - d0).seconds
-        return GenerationResult(promptIDs: promptIDs, outputIDs: committed.ids, text: committed.text,
-                                stopReason: committed.stopReason ?? .length, timings: timings)
+                                sampling: SamplingParams, onText: ((String) -> Void)? = nil) throws -> GenerationResult {
+        try MethodRunner(transformer: t).generate(.full, promptIDs: promptIDs, committed: committed, sampling: sampling,
+                                                  onText: onText).generation
     }
 
     /// The prompt must fit the cache with room for at least one new token.

@@ -1,30 +1,19 @@
-import CKernels
 import Foundation
 
-/// Which cache slots a query may attend to, for passes that are not a plain causal chain (the Sirius
-/// tree). Slots before `from` are always visible; for `j >= from`, `visible(i, j)` says whether query
-/// `i` of this pass may see slot `j` (causality still applies: never a slot after the query's own).
-public struct AttentionMask {
-    public var from: Int
-    public var visible: (Int, Int) -> Bool
-    public init(from: Int, visible: @escaping (Int, Int) -> Bool) { self.from = from; self.visible = visible }
-}
-
-/// One model instance's working state: the KV cache and every activation buffer, allocated once.
-/// Not Sendable: it has one owner (the thread that runs the forward passes).
+/// Runs forward passes of one model: the weights are shared, each pass holds segments of one or more
+/// sequences (`PassSegment`), each with its own KV cache, positions, mask and MLP. The dense products of
+/// all segments go through the backend together (one read of the weights for every token of the pass);
+/// attention and sparse MLPs run per segment. A token's bits depend only on its own segment.
+///
+/// Also owns one cache (`cache`) for the single-sequence calls (`forward(tokens:…)`, the one-sequence
+/// decoders). Not Sendable: one owner (the thread that runs the passes).
 public final class Transformer {
     public let model: LlamaModel
     public let config: ModelConfig
+    public let backend: any ComputeBackend
+    /// The cache of the single-sequence API.
     public let cache: KVCache
-    public let matmul: MatMul
-    /// Called for every layer's MLP; `nil` = dense. Set by the sparse decoders (issue 3 hooks in here).
-    public var mlpOverride: ((_ layer: Int, _ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, _ tokens: Int) -> Void)?
-    /// Called after each layer's dense MLP activations are computed: `act` is `[tokens][intermediate]`
-    /// of silu(gate)·up (Griffin scores the prompt from these).
-    public var mlpActivationObserver: ((_ layer: Int, _ act: UnsafePointer<Float>, _ tokens: Int) -> Void)?
-    /// Called in each layer's dense MLP with the gate projection `[tokens][intermediate]` before the
-    /// SiLU (CATS threshold calibration reads |silu(gate)| from it).
-    public var gateObserver: ((_ layer: Int, _ gate: UnsafePointer<Float>, _ tokens: Int) -> Void)?
+    public var numerics: Numerics { backend.numerics }
 
     private var maxTokens = 0
     private var x: UnsafeMutablePointer<Float>!       // [T][hidden] residual stream
@@ -37,40 +26,49 @@ public final class Transformer {
     private var gate: UnsafeMutablePointer<Float>!    // [T][intermediate]
     private var up: UnsafeMutablePointer<Float>!      // [T][intermediate]
     private var rope: UnsafeMutablePointer<Float>!    // [T][headDim] (cos, sin) pairs
-    /// Attention scratch, one per pool thread: scores of up to `attentionChunk` tokens × the heads of
-    /// one KV group over the whole cache.
-    private var scores: [UnsafeMutablePointer<Float>]
-    /// The pass's visibility rows `[T][start+T]` when a mask is given (built once per pass).
+    /// The masked segments' visibility rows, `[tokens][start + tokens]` each (built once per pass).
     private var visible: UnsafeMutablePointer<UInt8>?
     private var visibleCapacity = 0
-    /// Tokens per attention work item at most.
-    static let attentionChunk = 16
     private var logitsBuf: UnsafeMutablePointer<Float>!
     private var logitsRows = 0
     private let invFreq: [Float]
+    // Per-pass bookkeeping, reused.
+    private var rowStart: [Int] = []
+    private var logitsStart: [Int] = []
+    private var logitsCount: [Int] = []
+    private var jobs: [AttentionJob] = []
 
-    public init(model: LlamaModel, capacity: Int, numerics: Numerics = .exact, threads: Int = 1) {
+    /// A transformer on the CPU backend (`threads` pool threads) whose own cache holds `capacity` positions.
+    public convenience init(model: LlamaModel, capacity: Int, numerics: Numerics = .exact, threads: Int = 1) {
+        self.init(model: model, capacity: capacity, backend: CPUBackend(numerics: numerics, threads: threads))
+    }
+
+    public init(model: LlamaModel, capacity: Int, backend: any ComputeBackend) {
         self.model = model
         self.config = model.config
-        // Fast numerics keep the cache in f16 (half the bytes a decode step reads at long contexts);
-        // exact numerics keep f32, to match the float reference.
-        cache = KVCache(layerCount: config.layerCount, kvDim: config.kvDim, kvHeads: config.kvHeadCount, capacity: capacity,
-                        halfPrecision: numerics == .fast)
-        matmul = MatMul(numerics: numerics, threads: threads)
-        let group = config.headCount / config.kvHeadCount
-        let padded = (capacity + 7) / 8 * 8
-        scores = (0..<max(1, threads)).map { _ in .allocate(capacity: Transformer.attentionChunk * group * padded) }
+        self.backend = backend
+        cache = Transformer.makeCache(config: model.config, capacity: capacity, numerics: backend.numerics)
         invFreq = config.ropeInverseFrequencies()
         reserve(tokens: 1)
     }
 
+    /// A KV cache for this model: f16 entries in fast numerics (half the bytes a decode step reads at long
+    /// contexts), f32 in exact numerics (to match the float reference).
+    public static func makeCache(config c: ModelConfig, capacity: Int, numerics: Numerics) -> KVCache {
+        KVCache(layerCount: c.layerCount, kvDim: c.kvDim, kvHeads: c.kvHeadCount, capacity: capacity, halfPrecision: numerics == .fast)
+    }
+
+    /// A new cache for another sequence of this model.
+    public func makeCache(capacity: Int) -> KVCache {
+        Transformer.makeCache(config: config, capacity: capacity, numerics: numerics)
+    }
+
     deinit {
         for p in [x, xn, q, k, v, att, proj, gate, up, rope, logitsBuf] { p?.deallocate() }
-        for s in scores { s.deallocate() }
         visible?.deallocate()
     }
 
-    /// Sizes the activation buffers for passes of up to `tokens` tokens (allocates only when growing).
+    /// Sizes the activation buffers for passes of up to `tokens` tokens in all (allocates only when growing).
     public func reserve(tokens: Int) {
         guard tokens > maxTokens else { return }
         for p in [x, xn, q, k, v, att, proj, gate, up, rope] { p?.deallocate() }
@@ -95,137 +93,190 @@ public final class Transformer {
         logitsBuf = .allocate(capacity: rows * config.vocabSize)
     }
 
-    /// Runs the model over `tokens` at positions `start..<start+tokens.count`, writing their K/V into
-    /// the cache (overwriting what was there) and truncating it to `start + tokens.count`.
-    /// Returns logits: the last token's (`allLogits == false`) or every token's, `[T][vocab]`.
-    /// The buffer stays valid until the next call.
+    /// The logits segment `i` of the last pass asked for (`[rows][vocab]`); valid until the next pass.
+    public func logits(segment i: Int) -> UnsafeMutableBufferPointer<Float> {
+        guard logitsCount[i] > 0 else { return UnsafeMutableBufferPointer(start: nil, count: 0) }
+        return UnsafeMutableBufferPointer(start: logitsBuf + logitsStart[i] * config.vocabSize, count: logitsCount[i] * config.vocabSize)
+    }
+
+    /// One sequence's pass on this transformer's own cache: `tokens` at positions `start ..< start + T`.
+    /// Returns the last token's logits (`allLogits == false`) or every token's, `[T][vocab]`; the buffer
+    /// stays valid until the next call. `promptChunk` lets the products use the prompt kernels.
     @discardableResult
     public func forward(tokens: [Int32], start: Int, allLogits: Bool = false, mask: AttentionMask? = nil,
-                        positions: [Int]? = nil) -> UnsafeMutableBufferPointer<Float> {
-        let T = tokens.count
+                        positions: [Int]? = nil, mlp: MLPRoute = .dense, promptChunk: Bool = false) -> UnsafeMutableBufferPointer<Float> {
+        forward([PassSegment(cache: cache, tokens: tokens, start: start, positions: positions, mask: mask, mlp: mlp,
+                             logits: allLogits ? .all : .last, isPromptChunk: promptChunk)])
+        return logits(segment: 0)
+    }
+
+    /// Runs one pass over `segments`, writing each segment's K/V into its cache; the logits each asked
+    /// for are read with `logits(segment:)`.
+    public func forward(_ segments: [PassSegment]) {
         let c = config
-        precondition(T > 0)
-        precondition(start <= cache.count, "forward must start at or before the cached length")
-        precondition(start + T <= cache.capacity, "context full: \(start + T) > \(cache.capacity)")
+        precondition(!segments.isEmpty)
+        rowStart.removeAll(keepingCapacity: true)
+        var T = 0
+        for s in segments {
+            precondition(!s.tokens.isEmpty)
+            precondition(s.start <= s.cache.count, "a pass must start at or before the cached length")
+            precondition(s.start + s.tokens.count <= s.cache.capacity, "context full: \(s.start + s.tokens.count) > \(s.cache.capacity)")
+            rowStart.append(T)
+            T += s.tokens.count
+        }
         reserve(tokens: T)
-        // Embeddings.
-        for (t, id) in tokens.enumerated() {
-            precondition(id >= 0 && Int(id) < c.vocabSize, "token id \(id) out of range")
-            model.tokenEmbedding.dequantizeRow(Int(id), into: x + t * c.hiddenSize)
-        }
-        // Rotary tables per token: cos at [2i], sin at [2i+1].
-        let half = c.headDim / 2
-        for t in 0..<T {
-            let pos = Float(positions?[t] ?? (start + t))
-            let r = rope + t * c.headDim
-            for i in 0..<half {
-                let a = pos * invFreq[i]
-                r[2 * i] = cos(a)
-                r[2 * i + 1] = sin(a)
-            }
-        }
-        let scale = 1 / Float(c.headDim).squareRoot()
-        let group = c.headCount / c.kvHeadCount
-        // Visibility rows for a masked pass (the Sirius tree): built once, used by every layer.
-        var vis: UnsafePointer<UInt8>? = nil
-        if let mask {
-            let width = start + T
-            if T * width > visibleCapacity {
-                visible?.deallocate()
-                visibleCapacity = T * width
-                visible = .allocate(capacity: visibleCapacity)
-            }
-            let rows = visible!
-            for t in 0..<T {
-                let row = rows + t * width
-                for j in 0..<(start + t + 1) { row[j] = j < mask.from || mask.visible(t, j) ? 1 : 0 }
-            }
-            vis = UnsafePointer(rows)
-        }
+        embed(segments)
+        buildAttentionJobs(segments)
         for (l, layer) in model.layers.enumerated() {
             // Attention block.
-            rmsNorm(x, layer.attnNorm, xn, tokens: T)
-            matmul.matmul(layer.wq, xn, q, tokens: T)
-            matmul.matmul(layer.wk, xn, k, tokens: T)
-            matmul.matmul(layer.wv, xn, v, tokens: T)
-            for t in 0..<T {
-                applyRope(q + t * c.qDim, heads: c.headCount, table: rope + t * c.headDim)
-                applyRope(k + t * c.kvDim, heads: c.kvHeadCount, table: rope + t * c.headDim)
-                cache.store(layer: l, position: start + t, keys: k + t * c.kvDim, values: v + t * c.kvDim)
+            layer.attnNorm.withUnsafeBufferPointer { backend.rmsNorm(x, weight: $0.baseAddress!, eps: c.rmsNormEps, out: xn, rows: T, width: c.hiddenSize) }
+            project(layer.wq, xn, q, segments)
+            project(layer.wk, xn, k, segments)
+            project(layer.wv, xn, v, segments)
+            for (i, s) in segments.enumerated() {
+                for t in 0..<s.tokens.count {
+                    let r = rowStart[i] + t
+                    applyRope(q + r * c.qDim, heads: c.headCount, table: rope + r * c.headDim)
+                    applyRope(k + r * c.kvDim, heads: c.kvHeadCount, table: rope + r * c.headDim)
+                    s.cache.store(layer: l, position: s.start + t, keys: k + r * c.kvDim, values: v + r * c.kvDim)
+                }
             }
-            attention(layer: l, tokens: T, start: start, group: group, scale: scale, visible: vis, vstride: start + T)
-            matmul.matmul(layer.wo, att, proj, tokens: T)
+            backend.attend(layer: l, jobs: jobs, q: q, out: att, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim)
+            project(layer.wo, att, proj, segments)
             for i in 0..<(T * c.hiddenSize) { x[i] += proj[i] }
             // MLP block.
-            rmsNorm(x, layer.ffnNorm, xn, tokens: T)
-            if let mlpOverride {
-                mlpOverride(l, xn, proj, T)
-            } else {
-                denseMLP(layer: l, input: xn, output: proj, tokens: T)
-            }
+            layer.ffnNorm.withUnsafeBufferPointer { backend.rmsNorm(x, weight: $0.baseAddress!, eps: c.rmsNormEps, out: xn, rows: T, width: c.hiddenSize) }
+            mlp(layer: l, segments)
             for i in 0..<(T * c.hiddenSize) { x[i] += proj[i] }
         }
-        cache.commitWrite(start: start, end: start + T)
-        // Output head.
-        let rows = allLogits ? T : 1
+        for s in segments { s.cache.commitWrite(start: s.start, end: s.start + s.tokens.count) }
+        outputHead(segments)
+    }
+
+    /// Embedding rows and the rotary table (cos at [2i], sin at [2i+1]) of every token of the pass.
+    private func embed(_ segments: [PassSegment]) {
+        let c = config, half = c.headDim / 2
+        for (i, s) in segments.enumerated() {
+            for (t, id) in s.tokens.enumerated() {
+                precondition(id >= 0 && Int(id) < c.vocabSize, "token id \(id) out of range")
+                let r = rowStart[i] + t
+                model.tokenEmbedding.dequantizeRow(Int(id), into: x + r * c.hiddenSize)
+                let pos = Float(s.positions?[t] ?? (s.start + t))
+                let table = rope + r * c.headDim
+                for j in 0..<half {
+                    let a = pos * invFreq[j]
+                    table[2 * j] = cos(a)
+                    table[2 * j + 1] = sin(a)
+                }
+            }
+        }
+    }
+
+    /// One attention job per segment, with the masked segments' visibility rows (used by every layer).
+    private func buildAttentionJobs(_ segments: [PassSegment]) {
+        var bytes = 0
+        for s in segments where s.mask != nil { bytes += s.tokens.count * (s.start + s.tokens.count) }
+        if bytes > visibleCapacity {
+            visible?.deallocate()
+            visibleCapacity = bytes
+            visible = .allocate(capacity: bytes)
+        }
+        jobs.removeAll(keepingCapacity: true)
+        var offset = 0
+        for (i, s) in segments.enumerated() {
+            let n = s.tokens.count, width = s.start + n
+            var rows: UnsafePointer<UInt8>? = nil
+            if let mask = s.mask {
+                let base = visible! + offset
+                for t in 0..<n {
+                    let row = base + t * width
+                    for j in 0..<(s.start + t + 1) { row[j] = j < mask.from || mask.visible(t, j) ? 1 : 0 }
+                }
+                rows = UnsafePointer(base)
+                offset += n * width
+            }
+            jobs.append(AttentionJob(cache: s.cache, row: rowStart[i], tokens: n, start: s.start, visible: rows, vstride: width))
+        }
+    }
+
+    /// y = W·x for every row of the pass: runs of ordinary segments in one product, prompt chunks each
+    /// through the prompt kernels.
+    private func project(_ w: WeightMatrix, _ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
+                         _ segments: [PassSegment], where include: (PassSegment) -> Bool = { _ in true }) {
+        forEachRun(segments, where: include) { first, rows, prompt in
+            let xin = input + first * w.cols, yout = output + first * w.rows
+            if prompt { backend.matmulPrompt(w, xin, yout, tokens: rows) } else { backend.matmul(w, xin, yout, tokens: rows) }
+        }
+    }
+
+    /// Calls `body(firstRow, rows, isPromptChunk)` for each maximal run of consecutive included segments
+    /// that are not prompt chunks, and for each included prompt chunk alone.
+    private func forEachRun(_ segments: [PassSegment], where include: (PassSegment) -> Bool, _ body: (Int, Int, Bool) -> Void) {
+        var runStart = -1, runRows = 0
+        for (i, s) in segments.enumerated() {
+            let n = s.tokens.count
+            if include(s) && !s.isPromptChunk {
+                if runStart < 0 { runStart = rowStart[i]; runRows = 0 }
+                runRows += n
+                continue
+            }
+            if runStart >= 0 { body(runStart, runRows, false); runStart = -1 }
+            if include(s) { body(rowStart[i], n, true) }
+        }
+        if runStart >= 0 { body(runStart, runRows, false) }
+    }
+
+    /// The MLP of every segment: dense ones batched (their observers see their own rows), then each
+    /// sparse one on its own rows (using the dense scratch, free by then).
+    private func mlp(layer l: Int, _ segments: [PassSegment]) {
+        let layer = model.layers[l], n = config.intermediateSize, h = config.hiddenSize
+        let isDense: (PassSegment) -> Bool = { if case .sparse = $0.mlp { false } else { true } }
+        project(layer.gate, xn, gate, segments, where: isDense)
+        notify(segments) { o, rows, first in o.observe(layer: l, gate: gate + first * n, tokens: rows) }
+        project(layer.up, xn, up, segments, where: isDense)
+        forEachRun(segments, where: isDense) { first, rows, _ in backend.siluMul(gate + first * n, up + first * n, count: rows * n) }
+        notify(segments) { o, rows, first in o.observe(layer: l, activation: gate + first * n, tokens: rows) }
+        project(layer.down, gate, proj, segments, where: isDense)
+        for (i, s) in segments.enumerated() {
+            if case .sparse(let sparse) = s.mlp {
+                sparse.run(layer: l, input: xn + rowStart[i] * h, output: proj + rowStart[i] * h, tokens: s.tokens.count, in: self)
+            }
+        }
+    }
+
+    private func notify(_ segments: [PassSegment], _ call: (any MLPObserver, Int, Int) -> Void) {
+        for (i, s) in segments.enumerated() {
+            if case .observed(let o) = s.mlp { call(o, s.tokens.count, rowStart[i]) }
+        }
+    }
+
+    /// The final norm and the output projection of the rows whose logits were asked for, in one product.
+    private func outputHead(_ segments: [PassSegment]) {
+        let h = config.hiddenSize
+        logitsStart.removeAll(keepingCapacity: true)
+        logitsCount.removeAll(keepingCapacity: true)
+        var rows = 0
+        for s in segments {
+            let n = s.logits == .none ? 0 : s.logits == .last ? 1 : s.tokens.count
+            logitsStart.append(rows)
+            logitsCount.append(n)
+            rows += n
+        }
+        guard rows > 0 else { return }
         reserveLogits(rows: rows)
-        let first = allLogits ? 0 : T - 1
-        rmsNorm(x + first * c.hiddenSize, model.outputNorm, xn, tokens: rows)
-        matmul.matmul(model.output, xn, logitsBuf, tokens: rows)
-        return UnsafeMutableBufferPointer(start: logitsBuf, count: rows * c.vocabSize)
-    }
-
-    /// Attention of every head for the pass's tokens, over the cache. Work items are (KV group, run of
-    /// up to `attentionChunk` tokens), spread over the pool; each item's queries share the converted
-    /// key/value tiles. A query's result does not depend on the split.
-    private func attention(layer l: Int, tokens T: Int, start: Int, group: Int, scale: Float,
-                           visible vis: UnsafePointer<UInt8>?, vstride: Int) {
-        let c = config
-        let groups = c.kvHeadCount
-        let wanted = 2 * matmul.threads
-        let chunksPerGroup = min(T, max(1, (wanted + groups - 1) / groups))
-        let chunkTokens = min(Transformer.attentionChunk, (T + chunksPerGroup - 1) / chunksPerGroup)
-        let chunks = (T + chunkTokens - 1) / chunkTokens
-        let scores = self.scores
-        let q = UnsafePointer(self.q!), att = self.att!, cache = self.cache
-        matmul.parallelChunks(groups * chunks, minimum: 2) { worker, i0, i1 in
-            for item in i0..<i1 {
-                let g = item % groups, t0 = (item / groups) * chunkTokens
-                let n = min(chunkTokens, T - t0)
-                let offset = t0 * c.qDim + g * group * c.headDim
-                cache.attendGroup(layer: l, group: g, headDim: c.headDim, heads: group, tokens: n, firstN: start + t0 + 1,
-                                  queries: q + offset, out: att + offset, tstride: c.qDim, scale: scale,
-                                  visible: vis.map { $0 + t0 * vstride }, vstride: vstride, scores: scores[worker])
+        // Gather the wanted rows of the residual stream, normed, into xn (free by now).
+        model.outputNorm.withUnsafeBufferPointer { w in
+            for (i, s) in segments.enumerated() where logitsCount[i] > 0 {
+                let first = rowStart[i] + s.tokens.count - logitsCount[i]
+                backend.rmsNorm(x + first * h, weight: w.baseAddress!, eps: config.rmsNormEps, out: xn + logitsStart[i] * h,
+                                rows: logitsCount[i], width: h)
             }
         }
+        backend.matmul(model.output, xn, logitsBuf, tokens: rows)
     }
 
-    /// The dense SwiGLU MLP: down(silu(gate·x) ⊙ up·x).
-    public func denseMLP(layer l: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, tokens T: Int) {
-        let layer = model.layers[l]
-        let n = config.intermediateSize
-        matmul.matmul(layer.gate, input, gate, tokens: T)
-        gateObserver?(l, gate, T)
-        matmul.matmul(layer.up, input, up, tokens: T)
-        ck_silu_mul(gate, up, Int64(T * n))
-        mlpActivationObserver?(l, gate, T)
-        matmul.matmul(layer.down, gate, output, tokens: T)
-    }
-
-    /// Scratch buffers the sparse MLPs may use: `[maxTokens][intermediate]` each.
+    /// Scratch buffers the sparse MLPs may use during their `run`: `[maxTokens][intermediate]` each.
     public var mlpScratch: (gate: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>) { (gate, up) }
-
-    private func rmsNorm(_ input: UnsafePointer<Float>, _ weight: [Float], _ out: UnsafeMutablePointer<Float>, tokens: Int) {
-        let n = config.hiddenSize
-        weight.withUnsafeBufferPointer { w in
-            for t in 0..<tokens {
-                let xi = input + t * n, o = out + t * n
-                let ss = ck_dot(xi, xi, Int64(n))
-                let r = 1 / (ss / Float(n) + config.rmsNormEps).squareRoot()
-                for i in 0..<n { o[i] = w[i] * (xi[i] * r) }
-            }
-        }
-    }
 
     private func applyRope(_ vec: UnsafeMutablePointer<Float>, heads: Int, table: UnsafePointer<Float>) {
         let d = config.headDim, half = d / 2

@@ -1,4 +1,5 @@
 import Foundation
+import SiriusMethod
 
 /// Per-layer histograms of |silu(gate)| over dense MLP rows, for CATS threshold calibration
 /// (sirius-method.md §2.2: t_ℓ = the (1 − density) quantile of |silu(gate)| over a calibration set).
@@ -89,6 +90,39 @@ public struct CATSDensityMeasurement: Sendable, Equatable {
     }
 }
 
+/// Shows the dense MLP's gate rows to a histogram.
+final class GateRecorder: MLPObserver {
+    let histogram: GateMagnitudeHistogram
+    init(_ h: GateMagnitudeHistogram) { histogram = h }
+    func observe(layer: Int, gate: UnsafePointer<Float>, tokens: Int) { histogram.add(layer: layer, gate: gate, tokens: tokens) }
+}
+
+/// A CATS MLP whose gate rows also go to a histogram: the activations the sparse model really sees.
+final class GateRecordingMLP: SparseMLP {
+    let inner: CATSMLP
+    let histogram: GateMagnitudeHistogram
+    private var gate: [Float]
+
+    init(_ inner: CATSMLP, _ h: GateMagnitudeHistogram) {
+        self.inner = inner; histogram = h
+        gate = [Float](repeating: 0, count: inner.d)
+    }
+
+    var density: Double { inner.density }
+    var modelDensity: Double { inner.modelDensity }
+
+    func run(layer l: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, tokens n: Int, in transformer: Transformer) {
+        let w = transformer.model.layers[l].gate, h = transformer.config.hiddenSize
+        gate.withUnsafeMutableBufferPointer { g in
+            for r in 0..<n {
+                transformer.backend.matmul(w, input + r * h, g.baseAddress!, tokens: 1)
+                histogram.add(layer: l, gate: g.baseAddress!, tokens: 1)
+            }
+        }
+        inner.run(layer: l, input: input, output: output, tokens: n, in: transformer)
+    }
+}
+
 /// CATS threshold calibration: |silu(gate)| per layer over the dense prefill and some greedy dense
 /// decode steps of sample prompts; each layer's threshold is the (1 − density) quantile, so that a
 /// fraction `density` of its neurons stays active on average.
@@ -97,46 +131,28 @@ public enum CATSCalibrator {
     /// decode steps (stopping early at an id of `eosIDs`). With `prefillRows == false` only the decode
     /// steps' rows count (the rows CATS is applied to). With `sparse`, the decode steps run CATS in
     /// threshold mode with those thresholds (the rows are then the gate activations the sparse model
-    /// really sees, which refines a calibration); otherwise they are dense. The cache is reused.
+    /// really sees, which refines a calibration); otherwise they are dense. Uses the transformer's cache.
     public static func collect(transformer t: Transformer, prompts: [[Int32]], decodeTokens: Int,
                                eosIDs: Set<Int32> = [], prefillRows: Bool = true, sparse: CATSCalibration? = nil,
                                downT: NeuronMajorDown? = nil) throws -> GateMagnitudeHistogram {
         let c = t.config
         let hist = GateMagnitudeHistogram(layerCount: c.layerCount, width: c.intermediateSize)
-        let saved = t.gateObserver, savedMLP = t.mlpOverride
-        let observe: (Int, UnsafePointer<Float>, Int) -> Void = { layer, gate, tokens in hist.add(layer: layer, gate: gate, tokens: tokens) }
-        defer { t.gateObserver = saved; t.mlpOverride = savedMLP }
-        var mlp: SparseMLP?
-        var gate = [Float](repeating: 0, count: c.intermediateSize)
+        let recorder = GateRecorder(hist)
+        var decodeRoute = MLPRoute.observed(recorder)
         if let sparse {
-            mlp = SparseMLP(transformer: t, config: SparsityConfig(kind: .cats, density: sparse.density, catsMode: .threshold,
-                                                                   calibration: sparse), downT: downT)
+            let cats = CATSMLP(model: t.model, density: sparse.density, mode: .threshold, calibration: sparse,
+                               down: downT ?? NeuronMajorDown(model: t.model))
+            decodeRoute = .sparse(GateRecordingMLP(cats, hist))
         }
         for p in prompts {
             try PlainDecoder.checkFits(p.count, decodeTokens + 1, t)
             t.cache.reset()
-            t.mlpOverride = nil
-            t.gateObserver = prefillRows ? observe : nil
-            var logits = t.forward(tokens: p, start: 0)
-            t.gateObserver = observe
-            if let mlp {
-                t.gateObserver = nil
-                t.mlpOverride = { l, x, y, n in
-                    // The gate rows of this sparse step (one token), then the sparse MLP itself.
-                    gate.withUnsafeMutableBufferPointer { g in
-                        for r in 0..<n {
-                            t.matmul.matvec(t.model.layers[l].gate, x + r * c.hiddenSize, g.baseAddress!)
-                            hist.add(layer: l, gate: g.baseAddress!, tokens: 1)
-                        }
-                    }
-                    mlp.run(layer: l, input: x, output: y, tokens: n)
-                }
-            }
+            var logits = t.forward(tokens: p, start: 0, mlp: prefillRows ? .observed(recorder) : .dense, promptChunk: true)
             var next = argmax(UnsafeBufferPointer(logits))
             var steps = 0
             while steps < decodeTokens && !eosIDs.contains(next) && t.cache.count < t.cache.capacity {
                 steps += 1
-                logits = t.forward(tokens: [next], start: t.cache.count)
+                logits = t.forward(tokens: [next], start: t.cache.count, mlp: decodeRoute)
                 next = argmax(UnsafeBufferPointer(logits))
             }
         }
@@ -174,35 +190,22 @@ public enum CATSCalibrator {
     /// neurons of every layer at every sparse step.
     public static func measure(transformer t: Transformer, calibration: CATSCalibration, prompts: [[Int32]],
                                decodeTokens: Int, eosIDs: Set<Int32> = [], downT: NeuronMajorDown? = nil) throws -> CATSDensityMeasurement {
-        let config = SparsityConfig(kind: .cats, density: calibration.density, catsMode: .threshold, calibration: calibration)
-        let mlp = SparseMLP(transformer: t, config: config, downT: downT)
-        let layers = t.config.layerCount
-        var perActive = [Int](repeating: 0, count: layers), perSteps = [Int](repeating: 0, count: layers)
-        defer { t.mlpOverride = nil }
+        let mlp = CATSMLP(model: t.model, density: calibration.density, mode: .threshold, calibration: calibration,
+                          down: downT ?? NeuronMajorDown(model: t.model))
         for p in prompts {
             try PlainDecoder.checkFits(p.count, decodeTokens + 1, t)
             t.cache.reset()
-            t.mlpOverride = nil
-            mlp.beginPrompt()
-            var logits = t.forward(tokens: p, start: 0)
-            mlp.freeze()
-            // The sparse MLP, with its active counts attributed to layers.
-            t.mlpOverride = { l, x, y, n in
-                let before = mlp.activeNeuronsTotal
-                mlp.run(layer: l, input: x, output: y, tokens: n)
-                perActive[l] += mlp.activeNeuronsTotal - before
-                perSteps[l] += 1
-            }
+            var logits = t.forward(tokens: p, start: 0, promptChunk: true)
             var next = argmax(UnsafeBufferPointer(logits))
             var steps = 0
             while steps < decodeTokens && !eosIDs.contains(next) && t.cache.count < t.cache.capacity {
                 steps += 1
-                logits = t.forward(tokens: [next], start: t.cache.count)
+                logits = t.forward(tokens: [next], start: t.cache.count, mlp: .sparse(mlp))
                 next = argmax(UnsafeBufferPointer(logits))
             }
         }
-        return CATSDensityMeasurement(activeNeurons: mlp.activeNeuronsTotal, layerSteps: mlp.sparseLayerSteps,
-                                      width: t.config.intermediateSize, perLayerActive: perActive, perLayerSteps: perSteps)
+        return CATSDensityMeasurement(activeNeurons: mlp.activeNeurons.reduce(0, +), layerSteps: mlp.layerSteps.reduce(0, +),
+                                      width: t.config.intermediateSize, perLayerActive: mlp.activeNeurons, perLayerSteps: mlp.layerSteps)
     }
 }
 

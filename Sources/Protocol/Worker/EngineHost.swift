@@ -39,14 +39,19 @@ final class EngineHost: @unchecked Sendable {
         t.start()
     }
 
-    func cancel(lease: Int64) { cancelled.withLock { _ = $0.insert(lease) } }
+    func cancel(lease: Int64) { cancelled.withLock { _ = $0.insert(lease) }; jobs.wake() }
     func setPaused(_ p: Bool) { paused.withLock { $0 = p } }
-    /// Stops after the example in progress; queued jobs are reported as skipped.
+    /// Stops taking new examples; the ones in flight finish, queued jobs are reported as skipped.
     func stop() { stopping.withLock { $0 = true }; jobs.wake() }
     /// True when no example is being decoded and none is queued.
     var isIdle: Bool { !busy.current && jobs.count == 0 }
+    /// Jobs queued and not yet started (the agent asks for more work when few are left).
+    var queued: Int { jobs.count }
     func waitFinished(timeoutMs: Int) -> Bool { finished.pop(timeoutMs: timeoutMs) != nil }
 
+    /// Keeps up to the engine's batch size of examples in flight: admits queued jobs into free slots,
+    /// steps the engine, reports each example as it finishes. A timing-sample example runs alone: the
+    /// batch drains first and nothing joins it.
     private func loop(factory: EngineFactory, waker: any Waker) {
         let engine: any EvaluationEngine
         do {
@@ -57,43 +62,80 @@ final class EngineHost: @unchecked Sendable {
             return
         }
         state.withLock { $0 = .idle }
-        var prepared: (String, MethodSpec)? = nil
-        while !stopping.current {
-            guard let job = jobs.pop(timeoutMs: 200) else { continue }
-            busy.withLock { $0 = true }
-            defer { busy.withLock { $0 = false } }
-            while paused.current && !stopping.current && !cancelled.current.contains(job.leaseId) {
-                Thread.sleep(forTimeInterval: 0.01)
-            }
-            if stopping.current || cancelled.current.contains(job.leaseId) {
-                outputs.push(.skipped(job)); waker.wake(); continue
-            }
-            do {
-                if prepared == nil || prepared!.0 != job.model || prepared!.1 != job.request.method {
-                    state.withLock { $0 = .loading }
-                    try engine.prepare(model: job.model, method: job.request.method)
-                    prepared = (job.model, job.request.method)
+        var prepared: String? = nil
+        var inFlight: [Int: Job] = [:]
+        var nextTag = 0
+        var held: Job? = nil         // taken from the queue, waiting for the batch to drain (timing sample, new model)
+        var alone = false            // a timing sample is in flight
+        func report(_ o: Output) { outputs.push(o); waker.wake() }
+        while true {
+            let stop = stopping.current
+            // Admit.
+            while !stop && !alone && inFlight.count < engine.batchSize {
+                guard let job = held ?? (inFlight.isEmpty ? jobs.pop(timeoutMs: 200) : jobs.popNow()) else { break }
+                held = nil
+                if cancelled.current.contains(job.leaseId) { report(.skipped(job)); continue }
+                let sample = job.request.timingSample == true
+                if (sample || prepared != job.model) && !inFlight.isEmpty { held = job; break }
+                do {
+                    if prepared != job.model {
+                        state.withLock { $0 = .loading }
+                        try engine.prepare(model: job.model)
+                        prepared = job.model
+                    }
+                    try engine.admit(job.request, tag: nextTag)
+                    inFlight[nextTag] = job
+                    nextTag += 1
+                    if sample { alone = true }
+                } catch let e as EngineFailure where e.errorClass == .fatalConfig {
+                    report(.fatal(e.message))
+                    return
+                } catch let e as EngineFailure {
+                    report(.failed(job, e.errorClass, e.message))
+                } catch {
+                    report(.failed(job, .engineError, String(describing: error)))
                 }
-                state.withLock { $0 = .running }
-                let outcome = try engine.run(job.request)
-                outputs.push(.done(job, outcome, engine: engine.name, device: engine.device))
-            } catch let e as EngineFailure where e.errorClass == .fatalConfig {
-                outputs.push(.fatal(e.message))
-                waker.wake()
-                return
-            } catch let e as EngineFailure {
-                outputs.push(.failed(job, e.errorClass, e.message))
+            }
+            // Examples of cancelled leases leave the batch.
+            let gone = cancelled.current
+            for (tag, job) in inFlight where gone.contains(job.leaseId) {
+                engine.cancel(tag: tag)
+                inFlight[tag] = nil
+                report(.skipped(job))
+            }
+            if inFlight.isEmpty {
+                alone = false
+                busy.withLock { $0 = false }
+                state.withLock { $0 = .idle }
+                if stop { break }
+                continue
+            }
+            if paused.current && !stop {
+                Thread.sleep(forTimeInterval: 0.01)
+                continue
+            }
+            busy.withLock { $0 = true }
+            state.withLock { $0 = .running }
+            do {
+                for (tag, result) in try engine.step() {
+                    guard let job = inFlight.removeValue(forKey: tag) else { continue }
+                    switch result {
+                    case .success(let outcome): report(.done(job, outcome, engine: engine.name, device: engine.device))
+                    case .failure(let e) where e.errorClass == .fatalConfig: report(.fatal(e.message)); return
+                    case .failure(let e): report(.failed(job, e.errorClass, e.message))
+                    }
+                }
             } catch let e as SimulatedCrash {
-                outputs.push(.crashed("simulated crash on \(e.exampleId)"))
-                waker.wake()
+                report(.crashed("simulated crash on \(e.exampleId)"))
                 return
             } catch {
-                outputs.push(.failed(job, .engineError, String(describing: error)))
+                for (_, job) in inFlight { report(.failed(job, .engineError, String(describing: error))) }
+                for tag in inFlight.keys { engine.cancel(tag: tag) }
+                inFlight.removeAll()
             }
-            state.withLock { $0 = .idle }
-            waker.wake()
         }
-        for job in jobs.drain() { outputs.push(.skipped(job)) }
-        waker.wake()
+        if let held { report(.skipped(held)) }
+        for job in jobs.drain() { report(.skipped(job)) }
+        busy.withLock { $0 = false }
     }
 }

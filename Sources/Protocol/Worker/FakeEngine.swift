@@ -50,15 +50,33 @@ public final class FakeEngine: EvaluationEngine {
     public let name = "fake"
     public let device = "cpu"
     public let config: FakeEngineConfig
+    public let batchSize = 1
     private var loaded = false
+    private var admitted: [(tag: Int, request: ExampleRequest)] = []
 
     public init(config: FakeEngineConfig = FakeEngineConfig()) { self.config = config }
+
+    public var inFlight: Int { admitted.count }
+
+    public func admit(_ request: ExampleRequest, tag: Int) throws { admitted.append((tag, request)) }
+
+    public func cancel(tag: Int) { admitted.removeAll { $0.tag == tag } }
+
+    /// Decodes the examples admitted so far, one by one.
+    public func step() throws -> [(tag: Int, result: Result<ExampleOutcome, EngineFailure>)] {
+        var out: [(tag: Int, result: Result<ExampleOutcome, EngineFailure>)] = []
+        while !admitted.isEmpty {
+            let (tag, r) = admitted.removeFirst()
+            do { out.append((tag, .success(try run(r)))) } catch let e as EngineFailure { out.append((tag, .failure(e))) }
+        }
+        return out
+    }
 
     /// The answer the fake engine considers correct for `prompt` (synthetic tasks use it as the
     /// reference).
     public static func oracle(_ prompt: String) -> Int { Int(StableHasher.hash("oracle", prompt) % 100) }
 
-    public func prepare(model: String, method: MethodSpec) throws {
+    public func prepare(model: String) throws {
         if !loaded, config.loadMs > 0 { Thread.sleep(forTimeInterval: Double(config.loadMs) / 1000) }
         loaded = true
     }
@@ -83,7 +101,7 @@ public final class FakeEngine: EvaluationEngine {
         var h = StableHasher()
         h.combine(r.task); h.combine(r.exampleId); h.combine(r.method.name); h.combine(r.seed); h.combine(r.prompt)
         let bits = h.value
-        let density = r.method.density ?? 1
+        let density = r.method.density
         let pCorrect: Double = switch r.method.kind {
         case .full: 0.8
         case .sparse: 0.8 - (1 - density) * 0.6
@@ -97,15 +115,15 @@ public final class FakeEngine: EvaluationEngine {
         for s in r.stop { if let range = text.range(of: s) { text = String(text[..<range.lowerBound]) } }
         let generated = min(r.maxNewTokens, 16 + Int((bits >> 24) % 48))
 
-        var counters = SiriusCounters()
+        var counters = DecodeCounters()
         var modelDensity: Double? = nil
-        var paperDensity: Double? = nil
+        var paramDensity: Double? = nil
         if r.method.kind != .full {
             modelDensity = 1 - (1 - density) * 0.66
-            paperDensity = ((1 - (1 - density) * 0.702) * 100).rounded() / 100
+            paramDensity = ((1 - (1 - density) * 0.702) * 100).rounded() / 100
         }
         if r.method.kind == .sirius {
-            let k = max(2, r.method.period ?? 16)
+            let k = max(2, r.method.period)
             var produced = 0
             var period = 0
             var g = StableHasher(); g.combine(bits)
@@ -133,7 +151,7 @@ public final class FakeEngine: EvaluationEngine {
         return ExampleOutcome(
             text: text, promptTokens: r.prompt.utf8.count / 4 + 1, generatedTokens: generated,
             stopReason: generated == r.maxNewTokens ? "length" : "eos", counters: counters,
-            modelDensity: modelDensity, paperDensity: paperDensity,
+            modelDensity: modelDensity, paramDensity: paramDensity,
             timings: PhaseTimings(prefillSeconds: 0, sparseSeconds: r.method.kind == .full ? 0 : elapsed,
                                   verifySeconds: 0, totalSeconds: elapsed))
     }

@@ -11,8 +11,13 @@ public struct WorkerOptions: Sendable {
     public var device: String = "cpu"
     /// Join token, sent inside HELLO; only over CURVE (the CLI enforces this).
     public var token: String?
-    /// Leases held at once (pull model: `READY credits`).
-    public var credits = 1
+    /// Leases held at once (pull model: `READY credits`); nil: enough to keep `batchSize` examples in
+    /// flight (one lease beyond the batch's worth of shards, or one lease at batch size 1).
+    public var credits: Int? = nil
+    /// Examples the engine decodes at once (reported in HELLO).
+    public var batchSize = 1
+    /// The engine's numerics (`exact` / `fast`; nil for engines without, the fake one).
+    public var numerics: String?
     /// No WELCOME within this long after HELLO: reconnect with back-off.
     public var helloTimeoutMs = 2000
     public var backoffInitialMs = 100
@@ -137,6 +142,8 @@ public final class WorkerAgent: @unchecked Sendable {
     private var spool: [ResultKey: SpoolEntry] = [:]
     private var coordinatorPaused = false
     private var helloSentMs: Int64 = 0
+    /// Leases to hold, set at WELCOME from the run's shard size.
+    private var leasesWanted = 1
 
     /// Runs the session on the calling thread (which must not be a Swift concurrency thread).
     public func run() -> WorkerExit {
@@ -174,8 +181,9 @@ public final class WorkerAgent: @unchecked Sendable {
     private func hello() {
         helloPending = !send(.hello(Hello(workerId: options.workerId, hostname: options.hostname, pid: options.pid,
                           build: options.build, engines: options.engines, device: options.device,
-                          maxCredits: options.credits, token: options.token,
-                          heldLeases: held.keys.sorted(), spoolCount: spool.count)))
+                          maxCredits: options.credits ?? options.batchSize + 1, token: options.token,
+                          heldLeases: held.keys.sorted(), spoolCount: spool.count,
+                          numerics: options.numerics, batchSize: options.batchSize)))
         if !helloPending { helloSentMs = monotonicMs() }
     }
 
@@ -303,7 +311,9 @@ public final class WorkerAgent: @unchecked Sendable {
             runId = env.header.runId
             heartbeatMs = max(10, w.heartbeatMs)
             leaseTtlMs = w.leaseTtlMs
-            let free = options.credits - held.count
+            let shard = max(1, w.shardSize ?? 1)
+            leasesWanted = options.credits ?? (options.batchSize <= 1 ? 1 : (options.batchSize + shard - 1) / shard + 1)
+            let free = leasesWanted - held.count
             if free > 0 { send(.ready(Ready(credits: free))) }
             let now = monotonicMs()
             for (k, e) in spool { transport?.send(e.frames); spool[k]?.lastSentMs = now }

@@ -1,0 +1,126 @@
+/// Shared-prefix KV cache of one worker: prompts that begin with the same tokens (a task's few-shot
+/// prompt) compute that prefix's K/V once. An entry holds the K/V of the first L positions of the prompt
+/// that created it (L a multiple of the prefill chunk C, and shorter than that prompt), and the Griffin
+/// prompt scores after every chunk. A later prompt reuses R positions: the common prefix rounded down to
+/// whole chunks (and at most its own length − 1, so that its last token is always computed). Its own
+/// prefill then continues at R in the same canonical chunks as without the cache, so every bit of its
+/// result is the same with a hit, a miss or no cache at all.
+///
+/// Bounded by bytes (least recently used entries go first). A prompt that shares a prefix with an entry
+/// still being computed waits for it rather than computing it again.
+public final class PrefixCache {
+    public final class Entry {
+        /// The prompt that created the entry.
+        let tokens: [Int32]
+        /// Positions whose K/V the entry holds once complete.
+        let length: Int
+        var kv: KVCache?
+        /// Griffin scores after positions C, 2C, … , length.
+        var scores: [Int: PromptScores] = [:]
+        var complete = false
+        var lastUse = 0
+        var bytes = 0
+
+        init(tokens: [Int32], length: Int) { self.tokens = tokens; self.length = length }
+    }
+
+    public let chunk: Int
+    public let budgetBytes: Int
+    public private(set) var hits = 0
+    public private(set) var misses = 0
+    public private(set) var reusedTokens = 0
+    public private(set) var promptTokens = 0
+    private var entries: [Entry] = []
+    private var clock = 0
+
+    public init(chunk: Int, budgetBytes: Int) {
+        precondition(chunk > 0)
+        self.chunk = chunk; self.budgetBytes = budgetBytes
+    }
+
+    public var bytes: Int { entries.reduce(0) { $0 + $1.bytes } }
+    public var entryCount: Int { entries.count }
+
+    enum Lookup {
+        /// Reuse `length` positions of a complete entry.
+        case hit(Entry, length: Int)
+        /// A matching entry is still being computed.
+        case pending(Entry)
+        case miss
+    }
+
+    /// Positions of `prompt` an entry can serve.
+    private func reusable(_ e: Entry, _ prompt: [Int32]) -> Int {
+        let limit = min(e.length, (prompt.count - 1) / chunk * chunk)
+        var n = 0
+        while n < limit && e.tokens[n] == prompt[n] { n += 1 }
+        return n / chunk * chunk
+    }
+
+    func lookup(_ prompt: [Int32]) -> Lookup {
+        var best: Entry?, bestR = 0
+        for e in entries {
+            let r = reusable(e, prompt)
+            if r > bestR || (r == bestR && r > 0 && e.complete && !(best?.complete ?? false)) { best = e; bestR = r }
+        }
+        guard let best, bestR > 0 else { return .miss }
+        return best.complete ? .hit(best, length: bestR) : .pending(best)
+    }
+
+    /// Counts a sequence's outcome (once per admitted prompt).
+    func count(prompt: Int, reused: Int) {
+        promptTokens += prompt
+        reusedTokens += reused
+        if reused > 0 { hits += 1 } else { misses += 1 }
+    }
+
+    /// Serves a hit: copies the entry's first `length` positions and the scores after them into `seq`.
+    func apply(_ e: Entry, length: Int, to seq: DecodeSequence) {
+        clock += 1
+        e.lastUse = clock
+        seq.cache.copyPrefix(from: e.kv!, count: length)
+        seq.scores.load(e.scores[length]!)
+        seq.resume(afterReused: length)
+    }
+
+    /// A new entry filled by the sequence of `prompt` as it prefills; nil when the prompt is too short
+    /// to share a whole chunk.
+    func begin(_ prompt: [Int32]) -> Entry? {
+        let length = (prompt.count - 1) / chunk * chunk
+        guard length >= chunk else { return nil }
+        let e = Entry(tokens: prompt, length: length)
+        clock += 1
+        e.lastUse = clock
+        entries.append(e)
+        return e
+    }
+
+    /// The recording sequence finished the prompt chunk ending at `end`: keep the scores there, and the
+    /// K/V once `end` reaches the entry's length.
+    func record(_ e: Entry, sequence seq: DecodeSequence, through end: Int) {
+        guard !e.complete, end <= e.length, end % chunk == 0 else { return }
+        e.scores[end] = PromptScores(copying: seq.scores)
+        if end == e.length {
+            let kv = KVCache(layerCount: seq.cache.layerCount, kvDim: seq.cache.kvDim, kvHeads: seq.cache.kvHeads,
+                             capacity: e.length, halfPrecision: seq.cache.halfPrecision)
+            kv.copyPrefix(from: seq.cache, count: e.length)
+            e.kv = kv
+            e.complete = true
+            let scoreBytes = e.scores.values.reduce(0) { $0 + $1.values.count * $1.width * 4 }
+            e.bytes = kv.byteCount + scoreBytes + e.tokens.count * 4
+            seq.recording = nil
+            evict()
+        }
+    }
+
+    /// The recording sequence stopped before completing its entry: drop it (waiters look again).
+    func abandon(_ e: Entry) {
+        if !e.complete { entries.removeAll { $0 === e } }
+    }
+
+    private func evict() {
+        while bytes > budgetBytes, let victim = entries.filter(\.complete).min(by: { $0.lastUse < $1.lastUse }) {
+            entries.removeAll { $0 === victim }
+        }
+    }
+}

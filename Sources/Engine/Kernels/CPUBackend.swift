@@ -1,0 +1,250 @@
+import CKernels
+import COpenBLAS
+import Dispatch
+
+/// The CPU implementation of `ComputeBackend`: C kernels (AVX2 / AVX-512 chosen at run time, scalar
+/// fallback) spread over the engine's own thread pool. Single-token products are mat-vecs over the
+/// quantised rows; multi-token products use integer kernels (fast numerics) or float kernels that decode
+/// each weight block once per four tokens (exact), both bit-identical per token to the mat-vec; prompt
+/// chunks in exact numerics dequantise tiles of rows and call OpenBLAS `sgemm` (formats.md §4).
+/// One owner (the engine thread); not Sendable.
+public final class CPUBackend: ComputeBackend {
+    public let numerics: Numerics
+    public let threads: Int
+    /// Token count from which prompt chunks go through sgemm instead of the per-token kernels.
+    public var gemmMinTokens = 8
+    private var tiles: [UnsafeMutablePointer<Float>]
+    private var tileCapacity: Int
+    private var q8: UnsafeMutablePointer<ck_q8_block>
+    /// Helper threads for `threads > 1` (nil with one thread), and the task they run.
+    private let pool: OpaquePointer?
+    private let job = ChunkJob()
+    private var q8Capacity: Int
+
+    public init(numerics: Numerics, threads: Int = 1) {
+        self.numerics = numerics
+        self.threads = max(1, threads)
+        tileCapacity = 1 << 16
+        tiles = (0..<max(1, threads)).map { _ in .allocate(capacity: 1 << 16) }
+        q8Capacity = 1024
+        q8 = .allocate(capacity: q8Capacity)
+        openblas_set_num_threads(1)
+        pool = self.threads > 1 ? ck_pool_create(Int32(self.threads)) : nil
+    }
+
+    deinit {
+        if let pool { ck_pool_destroy(pool) }
+        for p in scores { p.deallocate() }
+        for t in tiles { t.deallocate() }
+        q8.deallocate()
+    }
+
+    /// Quantised copy of `x` for fast numerics (valid until the next call).
+    func quantize(_ x: UnsafePointer<Float>, count: Int) -> UnsafePointer<ck_q8_block> {
+        let blocks = count / 32
+        if blocks > q8Capacity {
+            q8.deallocate()
+            q8Capacity = blocks
+            q8 = .allocate(capacity: blocks)
+        }
+        ck_quantize_q8(x, Int64(count), q8)
+        return UnsafePointer(q8)
+    }
+
+    /// y[0..<rows] = W · x for one token.
+    public func matvec(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        if numerics == .fast && w.cols % 32 == 0 {
+            let xq = quantize(x, count: w.cols)
+            matvecQ(w, xq, x, y)
+        } else {
+            parallelRows(w.rows) { r0, r1 in
+                ck_matvec_f32(Int32(w.type.rawValue), w.data, w.rowBytes, x, y + r0, Int64(w.cols), Int64(r0), Int64(r1))
+            }
+        }
+    }
+
+    /// y = W · x with `x` already quantised (fast numerics).
+    func matvecQ(_ w: WeightMatrix, _ xq: UnsafePointer<ck_q8_block>, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        parallelRows(w.rows) { r0, r1 in
+            ck_matvec_q8(Int32(w.type.rawValue), w.data, w.rowBytes, xq, x, y + r0, Int64(w.cols), Int64(r0), Int64(r1))
+        }
+    }
+
+    /// y[i] = W_{rows[i]} · x for the listed rows only (sparse up projection over active neurons).
+    public func matvecRows(_ w: WeightMatrix, rows: UnsafePointer<Int32>, count: Int, _ x: UnsafePointer<Float>,
+                           _ y: UnsafeMutablePointer<Float>) {
+        if numerics == .fast && w.cols % 32 == 0 {
+            let xq = quantize(x, count: w.cols)
+            parallelRows(count) { r0, r1 in
+                ck_matvec_q8_rows(Int32(w.type.rawValue), w.data, w.rowBytes, xq, x, y + r0, Int64(w.cols), rows + r0, Int64(r1 - r0))
+            }
+        } else {
+            parallelRows(count) { r0, r1 in
+                ck_matvec_f32_rows(Int32(w.type.rawValue), w.data, w.rowBytes, x, y + r0, Int64(w.cols), rows + r0, Int64(r1 - r0))
+            }
+        }
+    }
+
+    /// Y[T, rows] = X[T, cols] · Wᵀ for `tokens` rows of X (row stride `cols`, output stride `rows`); each
+    /// token's row equals `matvec` on that token alone.
+    public func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int) {
+        if tokens == 1 {
+            matvec(w, x, y)
+            return
+        }
+        if matmulQ8(w, x, y, tokens: tokens) { return }
+        parallelRows(w.rows) { r0, r1 in
+            ck_matmul_f32(Int32(w.type.rawValue), w.data, w.rowBytes, x, Int64(w.cols), Int64(tokens), y, Int64(w.rows),
+                          Int64(w.cols), Int64(r0), Int64(r1))
+        }
+    }
+
+    /// Fast numerics on Q4_0 / Q4_1 / Q8_0 rows: integer products, each weight block decoded once per four
+    /// tokens. False when the weights are another type or the numerics exact.
+    private func matmulQ8(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int) -> Bool {
+        guard numerics == .fast && w.cols % 32 == 0 && (w.type == .q4_0 || w.type == .q4_1 || w.type == .q8_0) else { return false }
+        let xq = quantize(x, count: tokens * w.cols)   // T consecutive rows → T·nb blocks
+        precondition(w.cols / 32 * tokens <= q8Capacity)
+        parallelRows(w.rows) { r0, r1 in
+            _ = ck_matmul_q8(Int32(w.type.rawValue), w.data, w.rowBytes, xq, Int64(tokens), y, Int64(w.rows),
+                             Int64(w.cols), Int64(r0), Int64(r1))
+        }
+        return true
+    }
+
+    /// A prompt chunk: as `matmul`, except that from `gemmMinTokens` tokens on, products the integer
+    /// kernels do not cover dequantise tiles of rows and run sgemm.
+    public func matmulPrompt(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int) {
+        guard tokens >= gemmMinTokens else { return matmul(w, x, y, tokens: tokens) }
+        if matmulQ8(w, x, y, tokens: tokens) { return }
+        // Dequantise a tile of rows (per thread), then sgemm: Y[:, r0..<r1] = X · tileᵀ.
+        let rowsPerTile = max(16, min(w.rows, (1 << 16) / w.cols))
+        if rowsPerTile * w.cols > tileCapacity {
+            for t in tiles { t.deallocate() }
+            tileCapacity = rowsPerTile * w.cols
+            tiles = (0..<threads).map { _ in .allocate(capacity: tileCapacity) }
+        }
+        let tileCount = (w.rows + rowsPerTile - 1) / rowsPerTile
+        let tiles = self.tiles
+        parallelChunks(tileCount, minimum: 2) { worker, i0, i1 in
+            let buffer = tiles[worker]
+            for i in i0..<i1 {
+                let r0 = i * rowsPerTile, r1 = min(w.rows, r0 + rowsPerTile)
+                let b: UnsafePointer<Float>
+                if w.type == .f32 {
+                    b = (w.data + r0 * w.rowBytes).assumingMemoryBound(to: Float.self)
+                } else {
+                    ck_dequantize_rows(Int32(w.type.rawValue), w.data, w.rowBytes, Int64(w.cols), Int64(r0), Int64(r1), buffer)
+                    b = UnsafePointer(buffer)
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(r1 - r0), Int32(w.cols),
+                            1, x, Int32(w.cols), b, Int32(w.cols), 0, y + r0, Int32(w.rows))
+            }
+        }
+    }
+
+    public func accumulateRows(_ w: WeightMatrix, coefficients: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int,
+                               into y: UnsafeMutablePointer<Float>) {
+        // The output's elements split over the threads in whole blocks: each element sums its rows in the
+        // same order whatever the split.
+        let (be, bb) = w.type.blockGeometry!
+        parallelChunks(w.cols / be, minimum: 2) { _, b0, b1 in
+            ck_accumulate_rows(Int32(w.type.rawValue), w.data + b0 * bb, w.rowBytes, Int64((b1 - b0) * be),
+                               coefficients, rows, Int64(count), y + b0 * be)
+        }
+    }
+
+    public func siluMul(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>?, count: Int) {
+        ck_silu_mul(g, u, Int64(count))
+    }
+
+    public func rmsNorm(_ x: UnsafePointer<Float>, weight w: UnsafePointer<Float>, eps: Float, out: UnsafeMutablePointer<Float>,
+                        rows: Int, width n: Int) {
+        for t in 0..<rows {
+            let xi = x + t * n, o = out + t * n
+            let ss = ck_dot(xi, xi, Int64(n))
+            let r = 1 / (ss / Float(n) + eps).squareRoot()
+            for i in 0..<n { o[i] = w[i] * (xi[i] * r) }
+        }
+    }
+
+    /// Tokens per attention work item at most.
+    static let attentionChunk = 16
+    /// Attention scratch, one per pool thread: scores of up to `attentionChunk` tokens × the heads of one KV
+    /// group over a whole cache; grown when a longer cache comes (never per pass otherwise).
+    private var scores: [UnsafeMutablePointer<Float>] = []
+    private var scoresCapacity = 0
+    /// The pass's work items (job, KV group, first token, tokens), reused.
+    private var attentionItems: [(job: Int, group: Int, first: Int, count: Int)] = []
+
+    /// Work items are (job, KV group, run of up to `attentionChunk` tokens), spread over the pool; each
+    /// item's queries share the converted key/value tiles. A query's result does not depend on the split.
+    public func attend(layer l: Int, jobs: [AttentionJob], q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                       heads: Int, kvHeads: Int, headDim: Int) {
+        let group = heads / kvHeads, qDim = heads * headDim
+        let scale = 1 / Float(headDim).squareRoot()
+        let wanted = 2 * threads
+        attentionItems.removeAll(keepingCapacity: true)
+        var need = 0
+        for (j, job) in jobs.enumerated() {
+            let chunksPerGroup = min(job.tokens, max(1, (wanted + kvHeads - 1) / kvHeads))
+            let chunkTokens = min(Self.attentionChunk, (job.tokens + chunksPerGroup - 1) / chunksPerGroup)
+            var t0 = 0
+            while t0 < job.tokens {
+                let n = min(chunkTokens, job.tokens - t0)
+                for g in 0..<kvHeads { attentionItems.append((j, g, t0, n)) }
+                t0 += n
+            }
+            need = max(need, Self.attentionChunk * group * ((job.start + job.tokens + 7) / 8 * 8))
+        }
+        if need > scoresCapacity {
+            for p in scores { p.deallocate() }
+            scoresCapacity = need
+            scores = (0..<threads).map { _ in .allocate(capacity: need) }
+        }
+        let scores = self.scores, items = attentionItems
+        parallelChunks(items.count, minimum: 2) { worker, i0, i1 in
+            for item in items[i0..<i1] {
+                let job = jobs[item.job]
+                let offset = (job.row + item.first) * qDim + item.group * group * headDim
+                job.cache.attendGroup(layer: l, group: item.group, headDim: headDim, heads: group, tokens: item.count,
+                                      firstN: job.start + item.first + 1, queries: q + offset, out: out + offset, tstride: qDim,
+                                      scale: scale, visible: job.visible.map { $0 + item.first * job.vstride }, vstride: job.vstride,
+                                      scores: scores[worker])
+            }
+        }
+    }
+
+    /// Splits `rows` into contiguous ranges over the worker threads.
+    @inline(__always)
+    func parallelRows(_ rows: Int, minimum: Int = 64, _ body: (Int, Int) -> Void) {
+        parallelChunks(rows, minimum: minimum) { _, r0, r1 in body(r0, r1) }
+    }
+
+    /// Splits `0..<count` into one contiguous range per thread; `body(worker, start, end)`. Runs on
+    /// the engine's own thread pool (never the Swift cooperative pool).
+    @inline(__always)
+    func parallelChunks(_ count: Int, minimum: Int, _ body: (Int, Int, Int) -> Void) {
+        guard let pool, count >= minimum else {
+            body(0, 0, count)
+            return
+        }
+        withoutActuallyEscaping(body) { f in
+            job.body = f
+            job.count = count
+            ck_pool_run(pool, { ctx, worker, workers in
+                let job = Unmanaged<ChunkJob>.fromOpaque(ctx!).takeUnretainedValue()
+                let w = Int(worker), n = Int(workers)
+                let r0 = job.count * w / n, r1 = job.count * (w + 1) / n
+                if r1 > r0 { job.body?(w, r0, r1) }
+            }, Unmanaged.passUnretained(job).toOpaque())
+            job.body = nil
+        }
+    }
+}
+
+/// The task a pool runs: a range split over workers. Reused for every product (no allocation).
+final class ChunkJob: @unchecked Sendable {
+    var body: ((Int, Int, Int) -> Void)?
+    var count = 0
+}

@@ -1,0 +1,189 @@
+import Foundation
+
+/// The decoding methods and their knobs, one vocabulary for the engine, the workers, the protocol and the
+/// coordinator (sirius-method.md §11): `density` is the fraction of MLP neurons kept, `period` K, `threshold`
+/// τ, acceptance rule and temperature, tree width W, CATS mode and calibration.
+public enum MethodKind: String, Codable, Sendable, CaseIterable {
+    /// Dense decoding with the full model.
+    case full
+    /// Dense prefill, then the sparse model alone (the Griffin / CATS baselines).
+    case sparse
+    /// Sparse drafting corrected by the full model.
+    case sirius
+}
+
+/// Which contextual-sparsity method drafts (sirius-method.md §2).
+public enum SparsityKind: String, Codable, Sendable, CaseIterable {
+    /// Coarse: neurons scored on the prompt during the dense prefill, frozen for the generation (§2.1).
+    case griffin
+    /// Fine: neurons chosen per token from |silu(gate)| (§2.2).
+    case cats
+}
+
+/// How CATS picks a token's active neurons.
+public enum CATSMode: String, Codable, Sendable, CaseIterable {
+    /// The `density × D` largest |silu(gate)| (as the reference runs it).
+    case topk
+    /// |silu(gate)| above a per-layer threshold calibrated for the target density (as CATS does).
+    case threshold
+}
+
+/// How drafts are accepted against the dense verification (sirius-method.md §11).
+public enum AcceptanceRule: String, Codable, Sendable, CaseIterable {
+    /// The paper's rule: accept while softmax(z/T)[draft] ≥ τ.
+    case threshold
+    /// Also accept a draft that is the dense argmax when its probability is below τ.
+    case thresholdOrArgmax = "threshold-or-argmax"
+    /// Lossless: accept only the dense argmax (output equals full greedy decoding).
+    case argmax
+}
+
+/// The defaults of every knob, in one place.
+public enum MethodDefaults {
+    public static let density = 0.5
+    public static let period = 16
+    public static let threshold = 0.1
+    /// Users get the rule that also keeps a draft equal to the dense argmax; runs that reproduce the
+    /// paper's tables pass `--acceptance threshold` and say so (sirius-method.md §11).
+    public static let acceptance = AcceptanceRule.thresholdOrArgmax
+    public static let acceptanceTemperature = 0.6
+    public static let treeWidth = 1
+    public static let catsMode = CATSMode.topk
+}
+
+/// One decoding method with all its settings. `name` labels it in result keys and reports (the method
+/// syntax it was written in, e.g. `sirius/griffin@0.5`).
+///
+/// The JSON form holds only what the kind uses (and CATS mode, acceptance temperature and calibration
+/// only when they differ from the defaults), so specs written by earlier builds read and hash the same.
+public struct MethodSpec: Codable, Sendable, Hashable, CustomStringConvertible {
+    public var name: String
+    public var kind: MethodKind
+    public var sparsity: SparsityKind
+    public var density: Double
+    public var catsMode: CATSMode
+    public var calibration: CATSCalibration?
+    public var period: Int
+    public var threshold: Double
+    public var acceptance: AcceptanceRule
+    public var acceptanceTemperature: Double
+    public var treeWidth: Int
+
+    public init(name: String? = nil, kind: MethodKind, sparsity: SparsityKind = .griffin,
+                density: Double = MethodDefaults.density, catsMode: CATSMode = MethodDefaults.catsMode,
+                calibration: CATSCalibration? = nil, period: Int = MethodDefaults.period,
+                threshold: Double = MethodDefaults.threshold, acceptance: AcceptanceRule = MethodDefaults.acceptance,
+                acceptanceTemperature: Double = MethodDefaults.acceptanceTemperature, treeWidth: Int = MethodDefaults.treeWidth) {
+        self.kind = kind; self.sparsity = sparsity; self.density = density; self.catsMode = catsMode
+        self.calibration = calibration; self.period = period; self.threshold = threshold; self.acceptance = acceptance
+        self.acceptanceTemperature = acceptanceTemperature; self.treeWidth = treeWidth
+        self.name = ""
+        self.name = name ?? syntax
+    }
+
+    public static let full = MethodSpec(kind: .full)
+
+    /// The method syntax: `full`, `griffin@0.5`, `cats@0.5`, `sirius/griffin@0.5`, `sirius/cats@0.5`.
+    public var syntax: String {
+        switch kind {
+        case .full: "full"
+        case .sparse: "\(sparsity.rawValue)@\(Self.format(density))"
+        case .sirius: "sirius/\(sparsity.rawValue)@\(Self.format(density))"
+        }
+    }
+
+    public var description: String { name }
+
+    /// Uses a sparse model (sparse baseline or Sirius drafts).
+    public var isSparse: Bool { kind != .full }
+
+    /// Extra KV-cache positions beyond prompt + new tokens: a Sirius period's drafts (all W·(K−1) tree
+    /// nodes and the root).
+    public var extraCachePositions: Int { kind == .sirius ? (period - 1) * treeWidth + 1 : 0 }
+
+    static func format(_ d: Double) -> String {
+        d == d.rounded() ? String(Int(d)) : String(d)
+    }
+
+    /// Parses the method syntax; `base` supplies the knobs the syntax does not name (period, threshold,
+    /// acceptance, temperature, tree width, CATS mode, calibration).
+    public static func parse(_ text: String, base: MethodSpec = MethodSpec(kind: .sirius)) throws -> MethodSpec {
+        let s = text.trimmingCharacters(in: .whitespaces)
+        if s == "full" { return .full }
+        var rest = Substring(s)
+        var kind = MethodKind.sparse
+        if rest.hasPrefix("sirius/") { kind = .sirius; rest = rest.dropFirst("sirius/".count) }
+        let parts = rest.split(separator: "@", omittingEmptySubsequences: false)
+        guard let sp = parts.first.flatMap({ SparsityKind(rawValue: String($0)) }), parts.count <= 2 else {
+            throw MethodError("bad method \(text.debugDescription): use full, griffin@D, cats@D, sirius/griffin@D or sirius/cats@D (D = density kept, 0–1)")
+        }
+        var density = base.density
+        if parts.count == 2 {
+            guard let d = Double(parts[1]) else {
+                throw MethodError("bad density in \(text.debugDescription): \(String(parts[1]).debugDescription) is not a number; write e.g. \(sp.rawValue)@0.5")
+            }
+            density = d
+        }
+        var m = base
+        m.kind = kind; m.sparsity = sp; m.density = density
+        m.name = s
+        try m.validate()
+        return m
+    }
+
+    /// Checks every knob's range; the error names the knob and its allowed values.
+    public func validate() throws {
+        guard density > 0 && density <= 1 else { throw MethodError("density \(density) of \(name) must be in (0, 1] (the fraction of MLP neurons kept)") }
+        guard kind != .sirius || (2...64).contains(period) else { throw MethodError("period \(period) of \(name) must be between 2 and 64") }
+        guard kind != .sirius || (1...16).contains(treeWidth) else { throw MethodError("tree width \(treeWidth) of \(name) must be between 1 and 16") }
+        guard threshold >= 0 && threshold <= 1 else { throw MethodError("threshold \(threshold) of \(name) must be in [0, 1]") }
+        guard acceptanceTemperature > 0 else { throw MethodError("acceptance temperature of \(name) must be > 0") }
+        if isSparse && sparsity == .cats && catsMode == .threshold && calibration == nil {
+            throw MethodError("\(name) uses CATS threshold mode, which needs a calibration (make one with `sirius-worker calibrate --density \(density) --out FILE`, then pass --calibration FILE)")
+        }
+    }
+
+    // MARK: JSON
+
+    enum CodingKeys: String, CodingKey {
+        case name, kind, sparsity, density, catsMode, calibration, period, threshold, acceptance, acceptanceTemperature, treeWidth
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let kind = try c.decode(MethodKind.self, forKey: .kind)
+        self.init(name: try c.decode(String.self, forKey: .name), kind: kind,
+                  sparsity: try c.decodeIfPresent(SparsityKind.self, forKey: .sparsity) ?? .griffin,
+                  density: try c.decodeIfPresent(Double.self, forKey: .density) ?? MethodDefaults.density,
+                  catsMode: try c.decodeIfPresent(CATSMode.self, forKey: .catsMode) ?? MethodDefaults.catsMode,
+                  calibration: try c.decodeIfPresent(CATSCalibration.self, forKey: .calibration),
+                  period: try c.decodeIfPresent(Int.self, forKey: .period) ?? MethodDefaults.period,
+                  threshold: try c.decodeIfPresent(Double.self, forKey: .threshold) ?? MethodDefaults.threshold,
+                  acceptance: try c.decodeIfPresent(AcceptanceRule.self, forKey: .acceptance) ?? MethodDefaults.acceptance,
+                  acceptanceTemperature: try c.decodeIfPresent(Double.self, forKey: .acceptanceTemperature) ?? MethodDefaults.acceptanceTemperature,
+                  treeWidth: try c.decodeIfPresent(Int.self, forKey: .treeWidth) ?? MethodDefaults.treeWidth)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(kind, forKey: .kind)
+        guard kind != .full else { return }
+        try c.encode(sparsity, forKey: .sparsity)
+        try c.encode(density, forKey: .density)
+        if catsMode != MethodDefaults.catsMode { try c.encode(catsMode, forKey: .catsMode) }
+        try c.encodeIfPresent(calibration, forKey: .calibration)
+        guard kind == .sirius else { return }
+        try c.encode(period, forKey: .period)
+        try c.encode(threshold, forKey: .threshold)
+        try c.encode(treeWidth, forKey: .treeWidth)
+        try c.encode(acceptance, forKey: .acceptance)
+        if acceptanceTemperature != MethodDefaults.acceptanceTemperature { try c.encode(acceptanceTemperature, forKey: .acceptanceTemperature) }
+    }
+}
+
+/// A method or calibration that cannot be used: says what is wrong and what to write instead.
+public struct MethodError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
