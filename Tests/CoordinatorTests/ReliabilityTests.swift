@@ -233,7 +233,7 @@ import Testing
         _ = await cluster.value
         guard case .reject(let r)? = reply else { Issue.record("expected REJECT, got \(String(describing: reply))"); return }
         #expect(r.reason == .version)
-        #expect(r.supported == "1.x")
+        #expect(r.supported == "2.x")
         #expect(try run.count("SELECT COUNT(*) FROM leases WHERE run_id = ?") == 0)
     }
 

@@ -181,7 +181,7 @@ struct RealEngineRunTests {
             for k in ["generatedTokens", "rollbacks", "correct"] {
                 #expect(Self.int(m[k]).map { $0 >= 0 } == true, "\(name) \(k) = \(String(describing: m[k]))")
             }
-            #expect(Self.double(m["decodeSeconds"]).map { $0 >= 0 } == true, "\(name)")
+            #expect(Self.double(m["timedSeconds"]).map { $0 >= 0 } == true, "\(name)")
             if name == "full" {
                 #expect(m["aal"] == nil && m["effectiveDensity"] == nil, "full has no AAL: \(m)")
                 continue

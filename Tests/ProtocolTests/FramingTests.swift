@@ -74,20 +74,22 @@ import Testing
     /// an extra field is accepted.
     @Test func olderMajorIsRefusedNewerMinorAccepted() throws {
         var env = Envelope(header: header, message: .ready(Ready(credits: 1)))
-        env.version = ProtocolVersion(major: 0, minor: 9)
-        do {
-            _ = try Framing.decode(Framing.encode(env))
-            Issue.record("old major accepted")
-        } catch {
-            #expect(error == .incompatibleVersion(ProtocolVersion(major: 0, minor: 9)))
-            #expect(error.description.contains("accepts 1.x"))
+        for old in [ProtocolVersion(major: 0, minor: 9), ProtocolVersion(major: 1, minor: 0)] {
+            env.version = old
+            do {
+                _ = try Framing.decode(Framing.encode(env))
+                Issue.record("old major \(old) accepted")
+            } catch {
+                #expect(error == .incompatibleVersion(old))
+                #expect(error.description.contains("accepts 2.x"))
+            }
         }
         var frames = Framing.encode(.ready(Ready(credits: 2)), header: header)
-        frames[1] = Data([0, 1, 0, 7])
+        frames[1] = Data([0, 2, 0, 7])
         frames[3] = Data(#"{"header":{"runId":"r","epoch":0,"seq":1},"body":{"credits":2,"futureField":[1,2]}}"#.utf8)
         let decoded = try Framing.decode(frames)
         #expect(decoded.message == .ready(Ready(credits: 2)))
-        #expect(decoded.version == ProtocolVersion(major: 1, minor: 7))
+        #expect(decoded.version == ProtocolVersion(major: 2, minor: 7))
     }
 
     @Test func seedsArePureFunctions() {

@@ -144,6 +144,11 @@ public final class WorkerAgent: @unchecked Sendable {
     private var helloSentMs: Int64 = 0
     /// Leases to hold, set at WELCOME from the run's shard size.
     private var leasesWanted = 1
+    /// Leases asked for (READY) and not yet assigned; the coordinator forgets them at a new HELLO.
+    private var creditsOut = 0
+    /// The engine has produced an output: a batched worker asks for its full set of leases only then, so
+    /// a worker whose model cannot load holds one lease, not a batch's worth.
+    private var engineProven = false
 
     /// Runs the session on the calling thread (which must not be a Swift concurrency thread).
     public func run() -> WorkerExit {
@@ -313,8 +318,8 @@ public final class WorkerAgent: @unchecked Sendable {
             leaseTtlMs = w.leaseTtlMs
             let shard = max(1, w.shardSize ?? 1)
             leasesWanted = options.credits ?? (options.batchSize <= 1 ? 1 : (options.batchSize + shard - 1) / shard + 1)
-            let free = leasesWanted - held.count
-            if free > 0 { send(.ready(Ready(credits: free))) }
+            creditsOut = 0
+            askForLeases()
             let now = monotonicMs()
             for (k, e) in spool { transport?.send(e.frames); spool[k]?.lastSentMs = now }
         case .reject(let r):
@@ -322,6 +327,7 @@ public final class WorkerAgent: @unchecked Sendable {
         case .assign(let a):
             var lease = HeldLease(assign: a, remaining: Set(a.items.map(\.key)))
             lease.done = 0
+            creditsOut = max(0, creditsOut - 1)
             held[a.leaseId] = lease
             for item in a.items {
                 host.jobs.push(EngineHost.Job(leaseId: a.leaseId, attempt: a.attempt, model: a.model, request: item))
@@ -331,9 +337,7 @@ public final class WorkerAgent: @unchecked Sendable {
             for k in a.keys { spool[k] = nil }
         case .cancel(let c):
             host.cancel(lease: c.leaseId)
-            if held.removeValue(forKey: c.leaseId) != nil, welcomed {
-                send(.ready(Ready(credits: 1)))
-            }
+            if held.removeValue(forKey: c.leaseId) != nil { askForLeases() }
         case .pause:
             coordinatorPaused = true
         case .resume:
@@ -360,10 +364,14 @@ public final class WorkerAgent: @unchecked Sendable {
             let frames = Framing.encode(.result(msg), header: header())
             spool[job.request.key] = SpoolEntry(frames: frames, lastSentMs: monotonicMs())
             if welcomed { transport?.send(frames) }
+            engineProven = true
             progress(job, hash: msg.resultHash)
+            askForLeases()
         case .failed(let job, let cls, let message):
             if welcomed { send(.fail(Fail(leaseId: job.leaseId, key: job.request.key, errorClass: cls, message: message))) }
+            engineProven = true
             progress(job, hash: "fail")
+            askForLeases()
         case .skipped:
             break
         case .fatal(let m):
@@ -391,7 +399,17 @@ public final class WorkerAgent: @unchecked Sendable {
         guard let lease = held.removeValue(forKey: id) else { return }
         if welcomed {
             send(.shardDone(ShardDone(leaseId: id, nResults: lease.done, digest: lease.digest.hex)))
-            if !drainRequested.current { send(.ready(Ready(credits: 1))) }
         }
+        askForLeases()
+    }
+
+    /// Keeps `leasesWanted` leases held or asked for (one until the engine has produced an output, when
+    /// the count is automatic).
+    private func askForLeases() {
+        guard welcomed, !drainRequested.current else { return }
+        let target = options.credits != nil || engineProven ? leasesWanted : 1
+        let missing = target - held.count - creditsOut
+        guard missing > 0 else { return }
+        if send(.ready(Ready(credits: missing))) { creditsOut += missing }
     }
 }
