@@ -2,11 +2,11 @@
 # Every decoding method on the same GSM8K-CoT prompts in one run: speed and time ratio to full, model /
 # parameter / effective density, AAL, and the CPU cost model (sirius-method.md §12), swept over K.
 # Usage: benchmarks/sirius-methods.sh [PROMPTS] [DENSITY] [THREADS] [extra bench options...]
-# (KERNEL_SIZES=4,8,16 to sweep other periods; default 2,3,4,8,16)
+# (PERIODS=4,8,16 to sweep other periods; default 2,3,4,8,16)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10}; density=${2:-0.5}; threads=${3:-1}; shift $(( $# < 3 ? $# : 3 ))
 sw=.build/release/sirius-worker
 [ -x "$sw" ] || swift build -c release --product sirius-worker
-exec "$sw" bench --methods full,griffin,cats,sirius-griffin,sirius-cats --task gsm8k-cot --limit "$n" \
-  --density "$density" --kernel-sizes "${KERNEL_SIZES:-2,3,4,8,16}" --threshold 0.1 --acceptance threshold -t "$threads" --numerics fast "$@"
+exec "$sw" bench --methods full,griffin,cats,sirius/griffin,sirius/cats --task gsm8k-cot --limit "$n" \
+  --density "$density" --periods "${PERIODS:-${KERNEL_SIZES:-2,3,4,8,16}}" --threshold 0.1 --acceptance threshold -t "$threads" --numerics fast "$@"

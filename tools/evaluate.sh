@@ -9,4 +9,4 @@ swift build -c release
 db=${SIRIUS_DB:-sirius-runs.sqlite}
 exec .build/release/sirius-coord start --db "$db" --workers 2 --engine sirius \
   --task humaneval --limit 20 \
-  --method full --method griffin@0.5 --method sirius/griffin@0.5 "$@"
+  --method full --method griffin@0.5 --method sirius/griffin@0.5 --acceptance threshold "$@"

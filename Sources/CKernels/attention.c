@@ -216,6 +216,18 @@ static inline void load_tile16(const void *base, int half, int64_t stride, int64
     for (int r = rows; r < 8; r++) memset(tile + r * d, 0, (size_t)d * sizeof(float));
 }
 
+/// The tile of positions j0 … j0+7 as floats: read in place from an f32 cache whose positions are
+/// contiguous rows of d floats (64-byte aligned: the cache's allocation and d a multiple of 16), else
+/// converted / copied (and zero-padded) into `tile`. The same values either way.
+static inline const float *tile16(const void *base, int half, int64_t stride, int64_t j0, int rows, int64_t d, float *tile) {
+    if (!half && rows == 8 && stride == d) {
+        prefetch_tile_ahead(base, half, stride, j0, rows, d);
+        return (const float *)base + j0 * d;
+    }
+    load_tile16(base, half, stride, j0, rows, d, tile);
+    return tile;
+}
+
 static inline __m256 tile_dots16(const float *qv, const float *tile, int64_t d) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (int64_t i = 0; i < d; i += 16) {
@@ -248,11 +260,11 @@ static void attend_gqa_avx512(const float *q, float *out, int64_t tstride, int64
     const __m256 vscale = _mm256_set1_ps(scale);
     for (int64_t j0 = 0; j0 < nmax; j0 += 8) {
         const int rows = nmax - j0 < 8 ? (int)(nmax - j0) : 8;
-        load_tile16(k, half, kvstride, j0, rows, d, tile);
+        const float *kt = tile16(k, half, kvstride, j0, rows, d, tile);
         for (int64_t i = 0; i < ntok; i++) {
             if (first_n + i <= j0) continue;
             for (int64_t h = 0; h < heads; h++)
-                _mm256_storeu_ps(scores + (i * heads + h) * npad + j0, _mm256_mul_ps(tile_dots16(q + i * tstride + h * d, tile, d), vscale));
+                _mm256_storeu_ps(scores + (i * heads + h) * npad + j0, _mm256_mul_ps(tile_dots16(q + i * tstride + h * d, kt, d), vscale));
         }
     }
     softmax_numerators(ntok, heads, first_n, npad, vis, vstride, scores);
@@ -264,7 +276,7 @@ static void attend_gqa_avx512(const float *q, float *out, int64_t tstride, int64
         }
     for (int64_t j0 = 0; j0 < nmax; j0 += 8) {
         const int rows = nmax - j0 < 8 ? (int)(nmax - j0) : 8;
-        load_tile16(v, half, kvstride, j0, rows, d, tile);
+        const float *vt = tile16(v, half, kvstride, j0, rows, d, tile);
         for (int64_t i = 0; i < ntok; i++) {
             const int64_t n = first_n + i;
             if (n <= j0) continue;
@@ -281,7 +293,7 @@ static void attend_gqa_avx512(const float *q, float *out, int64_t tstride, int64
                     __m512 a2 = w > 32 ? _mm512_loadu_ps(oc + 32) : _mm512_setzero_ps(), a3 = w > 48 ? _mm512_loadu_ps(oc + 48) : _mm512_setzero_ps();
                     for (int r = 0; r < live; r++) {
                         const __m512 pr = _mm512_set1_ps(p[r]);
-                        const float *vr = tile + r * d + c0;
+                        const float *vr = vt + r * d + c0;
                         a0 = _mm512_fmadd_ps(pr, _mm512_load_ps(vr), a0);
                         if (w > 16) a1 = _mm512_fmadd_ps(pr, _mm512_load_ps(vr + 16), a1);
                         if (w > 32) a2 = _mm512_fmadd_ps(pr, _mm512_load_ps(vr + 32), a2);

@@ -268,10 +268,6 @@ void ck_dequantize(int type, const void *src, float *dst, int64_t n) {
     for (int64_t i = 0; i < n / be; i++) deq_block(type, p + i * bb, dst + i * be);
 }
 
-void ck_dequantize_rows(int type, const void *w, size_t row_bytes, int64_t n, int64_t r0, int64_t r1, float *dst) {
-    const uint8_t *p = (const uint8_t *)w;
-    for (int64_t r = r0; r < r1; r++) ck_dequantize(type, p + (size_t)r * row_bytes, dst + (r - r0) * n, n);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Scalar row dots
@@ -333,6 +329,22 @@ static float row_dot_q8_scalar(int type, const uint8_t *row, const ck_q8_block *
 
 // ---------------------------------------------------------------------------------------------
 // AVX2 kernels
+
+// Per-thread scratch of the multi-token kernels: grown when a call needs more, otherwise reused, so a
+// steady stream of passes (the Sirius verification) allocates nothing. NULL if it cannot grow.
+static _Thread_local void *tl_scratch;
+static _Thread_local size_t tl_scratch_bytes;
+
+static void *thread_scratch(size_t bytes) {
+    if (bytes > tl_scratch_bytes) {
+        free(tl_scratch);
+        tl_scratch_bytes = 0;
+        tl_scratch = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (!tl_scratch) return NULL;
+        tl_scratch_bytes = bytes;
+    }
+    return tl_scratch;
+}
 
 #if CK_X86
 #pragma clang attribute push (__attribute__((target("avx2,fma,f16c"))), apply_to = function)
@@ -427,6 +439,40 @@ static float dot_q4_f32_avx2(int type, const uint8_t *row, const float *x, int64
     return hsum256(_mm256_add_ps(acc, accm));
 }
 
+// Q4_0 / Q4_1 / Q8_0 blocks to floats, eight at a time: the scalar kernels' values exactly (an integer
+// converted, times the scale, plus the minimum: one rounding per operation, no fused multiply-add).
+static void dequantize_q_avx2(int type, const uint8_t *p, float *y, int64_t n) {
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    for (int64_t b = 0; b < n / 32; b++, y += 32) {
+        if (type == CK_Q8_0) {
+            const uint8_t *blk = p + b * 34;
+            const __m256 d = _mm256_set1_ps(f16_hw(blk));
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
+            const __m128i h0 = _mm256_castsi256_si128(q), h1 = _mm256_extracti128_si256(q, 1);
+            _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h0)), d));
+            _mm256_storeu_ps(y + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h0, 8))), d));
+            _mm256_storeu_ps(y + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h1)), d));
+            _mm256_storeu_ps(y + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h1, 8))), d));
+            continue;
+        }
+        const int is1 = type == CK_Q4_1;
+        const uint8_t *blk = p + b * (is1 ? 20 : 18);
+        const __m256 d = _mm256_set1_ps(f16_hw(blk));
+        const __m128i q = _mm_loadu_si128((const __m128i *)(blk + (is1 ? 4 : 2)));
+        const __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+        const __m128i parts[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
+        if (is1) {
+            const __m256 m = _mm256_set1_ps(f16_hw(blk + 2));
+            for (int k = 0; k < 4; k++)
+                _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k])), d), m));
+        } else {
+            const __m256i eight = _mm256_set1_epi32(8);
+            for (int k = 0; k < 4; k++)
+                _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(parts[k]), eight)), d));
+        }
+    }
+}
+
 static float dot_q8_0_f32_avx2(const uint8_t *row, const float *x, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 32; b++) {
@@ -448,13 +494,14 @@ static float dot_q8_0_f32_avx2(const uint8_t *row, const float *x, int64_t n) {
 // (same products, same fma order, same accumulators, same final sum), so its result is bit-identical
 // to dot_q4_f32_avx2 / dot_q8_0_f32_avx2 on that token alone. `ng` is a literal at every call site.
 static inline __attribute__((always_inline)) void dot_q4_f32_group_avx2(int type, const uint8_t *row, const float *x,
-                                                                         int64_t ldx, int ng, int64_t n, float *out) {
+                                                                         int64_t ldx, const float *sxs, int ng, int64_t n, float *out) {
     const int is1 = type == CK_Q4_1;
     const size_t bb = is1 ? 20 : 18;
+    const int64_t nb = n / 32;
     const __m128i mask = _mm_set1_epi8(0x0F);
     __m256 acc[4], accm[4];
     for (int t = 0; t < ng; t++) { acc[t] = _mm256_setzero_ps(); accm[t] = _mm256_setzero_ps(); }
-    for (int64_t b = 0; b < n / 32; b++) {
+    for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = row + b * bb;
         const float d = f16_hw(blk);
         const float m = is1 ? f16_hw(blk + 2) : -8.0f * d;
@@ -468,17 +515,28 @@ static inline __attribute__((always_inline)) void dot_q4_f32_group_avx2(int type
         const __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
         for (int t = 0; t < ng; t++) {
             const float *xb = x + t * ldx + b * 32;
-            const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8), x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
-            __m256 p = _mm256_mul_ps(q0, x0);
-            p = _mm256_fmadd_ps(q1, x1, p);
-            p = _mm256_fmadd_ps(q2, x2, p);
-            p = _mm256_fmadd_ps(q3, x3, p);
-            const __m256 sx = _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3));
+            __m256 p = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
+            p = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), p);
+            p = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16), p);
+            p = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), p);
             acc[t] = _mm256_fmadd_ps(vd, p, acc[t]);
-            accm[t] = _mm256_fmadd_ps(vm, sx, accm[t]);
+            accm[t] = _mm256_fmadd_ps(vm, _mm256_loadu_ps(sxs + (t * nb + b) * 8), accm[t]);
         }
     }
     for (int t = 0; t < ng; t++) out[t] = hsum256(_mm256_add_ps(acc[t], accm[t]));
+}
+
+/// Per token and block, the lane sums (x0 + x1) + (x2 + x3) of the block's four 8-float vectors, as
+/// dot_q4_f32_avx2 forms them: they do not depend on the row, so a product computes them once.
+static void block_sums_avx2(const float *x, int64_t ldx, int64_t T, int64_t n, float *sxs) {
+    const int64_t nb = n / 32;
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t b = 0; b < nb; b++) {
+            const float *xb = x + t * ldx + b * 32;
+            const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8), x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+            _mm256_storeu_ps(sxs + (t * nb + b) * 8, _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3)));
+        }
+    }
 }
 
 static inline __attribute__((always_inline)) void dot_q8_0_f32_group_avx2(const uint8_t *row, const float *x, int64_t ldx,
@@ -506,22 +564,41 @@ static inline __attribute__((always_inline)) void dot_q8_0_f32_group_avx2(const 
     for (int t = 0; t < ng; t++) out[t] = hsum256(acc[t]);
 }
 
-/// Rows [r0, r1) × tokens [0, T) with the grouped kernels (four tokens a pass over a row; the rest one
-/// by one through the single-token kernel, which computes the same bits).
+/// Rows [r0, r1) × tokens [0, T) with the grouped kernels: four tokens a pass over a row, the last one
+/// to three in one pass too (a group of one is exactly the single-token kernel).
 static int matmul_f32_avx2(int type, const uint8_t *p, size_t row_bytes, const float *x, int64_t ldx, int64_t T,
                            float *y, int64_t ldy, int64_t n, int64_t r0, int64_t r1) {
     if (type != CK_Q4_0 && type != CK_Q4_1 && type != CK_Q8_0) return 0;
+    float *sxs = NULL;
+    if (type != CK_Q8_0) {
+        sxs = (float *)thread_scratch((size_t)T * (size_t)(n / 32) * 8 * sizeof(float));
+        if (!sxs) return 0;
+        block_sums_avx2(x, ldx, T, n, sxs);
+    }
+    const int64_t nb = n / 32;
     float out[4];
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = p + (size_t)r * row_bytes;
-        int64_t t0 = 0;
-        for (; t0 + 4 <= T; t0 += 4) {
-            if (type == CK_Q8_0) dot_q8_0_f32_group_avx2(row, x + t0 * ldx, ldx, 4, n, out);
-            else dot_q4_f32_group_avx2(type, row, x + t0 * ldx, ldx, 4, n, out);
-            for (int t = 0; t < 4; t++) y[(t0 + t) * ldy + r] = out[t];
-        }
-        for (; t0 < T; t0++) {
-            y[t0 * ldy + r] = type == CK_Q8_0 ? dot_q8_0_f32_avx2(row, x + t0 * ldx, n) : dot_q4_f32_avx2(type, row, x + t0 * ldx, n);
+        for (int64_t t0 = 0; t0 < T; t0 += 4) {
+            const int ng = T - t0 < 4 ? (int)(T - t0) : 4;
+            const float *xt = x + t0 * ldx;
+            if (type == CK_Q8_0) {
+                switch (ng) {
+                case 4: dot_q8_0_f32_group_avx2(row, xt, ldx, 4, n, out); break;
+                case 3: dot_q8_0_f32_group_avx2(row, xt, ldx, 3, n, out); break;
+                case 2: dot_q8_0_f32_group_avx2(row, xt, ldx, 2, n, out); break;
+                default: dot_q8_0_f32_group_avx2(row, xt, ldx, 1, n, out); break;
+                }
+            } else {
+                const float *st = sxs + t0 * nb * 8;
+                switch (ng) {
+                case 4: dot_q4_f32_group_avx2(type, row, xt, ldx, st, 4, n, out); break;
+                case 3: dot_q4_f32_group_avx2(type, row, xt, ldx, st, 3, n, out); break;
+                case 2: dot_q4_f32_group_avx2(type, row, xt, ldx, st, 2, n, out); break;
+                default: dot_q4_f32_group_avx2(type, row, xt, ldx, st, 1, n, out); break;
+                }
+            }
+            for (int t = 0; t < ng; t++) y[(t0 + t) * ldy + r] = out[t];
         }
     }
     return 1;
@@ -719,21 +796,6 @@ static void f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n) {
 // kernels above. AVX-512 VNNI: 512-bit vectors over block pairs, tiles of 4 rows × 4 tokens
 // (matmul_q8_avx512.h); AVX-VNNI: 256-bit vectors, 1 row × 4 tokens (matmul_q8_vnni.h).
 
-// Per-thread scratch of the multi-token kernels: grown when a call needs more, otherwise reused, so a
-// steady stream of passes (the Sirius verification) allocates nothing. NULL if it cannot grow.
-static _Thread_local void *tl_scratch;
-static _Thread_local size_t tl_scratch_bytes;
-
-static void *thread_scratch(size_t bytes) {
-    if (bytes > tl_scratch_bytes) {
-        free(tl_scratch);
-        tl_scratch_bytes = 0;
-        tl_scratch = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-        if (!tl_scratch) return NULL;
-        tl_scratch_bytes = bytes;
-    }
-    return tl_scratch;
-}
 
 #pragma clang attribute push (__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
 #include "matmul_q8_avx512.h"
@@ -801,6 +863,17 @@ void ck_matvec_f32(int type, const void *w, size_t row_bytes, const float *x, fl
     const uint8_t *p = (const uint8_t *)w;
     int avx = ck_has_avx2();
     for (int64_t r = r0; r < r1; r++) y[r - r0] = row_dot(type, p + (size_t)r * row_bytes, x, n, avx);
+}
+
+void ck_dequantize_rows(int type, const void *w, size_t row_bytes, int64_t n, int64_t r0, int64_t r1, float *dst) {
+    const uint8_t *p = (const uint8_t *)w;
+#if CK_X86
+    if (ck_has_avx2() && n % 32 == 0 && (type == CK_Q4_0 || type == CK_Q4_1 || type == CK_Q8_0)) {
+        for (int64_t r = r0; r < r1; r++) dequantize_q_avx2(type, p + (size_t)r * row_bytes, dst + (r - r0) * n, n);
+        return;
+    }
+#endif
+    for (int64_t r = r0; r < r1; r++) ck_dequantize(type, p + (size_t)r * row_bytes, dst + (r - r0) * n, n);
 }
 
 void ck_matmul_f32(int type, const void *w, size_t row_bytes, const float *x, int64_t ldx, int64_t T,

@@ -34,6 +34,8 @@ struct BenchCommand: ParsableCommand {
     var output: String = "md"
     @Flag(help: "Also measure the memory read bandwidth and print the decode ceiling it implies.")
     var bandwidth = false
+    @Option(parsing: .singleValue, help: "Batch sizes (comma list): full-model decode of B sequences at once after a prompt of -p tokens each, -n tokens each; reports tokens/s per thread.")
+    var batchSizes: [String] = []
     @OptionGroup(title: "Methods") var methodOptions: MethodOptions
     @OptionGroup(title: "Method comparison on real prompts") var methodBench: MethodBenchOptions
 
@@ -69,6 +71,7 @@ struct BenchCommand: ParsableCommand {
             return try MethodBench(engine: e, methodOptions: methodOptions, bench: methodBench, output: output).run()
         }
         guard repetitions >= 1 else { throw ValidationError("-r must be at least 1") }
+        if !batchSizes.isEmpty { return try batchCurve() }
         let ps = try Self.ints(prompt, "-p"), ns = try Self.ints(gen, "-n"), ts = try Self.ints(threads, "-t")
         let nums = try numerics.flatMap { $0.split(separator: ",") }.map {
             guard let n = Numerics(rawValue: String($0)) else { throw ValidationError("--numerics: '\($0)' is not exact or fast") }
@@ -147,6 +150,58 @@ struct BenchCommand: ParsableCommand {
                 print(String(format: "memory read bandwidth %.2f GB/s (1 GiB streaming read, best of 5): decode ceiling %.1f tokens/s",
                              bw / 1e9, bw / Double(model.denseDecodeBytes)))
             }
+        }
+    }
+}
+
+extension BenchCommand {
+    /// The batch-size curve: B sequences (distinct synthetic prompts of -p tokens) decode -n tokens each
+    /// with the full model through one `BatchDecoder`; only the decode steps are timed (after every
+    /// prompt is in). Tokens/s counts every sequence's tokens; per thread divides by the thread count.
+    func batchCurve() throws {
+        let bs = try Self.ints(batchSizes, "--batch-sizes"), ts = try Self.ints(threads, "-t")
+        let p = max(1, try Self.ints(prompt, "-p").first ?? 512), n = max(2, try Self.ints(gen, "-n").first ?? 128)
+        let nums = try numerics.flatMap { $0.split(separator: ",") }.map {
+            guard let v = Numerics(rawValue: String($0)) else { throw ValidationError("--numerics: '\($0)' is not exact or fast") }
+            return v
+        }
+        let model = try ModelLoader.load(path: model)
+        let vocab = model.config.vocabSize
+        let clock = ContinuousClock()
+        var rows: [[String: Any]] = []
+        for th in ts where th >= 1 {
+            for num in nums {
+                let t = Transformer(model: model, capacity: 1, numerics: num, threads: th)
+                let d = BatchDecoder(transformer: t)
+                for b in bs where b >= 1 {
+                    var samples: [Double] = []
+                    for rep in 0...repetitions {   // repetition 0 warms up
+                        for i in 0..<b {
+                            var rng = SeededRandom(seed: UInt64(1000 * i + 7))
+                            let ids = (0..<p).map { _ in Int32(rng.next() % UInt64(vocab)) }
+                            try d.admit(method: .full, promptIDs: ids, committed: CommittedText(tokenizer: nil, maxNewTokens: n, eosIDs: []))
+                        }
+                        while d.active.contains(where: \.isPrefilling) { d.step() }
+                        var tokens = 0
+                        let s = clock.now
+                        while !d.isEmpty { for seq in d.step() { tokens += seq.committed.ids.count - 1 } }
+                        if rep > 0 { samples.append(Double(tokens) / (clock.now - s).seconds) }
+                    }
+                    let mean = samples.reduce(0, +) / Double(samples.count)
+                    rows.append(["batch_size": b, "n_threads": th, "numerics": num.rawValue, "n_prompt": p, "n_gen": n,
+                                 "tokens_per_second": mean, "tokens_per_second_per_thread": mean / Double(th), "samples_ts": samples])
+                    printErr("B=\(b) t=\(th) \(num): \(String(format: "%.1f", mean)) t/s")
+                }
+            }
+        }
+        if output == "json" { return try printJSON(["model": (self.model as NSString).lastPathComponent, "results": rows]) }
+        print("| batch | threads | numerics | context | decode t/s | per thread | vs B=1 |")
+        print("| ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+        for r in rows {
+            let base = rows.first { $0["batch_size"] as? Int == 1 && $0["n_threads"] as? Int == r["n_threads"] as? Int && $0["numerics"] as? String == r["numerics"] as? String }
+            let v = r["tokens_per_second"] as! Double
+            let ratio = (base?["tokens_per_second"] as? Double).map { String(format: "%.2f", v / $0) } ?? "–"
+            print("| \(r["batch_size"]!) | \(r["n_threads"]!) | \(r["numerics"]!) | \(p) | \(String(format: "%.1f", v)) | \(String(format: "%.1f", r["tokens_per_second_per_thread"] as! Double)) | \(ratio) |")
         }
     }
 }

@@ -37,6 +37,51 @@ struct KernelSelectionTests {
                 RefQuant.dequantize(bytes, type: type, count: rows * cols))
     }
 
+    /// The vectorised dequantisation (sgemm tiles of prompt chunks) gives the scalar kernel's values bit for bit.
+    @Test("row dequantisation equals the scalar blocks bit for bit", arguments: [GGMLType.q4_0, .q4_1, .q8_0])
+    func dequantizeRowsEqualsScalar(type: GGMLType) {
+        let rows = 9, cols = 320
+        let (m, _) = matrix(type, rows: rows, cols: cols, seed: 500 + UInt64(type.rawValue))
+        var fast = [Float](repeating: .nan, count: rows * cols), slow = fast
+        fast.withUnsafeMutableBufferPointer { ck_dequantize_rows(Int32(type.rawValue), m.data, m.rowBytes, Int64(cols), 0, Int64(rows), $0.baseAddress!) }
+        slow.withUnsafeMutableBufferPointer { out in
+            for r in 0..<rows { ck_dequantize(Int32(type.rawValue), m.data + r * m.rowBytes, out.baseAddress! + r * cols, Int64(cols)) }
+        }
+        #expect(Compare.bitsEqual(fast, slow))
+    }
+
+    /// The batching guarantee at kernel level: a multi-token product gives every token the bits of the
+    /// one-token product, for every token count (groups of four and every remainder), type, numerics
+    /// and thread count, on the CPU's kernels and on the scalar ones.
+    @Test("multi-token products equal one-token products bit for bit, T = 1…9", arguments: allWeightTypes)
+    func multiTokenEqualsSingleToken(type: GGMLType) {
+        let rows = 70, cols = type == .q4_K || type == .q6_K ? 512 : 288
+        let (m, _) = matrix(type, rows: rows, cols: cols, seed: 300 + UInt64(type.rawValue))
+        var rng = SeededRandom(seed: 17)
+        let x = (0..<(9 * cols)).map { _ in (rng.nextUnit() * 2 - 1) * 3 }
+        for scalar in [false, true] {
+            run(scalar: scalar) {
+                for numerics in Numerics.allCases {
+                    for threads in [1, 2] {
+                        let b = CPUBackend(numerics: numerics, threads: threads)
+                        var one = [Float](repeating: .nan, count: 9 * rows)
+                        x.withUnsafeBufferPointer { xp in
+                            one.withUnsafeMutableBufferPointer { yp in
+                                for t in 0..<9 { b.matvec(m, xp.baseAddress! + t * cols, yp.baseAddress! + t * rows) }
+                            }
+                        }
+                        for T in 1...9 {
+                            var many = [Float](repeating: .nan, count: T * rows)
+                            x.withUnsafeBufferPointer { xp in many.withUnsafeMutableBufferPointer { b.matmul(m, xp.baseAddress!, $0.baseAddress!, tokens: T) } }
+                            #expect(Compare.bitsEqual(many, Array(one.prefix(T * rows))),
+                                    "\(type) \(numerics) T=\(T) threads=\(threads) scalar=\(scalar)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test("mat-vec kernels (exact and fast, all rows and row lists) agree with each other and the reference",
           arguments: allWeightTypes)
     func matvecKernels(type: GGMLType) {

@@ -84,6 +84,13 @@ public final class DecodeSequence {
     }
 
     public var isFinished: Bool { if case .finished = state { true } else { false } }
+    /// Still computing (or waiting for) its prompt.
+    public var isPrefilling: Bool {
+        switch state {
+        case .waiting, .prefill: true
+        case .decoding, .finished: false
+        }
+    }
 
     /// The stop reason once finished.
     public var stopReason: StopReason { committed.stopReason ?? .length }
