@@ -439,39 +439,6 @@ static float dot_q4_f32_avx2(int type, const uint8_t *row, const float *x, int64
     return hsum256(_mm256_add_ps(acc, accm));
 }
 
-// Q4_0 / Q4_1 / Q8_0 blocks to floats, eight at a time: the scalar kernels' values exactly (an integer
-// converted, times the scale, plus the minimum: one rounding per operation, no fused multiply-add).
-static void dequantize_q_avx2(int type, const uint8_t *p, float *y, int64_t n) {
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    for (int64_t b = 0; b < n / 32; b++, y += 32) {
-        if (type == CK_Q8_0) {
-            const uint8_t *blk = p + b * 34;
-            const __m256 d = _mm256_set1_ps(f16_hw(blk));
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
-            const __m128i h0 = _mm256_castsi256_si128(q), h1 = _mm256_extracti128_si256(q, 1);
-            _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h0)), d));
-            _mm256_storeu_ps(y + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h0, 8))), d));
-            _mm256_storeu_ps(y + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h1)), d));
-            _mm256_storeu_ps(y + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h1, 8))), d));
-            continue;
-        }
-        const int is1 = type == CK_Q4_1;
-        const uint8_t *blk = p + b * (is1 ? 20 : 18);
-        const __m256 d = _mm256_set1_ps(f16_hw(blk));
-        const __m128i q = _mm_loadu_si128((const __m128i *)(blk + (is1 ? 4 : 2)));
-        const __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
-        const __m128i parts[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
-        if (is1) {
-            const __m256 m = _mm256_set1_ps(f16_hw(blk + 2));
-            for (int k = 0; k < 4; k++)
-                _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k])), d), m));
-        } else {
-            const __m256i eight = _mm256_set1_epi32(8);
-            for (int k = 0; k < 4; k++)
-                _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(parts[k]), eight)), d));
-        }
-    }
-}
 
 static float dot_q8_0_f32_avx2(const uint8_t *row, const float *x, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
@@ -489,41 +456,85 @@ static float dot_q8_0_f32_avx2(const uint8_t *row, const float *x, int64_t n) {
     return hsum256(acc);
 }
 
-// Multi-token versions of the two float dot products above for up to four tokens: each weight block is
-// loaded and converted once, then every token runs exactly the operations of the single-token kernel
-// (same products, same fma order, same accumulators, same final sum), so its result is bit-identical
-// to dot_q4_f32_avx2 / dot_q8_0_f32_avx2 on that token alone. `ng` is a literal at every call site.
-static inline __attribute__((always_inline)) void dot_q4_f32_group_avx2(int type, const uint8_t *row, const float *x,
-                                                                         int64_t ldx, const float *sxs, int ng, int64_t n, float *out) {
-    const int is1 = type == CK_Q4_1;
-    const size_t bb = is1 ? 20 : 18;
+// The 32 weights of a Q4 block (low nibbles, then high nibbles) and of a Q8_0 block as four 8-float
+// vectors, converted exactly as the single-token kernels above convert them.
+static inline void block_q4_avx2(const uint8_t *qs, __m256 q[4]) {
+    const __m128i mask = _mm_set1_epi8(0x0F), v = _mm_loadu_si128((const __m128i *)qs);
+    const __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+static inline void block_q8_avx2(const uint8_t *qs, __m256 q[4]) {
+    const __m256i v = _mm256_loadu_si256((const __m256i *)qs);
+    const __m128i h0 = _mm256_castsi256_si128(v), h1 = _mm256_extracti128_si256(v, 1);
+    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h0));
+    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h0, 8)));
+    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h1));
+    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h1, 8)));
+}
+
+// The multi-token version of dot_q4_f32_avx2 / dot_q8_0_f32_avx2 for up to four tokens: each weight
+// block is loaded and converted once, then every token runs exactly the operations of the single-token
+// kernel (same products, same fma order, same accumulators, same final sum; a Q4 token's block sums
+// come from `sxs`, formed as the single-token kernel forms them), so its result is bit-identical to
+// that kernel on the token alone. `ng` is a literal at every call site.
+static inline __attribute__((always_inline)) void dot_f32_group_avx2(int type, const uint8_t *row, const float *x, int64_t ldx,
+                                                                      const float *sxs, int ng, int64_t n, float *out) {
+    const int q8 = type == CK_Q8_0, is1 = type == CK_Q4_1;
+    const size_t bb = q8 ? 34 : is1 ? 20 : 18;
     const int64_t nb = n / 32;
-    const __m128i mask = _mm_set1_epi8(0x0F);
     __m256 acc[4], accm[4];
     for (int t = 0; t < ng; t++) { acc[t] = _mm256_setzero_ps(); accm[t] = _mm256_setzero_ps(); }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = row + b * bb;
         const float d = f16_hw(blk);
-        const float m = is1 ? f16_hw(blk + 2) : -8.0f * d;
-        const __m128i q = _mm_loadu_si128((const __m128i *)(blk + (is1 ? 4 : 2)));
-        const __m128i lo = _mm_and_si128(q, mask);
-        const __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
-        const __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-        const __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
-        const __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
-        const __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
-        const __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
+        __m256 q[4], vm = _mm256_setzero_ps();
+        if (q8) {
+            block_q8_avx2(blk + 2, q);
+        } else {
+            block_q4_avx2(blk + (is1 ? 4 : 2), q);
+            vm = _mm256_set1_ps(is1 ? f16_hw(blk + 2) : -8.0f * d);
+        }
+        const __m256 vd = _mm256_set1_ps(d);
         for (int t = 0; t < ng; t++) {
             const float *xb = x + t * ldx + b * 32;
-            __m256 p = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
-            p = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), p);
-            p = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16), p);
-            p = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), p);
+            __m256 p = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
+            p = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), p);
+            p = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xb + 16), p);
+            p = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), p);
             acc[t] = _mm256_fmadd_ps(vd, p, acc[t]);
-            accm[t] = _mm256_fmadd_ps(vm, _mm256_loadu_ps(sxs + (t * nb + b) * 8), accm[t]);
+            if (!q8) accm[t] = _mm256_fmadd_ps(vm, _mm256_loadu_ps(sxs + (t * nb + b) * 8), accm[t]);
         }
     }
-    for (int t = 0; t < ng; t++) out[t] = hsum256(_mm256_add_ps(acc[t], accm[t]));
+    for (int t = 0; t < ng; t++) out[t] = q8 ? hsum256(acc[t]) : hsum256(_mm256_add_ps(acc[t], accm[t]));
+}
+
+// Q4_0 / Q4_1 / Q8_0 blocks to floats, eight at a time: the scalar kernels' values exactly (an integer
+// converted, times the scale, plus the minimum: one rounding per operation, no fused multiply-add).
+static void dequantize_q_avx2(int type, const uint8_t *p, float *y, int64_t n) {
+    const int q8 = type == CK_Q8_0, is1 = type == CK_Q4_1;
+    const size_t bb = q8 ? 34 : is1 ? 20 : 18;
+    for (int64_t b = 0; b < n / 32; b++, y += 32) {
+        const uint8_t *blk = p + b * bb;
+        const __m256 d = _mm256_set1_ps(f16_hw(blk));
+        __m256 q[4];
+        if (q8) {
+            block_q8_avx2(blk + 2, q);
+            for (int k = 0; k < 4; k++) _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(q[k], d));
+        } else if (is1) {
+            block_q4_avx2(blk + 4, q);
+            const __m256 m = _mm256_set1_ps(f16_hw(blk + 2));
+            for (int k = 0; k < 4; k++) _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_mul_ps(q[k], d), m));
+        } else {
+            // (q − 8) · d, the subtraction exact in floats as in integers.
+            block_q4_avx2(blk + 2, q);
+            const __m256 eight = _mm256_set1_ps(8.0f);
+            for (int k = 0; k < 4; k++) _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(_mm256_sub_ps(q[k], eight), d));
+        }
+    }
 }
 
 /// Per token and block, the lane sums (x0 + x1) + (x2 + x3) of the block's four 8-float vectors, as
@@ -581,22 +592,12 @@ static int matmul_f32_avx2(int type, const uint8_t *p, size_t row_bytes, const f
         const uint8_t *row = p + (size_t)r * row_bytes;
         for (int64_t t0 = 0; t0 < T; t0 += 4) {
             const int ng = T - t0 < 4 ? (int)(T - t0) : 4;
-            const float *xt = x + t0 * ldx;
-            if (type == CK_Q8_0) {
-                switch (ng) {
-                case 4: dot_q8_0_f32_group_avx2(row, xt, ldx, 4, n, out); break;
-                case 3: dot_q8_0_f32_group_avx2(row, xt, ldx, 3, n, out); break;
-                case 2: dot_q8_0_f32_group_avx2(row, xt, ldx, 2, n, out); break;
-                default: dot_q8_0_f32_group_avx2(row, xt, ldx, 1, n, out); break;
-                }
-            } else {
-                const float *st = sxs + t0 * nb * 8;
-                switch (ng) {
-                case 4: dot_q4_f32_group_avx2(type, row, xt, ldx, st, 4, n, out); break;
-                case 3: dot_q4_f32_group_avx2(type, row, xt, ldx, st, 3, n, out); break;
-                case 2: dot_q4_f32_group_avx2(type, row, xt, ldx, st, 2, n, out); break;
-                default: dot_q4_f32_group_avx2(type, row, xt, ldx, st, 1, n, out); break;
-                }
+            const float *xt = x + t0 * ldx, *st = sxs ? sxs + t0 * nb * 8 : NULL;
+            switch (ng) {
+            case 4: dot_f32_group_avx2(type, row, xt, ldx, st, 4, n, out); break;
+            case 3: dot_f32_group_avx2(type, row, xt, ldx, st, 3, n, out); break;
+            case 2: dot_f32_group_avx2(type, row, xt, ldx, st, 2, n, out); break;
+            default: dot_f32_group_avx2(type, row, xt, ldx, st, 1, n, out); break;
             }
             for (int t = 0; t < ng; t++) y[(t0 + t) * ldy + r] = out[t];
         }
