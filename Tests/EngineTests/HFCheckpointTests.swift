@@ -44,7 +44,8 @@ struct HFCheckpointFixture: Decodable {
     }
 }
 
-/// One full prefill, then greedy decode steps: the first step's logits and the new ids.
+/// One full prefill pass, then one-token greedy decode steps (exact numerics): the first step's logits
+/// and the new ids.
 func greedyContinuation(_ model: LlamaModel, prompt: [Int32], count: Int) -> (first: [Float], ids: [Int32]) {
     let t = Transformer(model: model, capacity: prompt.count + count + 1, numerics: .exact)
     var logits = t.forward(tokens: prompt, start: 0)

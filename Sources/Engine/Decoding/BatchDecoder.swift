@@ -19,9 +19,6 @@ public final class BatchDecoder {
     /// The canonical prompt chunk C.
     public let promptChunk: Int
     public private(set) var active: [DecodeSequence] = []
-    /// Passes run and tokens in them, since creation.
-    public private(set) var passes = 0
-    public private(set) var passTokens = 0
     private var nextId = 0
     private var segments: [PassSegment] = []
     private var members: [(DecodeSequence, PassPhase)] = []
@@ -115,8 +112,6 @@ public final class BatchDecoder {
             let t0 = clock.now
             transformer.forward(segments)
             let passSeconds = (clock.now - t0).seconds
-            passes += 1
-            passTokens += segments.reduce(0) { $0 + $1.tokens.count }
             if members.count > 1 { for (seq, _) in members { seq.sharedPasses = true } }
             segments.removeAll(keepingCapacity: true)
             for (i, (seq, phase)) in members.enumerated() {

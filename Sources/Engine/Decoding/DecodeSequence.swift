@@ -101,13 +101,16 @@ public final class DecodeSequence {
         state = .prefill(length)
     }
 
+    /// The end of the canonical prompt chunk that starts at `p`.
+    private func chunkEnd(_ p: Int) -> Int { min(promptIDs.count, (p / chunk + 1) * chunk) }
+
     /// The next pass this sequence needs; nil when it waits or is finished.
     func nextPass() -> (PassSegment, PassPhase)? {
         switch state {
         case .waiting, .finished:
             return nil
         case .prefill(let p):
-            let end = min(promptIDs.count, (p / chunk + 1) * chunk)
+            let end = chunkEnd(p)
             let seg = PassSegment(cache: cache, tokens: Array(promptIDs[p..<end]), start: p, mlp: .observed(scores),
                                   logits: end == promptIDs.count ? .last : .none, isPromptChunk: true)
             return (seg, .prefill)
@@ -122,7 +125,7 @@ public final class DecodeSequence {
     func passDone(_ logits: UnsafeMutableBufferPointer<Float>, prefix: PrefixCache?) {
         switch state {
         case .prefill(let p):
-            let end = min(promptIDs.count, (p / chunk + 1) * chunk)
+            let end = chunkEnd(p)
             if let entry = recording, let prefix { prefix.record(entry, sequence: self, through: end) }
             if end < promptIDs.count {
                 state = .prefill(end)
