@@ -21,6 +21,71 @@
 
 #define CKA_MAX_D 256
 
+// The driver of both kernels (AVX2 and AVX-512 differ only in the tile helpers they pass). Three steps:
+// 1. the scaled scores q·k_j of every query over the positions its token may see (whole tiles of 8);
+// 2. masks and softmax numerators; 3. out = (Σ_j p_j v_j) / Σ_j p_j, both sums over the positions in
+// increasing order — a masked position adds exactly zero, so a query's result is the same wherever its
+// visible positions sit (the Sirius tree puts a path's tokens at other slots than plain decoding does).
+// Positions below `split` are read from k0 / v0 (a prefix every job shares: each of its tiles is read
+// once for all jobs), the others from each job's own k / v. Per query, the operations and their order
+// are exactly those of the query alone, so sharing changes no bit.
+#define ATTEND_JOBS(NAME, ALIGN, TILE, SCORES, VALUES, FINISH, VEC, SET1)                                      \
+static void NAME(const ck_attn_job *jobs, int64_t njobs, int64_t tstride, int64_t heads, int64_t d,           \
+                 const void *k0, const void *v0, int64_t split, int half, int64_t kvstride, float scale) {     \
+    ALIGN float tile[8 * CKA_MAX_D];                                                                          \
+    const VEC vscale = SET1(scale);                                                                           \
+    int64_t shared_end = 0, ntotal = 0;                                                                       \
+    for (int64_t b = 0; b < njobs; b++) {                                                                     \
+        const int64_t nmax = jobs[b].first_n + jobs[b].ntok - 1, e = nmax < split ? nmax : split;            \
+        if (e > shared_end) shared_end = e;                                                                   \
+        ntotal += jobs[b].ntok * heads;                                                                       \
+    }                                                                                                         \
+    for (int64_t j0 = 0; j0 < shared_end; j0 += 8) {                                                          \
+        const int rows = shared_end - j0 < 8 ? (int)(shared_end - j0) : 8;                                   \
+        const float *kt = TILE(k0, half, kvstride, j0, rows, d, tile);                                        \
+        for (int64_t b = 0; b < njobs; b++) {                                                                 \
+            const int64_t npad = (jobs[b].first_n + jobs[b].ntok - 1 + 7) & ~(int64_t)7;                     \
+            SCORES(&jobs[b], tstride, heads, d, npad, j0, kt, vscale);                                        \
+        }                                                                                                     \
+    }                                                                                                         \
+    for (int64_t b = 0; b < njobs; b++) {                                                                     \
+        const ck_attn_job *jb = &jobs[b];                                                                     \
+        const int64_t nmax = jb->first_n + jb->ntok - 1, npad = (nmax + 7) & ~(int64_t)7;                    \
+        for (int64_t j0 = split; j0 < nmax; j0 += 8) {                                                        \
+            const int rows = nmax - j0 < 8 ? (int)(nmax - j0) : 8;                                            \
+            SCORES(jb, tstride, heads, d, npad, j0, TILE(jb->k, half, kvstride, j0, rows, d, tile), vscale); \
+        }                                                                                                     \
+        softmax_numerators(jb->ntok, heads, jb->first_n, npad, jb->vis, jb->vstride, jb->scores);             \
+    }                                                                                                         \
+    float total[ntotal];                                                                                      \
+    int64_t first[njobs];                                                                                     \
+    for (int64_t b = 0, off = 0; b < njobs; b++) {                                                            \
+        first[b] = off;                                                                                       \
+        for (int64_t i = 0; i < jobs[b].ntok; i++)                                                            \
+            for (int64_t h = 0; h < heads; h++) {                                                             \
+                memset(jobs[b].out + i * tstride + h * d, 0, (size_t)d * sizeof(float));                      \
+                total[off++] = 0.0f;                                                                          \
+            }                                                                                                 \
+    }                                                                                                         \
+    for (int64_t j0 = 0; j0 < shared_end; j0 += 8) {                                                          \
+        const int rows = shared_end - j0 < 8 ? (int)(shared_end - j0) : 8;                                   \
+        const float *vt = TILE(v0, half, kvstride, j0, rows, d, tile);                                        \
+        for (int64_t b = 0; b < njobs; b++) {                                                                 \
+            const int64_t npad = (jobs[b].first_n + jobs[b].ntok - 1 + 7) & ~(int64_t)7;                     \
+            VALUES(&jobs[b], tstride, heads, d, npad, j0, vt, total + first[b]);                             \
+        }                                                                                                     \
+    }                                                                                                         \
+    for (int64_t b = 0; b < njobs; b++) {                                                                     \
+        const ck_attn_job *jb = &jobs[b];                                                                     \
+        const int64_t nmax = jb->first_n + jb->ntok - 1, npad = (nmax + 7) & ~(int64_t)7;                    \
+        for (int64_t j0 = split; j0 < nmax; j0 += 8) {                                                        \
+            const int rows = nmax - j0 < 8 ? (int)(nmax - j0) : 8;                                            \
+            VALUES(jb, tstride, heads, d, npad, j0, TILE(jb->v, half, kvstride, j0, rows, d, tile), total + first[b]); \
+        }                                                                                                     \
+        FINISH(jb, tstride, heads, d, total + first[b]);                                                      \
+    }                                                                                                         \
+}
+
 #if CKA_X86
 #pragma clang attribute push (__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 
@@ -98,100 +163,88 @@ static void softmax_numerators(int64_t ntok, int64_t heads, int64_t first_n, int
     }
 }
 
-static void attend_gqa_avx2(const float *q, float *out, int64_t tstride, int64_t ntok, int64_t heads, int64_t d,
-                            int64_t first_n, const void *k, const void *v, int half, int64_t kvstride, float scale,
-                            const uint8_t *vis, int64_t vstride, float *scores) {
-    _Alignas(32) float tile[8 * CKA_MAX_D];
-    const int64_t nmax = first_n + ntok - 1;
-    const int64_t npad = (nmax + 7) & ~(int64_t)7;
-    const __m256 vscale = _mm256_set1_ps(scale);
-    // 1. Scaled scores q·k_j for every query over the positions its token may see (whole tiles).
-    for (int64_t j0 = 0; j0 < nmax; j0 += 8) {
-        const int rows = nmax - j0 < 8 ? (int)(nmax - j0) : 8;
-        load_tile(k, half, kvstride, j0, rows, d, tile);
-        for (int64_t i = 0; i < ntok; i++) {
-            if (first_n + i <= j0) continue;
-            for (int64_t h = 0; h < heads; h++) {
-                __m256 s = _mm256_mul_ps(tile_dots(q + i * tstride + h * d, tile, d), vscale);
-                _mm256_storeu_ps(scores + (i * heads + h) * npad + j0, s);
-            }
-        }
+// One tile's work for one job (both kernels): the scaled scores of every query that sees position j0, and
+// the weighted values added to every query that sees it. Masked positions add exactly zero later.
+static inline void scores_tile_avx2(const ck_attn_job *jb, int64_t tstride, int64_t heads, int64_t d, int64_t npad,
+                                    int64_t j0, const float *kt, __m256 vscale) {
+    for (int64_t i = 0; i < jb->ntok; i++) {
+        if (jb->first_n + i <= j0) continue;
+        for (int64_t h = 0; h < heads; h++)
+            _mm256_storeu_ps(jb->scores + (i * heads + h) * npad + j0, _mm256_mul_ps(tile_dots(jb->q + i * tstride + h * d, kt, d), vscale));
     }
-    // 2. Mask and softmax numerators.
-    softmax_numerators(ntok, heads, first_n, npad, vis, vstride, scores);
-    // 3. out = (Σ_j p_j v_j) / Σ_j p_j, in slices of 64 dimensions held in registers per tile. Both sums
-    //    run over the positions in increasing order, and a masked position adds exactly zero, so a
-    //    query's result is the same wherever its visible positions sit (the Sirius tree puts a path's
-    //    tokens at other slots than plain decoding does).
-    float total[ntok * heads];
-    for (int64_t i = 0; i < ntok; i++)
+}
+
+static inline void values_tile_avx2(const ck_attn_job *jb, int64_t tstride, int64_t heads, int64_t d, int64_t npad,
+                                    int64_t j0, const float *vt, float *total) {
+    for (int64_t i = 0; i < jb->ntok; i++) {
+        const int64_t n = jb->first_n + i;
+        if (n <= j0) continue;
+        const int live = n - j0 < 8 ? (int)(n - j0) : 8;
         for (int64_t h = 0; h < heads; h++) {
-            memset(out + i * tstride + h * d, 0, (size_t)d * sizeof(float));
-            total[i * heads + h] = 0.0f;
-        }
-    for (int64_t j0 = 0; j0 < nmax; j0 += 8) {
-        const int rows = nmax - j0 < 8 ? (int)(nmax - j0) : 8;
-        load_tile(v, half, kvstride, j0, rows, d, tile);
-        for (int64_t i = 0; i < ntok; i++) {
-            const int64_t n = first_n + i;
-            if (n <= j0) continue;
-            const int live = n - j0 < 8 ? (int)(n - j0) : 8;
-            for (int64_t h = 0; h < heads; h++) {
-                const float *p = scores + (i * heads + h) * npad + j0;
-                float *o = out + i * tstride + h * d;
-                for (int64_t c0 = 0; c0 < d; c0 += 64) {
-                    const int64_t w = d - c0 < 64 ? d - c0 : 64;
-                    if (w == 64) {
-                        // The usual head size: eight named accumulators so they stay in registers; the
-                        // first slice also carries the running Σ p (every lane holds it).
-                        float *oc = o + c0;
-                        __m256 at = _mm256_set1_ps(total[i * heads + h]);
-                        __m256 a0 = _mm256_loadu_ps(oc), a1 = _mm256_loadu_ps(oc + 8), a2 = _mm256_loadu_ps(oc + 16),
-                               a3 = _mm256_loadu_ps(oc + 24), a4 = _mm256_loadu_ps(oc + 32), a5 = _mm256_loadu_ps(oc + 40),
-                               a6 = _mm256_loadu_ps(oc + 48), a7 = _mm256_loadu_ps(oc + 56);
-                        for (int r = 0; r < live; r++) {
-                            const __m256 pr = _mm256_set1_ps(p[r]);
-                            const float *vr = tile + r * d + c0;
-                            a0 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr), a0);
-                            a1 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 8), a1);
-                            a2 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 16), a2);
-                            a3 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 24), a3);
-                            a4 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 32), a4);
-                            a5 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 40), a5);
-                            a6 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 48), a6);
-                            a7 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 56), a7);
-                            at = _mm256_add_ps(at, pr);
-                        }
-                        if (c0 == 0) total[i * heads + h] = _mm256_cvtss_f32(at);
-                        _mm256_storeu_ps(oc, a0); _mm256_storeu_ps(oc + 8, a1); _mm256_storeu_ps(oc + 16, a2);
-                        _mm256_storeu_ps(oc + 24, a3); _mm256_storeu_ps(oc + 32, a4); _mm256_storeu_ps(oc + 40, a5);
-                        _mm256_storeu_ps(oc + 48, a6); _mm256_storeu_ps(oc + 56, a7);
-                        continue;
-                    }
-                    if (c0 == 0) {
-                        float t = total[i * heads + h];
-                        for (int r = 0; r < live; r++) t += p[r];
-                        total[i * heads + h] = t;
-                    }
-                    __m256 acc[8];
-                    for (int64_t c = 0; c < w; c += 8) acc[c / 8] = _mm256_loadu_ps(o + c0 + c);
+            const float *p = jb->scores + (i * heads + h) * npad + j0;
+            float *o = jb->out + i * tstride + h * d;
+            for (int64_t c0 = 0; c0 < d; c0 += 64) {
+                const int64_t w = d - c0 < 64 ? d - c0 : 64;
+                if (w == 64) {
+                    // The usual head size: eight named accumulators so they stay in registers; the first
+                    // slice also carries the running Σ p (every lane holds it).
+                    float *oc = o + c0;
+                    __m256 at = _mm256_set1_ps(total[i * heads + h]);
+                    __m256 a0 = _mm256_loadu_ps(oc), a1 = _mm256_loadu_ps(oc + 8), a2 = _mm256_loadu_ps(oc + 16),
+                           a3 = _mm256_loadu_ps(oc + 24), a4 = _mm256_loadu_ps(oc + 32), a5 = _mm256_loadu_ps(oc + 40),
+                           a6 = _mm256_loadu_ps(oc + 48), a7 = _mm256_loadu_ps(oc + 56);
                     for (int r = 0; r < live; r++) {
                         const __m256 pr = _mm256_set1_ps(p[r]);
-                        const float *vr = tile + r * d + c0;
-                        for (int64_t c = 0; c < w; c += 8) acc[c / 8] = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + c), acc[c / 8]);
+                        const float *vr = vt + r * d + c0;
+                        a0 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr), a0);
+                        a1 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 8), a1);
+                        a2 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 16), a2);
+                        a3 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 24), a3);
+                        a4 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 32), a4);
+                        a5 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 40), a5);
+                        a6 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 48), a6);
+                        a7 = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + 56), a7);
+                        at = _mm256_add_ps(at, pr);
                     }
-                    for (int64_t c = 0; c < w; c += 8) _mm256_storeu_ps(o + c0 + c, acc[c / 8]);
+                    if (c0 == 0) total[i * heads + h] = _mm256_cvtss_f32(at);
+                    _mm256_storeu_ps(oc, a0); _mm256_storeu_ps(oc + 8, a1); _mm256_storeu_ps(oc + 16, a2);
+                    _mm256_storeu_ps(oc + 24, a3); _mm256_storeu_ps(oc + 32, a4); _mm256_storeu_ps(oc + 40, a5);
+                    _mm256_storeu_ps(oc + 48, a6); _mm256_storeu_ps(oc + 56, a7);
+                    continue;
                 }
+                if (c0 == 0) {
+                    float t = total[i * heads + h];
+                    for (int r = 0; r < live; r++) t += p[r];
+                    total[i * heads + h] = t;
+                }
+                __m256 acc[8];
+                for (int64_t c = 0; c < w; c += 8) acc[c / 8] = _mm256_loadu_ps(o + c0 + c);
+                for (int r = 0; r < live; r++) {
+                    const __m256 pr = _mm256_set1_ps(p[r]);
+                    const float *vr = vt + r * d + c0;
+                    for (int64_t c = 0; c < w; c += 8) acc[c / 8] = _mm256_fmadd_ps(pr, _mm256_load_ps(vr + c), acc[c / 8]);
+                }
+                for (int64_t c = 0; c < w; c += 8) _mm256_storeu_ps(o + c0 + c, acc[c / 8]);
             }
         }
     }
-    for (int64_t i = 0; i < ntok; i++)
+}
+
+static inline const float *tile_avx2(const void *base, int half, int64_t stride, int64_t j0, int rows, int64_t d, float *tile) {
+    load_tile(base, half, stride, j0, rows, d, tile);
+    return tile;
+}
+
+static inline void finish_avx2(const ck_attn_job *jb, int64_t tstride, int64_t heads, int64_t d, const float *total) {
+    for (int64_t i = 0; i < jb->ntok; i++)
         for (int64_t h = 0; h < heads; h++) {
-            float *o = out + i * tstride + h * d;
+            float *o = jb->out + i * tstride + h * d;
             const __m256 f = _mm256_set1_ps(1.0f / total[i * heads + h]);
             for (int64_t c = 0; c < d; c += 8) _mm256_storeu_ps(o + c, _mm256_mul_ps(_mm256_loadu_ps(o + c), f));
         }
 }
+
+ATTEND_JOBS(attend_jobs_avx2, _Alignas(32), tile_avx2, scores_tile_avx2, values_tile_avx2, finish_avx2, __m256, _mm256_set1_ps)
 
 #pragma clang attribute pop
 
@@ -251,96 +304,93 @@ static inline __m256 tile_dots16(const float *qv, const float *tile, int64_t d) 
     return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-static void attend_gqa_avx512(const float *q, float *out, int64_t tstride, int64_t ntok, int64_t heads, int64_t d,
-                              int64_t first_n, const void *k, const void *v, int half, int64_t kvstride, float scale,
-                              const uint8_t *vis, int64_t vstride, float *scores) {
-    _Alignas(64) float tile[8 * CKA_MAX_D];
-    const int64_t nmax = first_n + ntok - 1;
-    const int64_t npad = (nmax + 7) & ~(int64_t)7;
-    const __m256 vscale = _mm256_set1_ps(scale);
-    for (int64_t j0 = 0; j0 < nmax; j0 += 8) {
-        const int rows = nmax - j0 < 8 ? (int)(nmax - j0) : 8;
-        const float *kt = tile16(k, half, kvstride, j0, rows, d, tile);
-        for (int64_t i = 0; i < ntok; i++) {
-            if (first_n + i <= j0) continue;
-            for (int64_t h = 0; h < heads; h++)
-                _mm256_storeu_ps(scores + (i * heads + h) * npad + j0, _mm256_mul_ps(tile_dots16(q + i * tstride + h * d, kt, d), vscale));
-        }
+static inline void scores_tile_avx512(const ck_attn_job *jb, int64_t tstride, int64_t heads, int64_t d, int64_t npad,
+                                      int64_t j0, const float *kt, __m256 vscale) {
+    for (int64_t i = 0; i < jb->ntok; i++) {
+        if (jb->first_n + i <= j0) continue;
+        for (int64_t h = 0; h < heads; h++)
+            _mm256_storeu_ps(jb->scores + (i * heads + h) * npad + j0, _mm256_mul_ps(tile_dots16(jb->q + i * tstride + h * d, kt, d), vscale));
     }
-    softmax_numerators(ntok, heads, first_n, npad, vis, vstride, scores);
-    float total[ntok * heads];
-    for (int64_t i = 0; i < ntok; i++)
+}
+
+static inline void values_tile_avx512(const ck_attn_job *jb, int64_t tstride, int64_t heads, int64_t d, int64_t npad,
+                                      int64_t j0, const float *vt, float *total) {
+    for (int64_t i = 0; i < jb->ntok; i++) {
+        const int64_t n = jb->first_n + i;
+        if (n <= j0) continue;
+        const int live = n - j0 < 8 ? (int)(n - j0) : 8;
         for (int64_t h = 0; h < heads; h++) {
-            memset(out + i * tstride + h * d, 0, (size_t)d * sizeof(float));
-            total[i * heads + h] = 0.0f;
-        }
-    for (int64_t j0 = 0; j0 < nmax; j0 += 8) {
-        const int rows = nmax - j0 < 8 ? (int)(nmax - j0) : 8;
-        const float *vt = tile16(v, half, kvstride, j0, rows, d, tile);
-        for (int64_t i = 0; i < ntok; i++) {
-            const int64_t n = first_n + i;
-            if (n <= j0) continue;
-            const int live = n - j0 < 8 ? (int)(n - j0) : 8;
-            for (int64_t h = 0; h < heads; h++) {
-                const float *p = scores + (i * heads + h) * npad + j0;
-                float *o = out + i * tstride + h * d;
-                // Slices of 64 dimensions in four registers; the first also carries the running Σ p.
-                for (int64_t c0 = 0; c0 < d; c0 += 64) {
-                    const int64_t w = d - c0 < 64 ? d - c0 : 64;
-                    float *oc = o + c0;
-                    __m256 at = _mm256_set1_ps(total[i * heads + h]);
-                    __m512 a0 = _mm512_loadu_ps(oc), a1 = w > 16 ? _mm512_loadu_ps(oc + 16) : _mm512_setzero_ps();
-                    __m512 a2 = w > 32 ? _mm512_loadu_ps(oc + 32) : _mm512_setzero_ps(), a3 = w > 48 ? _mm512_loadu_ps(oc + 48) : _mm512_setzero_ps();
-                    for (int r = 0; r < live; r++) {
-                        const __m512 pr = _mm512_set1_ps(p[r]);
-                        const float *vr = vt + r * d + c0;
-                        a0 = _mm512_fmadd_ps(pr, _mm512_load_ps(vr), a0);
-                        if (w > 16) a1 = _mm512_fmadd_ps(pr, _mm512_load_ps(vr + 16), a1);
-                        if (w > 32) a2 = _mm512_fmadd_ps(pr, _mm512_load_ps(vr + 32), a2);
-                        if (w > 48) a3 = _mm512_fmadd_ps(pr, _mm512_load_ps(vr + 48), a3);
-                        at = _mm256_add_ps(at, _mm512_castps512_ps256(pr));
-                    }
-                    if (c0 == 0) total[i * heads + h] = _mm256_cvtss_f32(at);
-                    _mm512_storeu_ps(oc, a0);
-                    if (w > 16) _mm512_storeu_ps(oc + 16, a1);
-                    if (w > 32) _mm512_storeu_ps(oc + 32, a2);
-                    if (w > 48) _mm512_storeu_ps(oc + 48, a3);
+            const float *p = jb->scores + (i * heads + h) * npad + j0;
+            float *o = jb->out + i * tstride + h * d;
+            // Slices of 64 dimensions in four registers; the first also carries the running Σ p.
+            for (int64_t c0 = 0; c0 < d; c0 += 64) {
+                const int64_t w = d - c0 < 64 ? d - c0 : 64;
+                float *oc = o + c0;
+                __m256 at = _mm256_set1_ps(total[i * heads + h]);
+                __m512 a0 = _mm512_loadu_ps(oc), a1 = w > 16 ? _mm512_loadu_ps(oc + 16) : _mm512_setzero_ps();
+                __m512 a2 = w > 32 ? _mm512_loadu_ps(oc + 32) : _mm512_setzero_ps(), a3 = w > 48 ? _mm512_loadu_ps(oc + 48) : _mm512_setzero_ps();
+                for (int r = 0; r < live; r++) {
+                    const __m512 pr = _mm512_set1_ps(p[r]);
+                    const float *vr = vt + r * d + c0;
+                    a0 = _mm512_fmadd_ps(pr, _mm512_load_ps(vr), a0);
+                    if (w > 16) a1 = _mm512_fmadd_ps(pr, _mm512_load_ps(vr + 16), a1);
+                    if (w > 32) a2 = _mm512_fmadd_ps(pr, _mm512_load_ps(vr + 32), a2);
+                    if (w > 48) a3 = _mm512_fmadd_ps(pr, _mm512_load_ps(vr + 48), a3);
+                    at = _mm256_add_ps(at, _mm512_castps512_ps256(pr));
                 }
+                if (c0 == 0) total[i * heads + h] = _mm256_cvtss_f32(at);
+                _mm512_storeu_ps(oc, a0);
+                if (w > 16) _mm512_storeu_ps(oc + 16, a1);
+                if (w > 32) _mm512_storeu_ps(oc + 32, a2);
+                if (w > 48) _mm512_storeu_ps(oc + 48, a3);
             }
         }
     }
-    for (int64_t i = 0; i < ntok; i++)
+}
+
+static inline void finish_avx512(const ck_attn_job *jb, int64_t tstride, int64_t heads, int64_t d, const float *total) {
+    for (int64_t i = 0; i < jb->ntok; i++)
         for (int64_t h = 0; h < heads; h++) {
-            float *o = out + i * tstride + h * d;
+            float *o = jb->out + i * tstride + h * d;
             const __m512 f = _mm512_set1_ps(1.0f / total[i * heads + h]);
             for (int64_t c = 0; c < d; c += 16) _mm512_storeu_ps(o + c, _mm512_mul_ps(_mm512_loadu_ps(o + c), f));
         }
 }
 
+ATTEND_JOBS(attend_jobs_avx512, _Alignas(64), tile16, scores_tile_avx512, values_tile_avx512, finish_avx512, __m256, _mm256_set1_ps)
+
 #pragma clang attribute pop
 
 #endif
 
-void ck_attend_gqa(const float *q, float *out, int64_t tstride, int64_t ntok, int64_t heads, int64_t d,
-                   int64_t first_n, const void *k, const void *v, int half, int64_t kvstride, float scale,
-                   const uint8_t *vis, int64_t vstride, float *scores) {
+void ck_attend_gqa_jobs(const ck_attn_job *jobs, int64_t njobs, int64_t tstride, int64_t heads, int64_t d,
+                        const void *k0, const void *v0, int64_t split, int half, int64_t kvstride, float scale) {
 #if CKA_X86
     if (d % 16 == 0 && d <= CKA_MAX_D && ck_has_avx512()) {
-        attend_gqa_avx512(q, out, tstride, ntok, heads, d, first_n, k, v, half, kvstride, scale, vis, vstride, scores);
+        attend_jobs_avx512(jobs, njobs, tstride, heads, d, k0, v0, split, half, kvstride, scale);
         return;
     }
     if (ck_has_avx2() && d % 8 == 0 && d <= CKA_MAX_D) {
-        attend_gqa_avx2(q, out, tstride, ntok, heads, d, first_n, k, v, half, kvstride, scale, vis, vstride, scores);
+        attend_jobs_avx2(jobs, njobs, tstride, heads, d, k0, v0, split, half, kvstride, scale);
         return;
     }
 #endif
     // Portable path: one query at a time with the scalar-friendly routine.
-    for (int64_t i = 0; i < ntok; i++)
-        for (int64_t h = 0; h < heads; h++) {
-            const float *qv = q + i * tstride + h * d;
-            float *o = out + i * tstride + h * d;
-            const uint8_t *vrow = vis ? vis + i * vstride : NULL;
-            if (half) ck_attend_f16(qv, (const uint16_t *)k, (const uint16_t *)v, kvstride, first_n + i, d, scale, vrow, scores, o);
-            else ck_attend(qv, (const float *)k, (const float *)v, kvstride, first_n + i, d, scale, vrow, scores, o);
-        }
+    for (int64_t b = 0; b < njobs; b++) {
+        const ck_attn_job *jb = &jobs[b];
+        for (int64_t i = 0; i < jb->ntok; i++)
+            for (int64_t h = 0; h < heads; h++) {
+                const float *qv = jb->q + i * tstride + h * d;
+                float *o = jb->out + i * tstride + h * d;
+                const uint8_t *vrow = jb->vis ? jb->vis + i * jb->vstride : NULL;
+                ck_attend_split(qv, k0, v0, split, jb->k, jb->v, half, kvstride, jb->first_n + i, d, scale, vrow, jb->scores, o);
+            }
+    }
+}
+
+void ck_attend_gqa(const float *q, float *out, int64_t tstride, int64_t ntok, int64_t heads, int64_t d,
+                   int64_t first_n, const void *k, const void *v, int half, int64_t kvstride, float scale,
+                   const uint8_t *vis, int64_t vstride, float *scores) {
+    const ck_attn_job job = {q, out, ntok, first_n, k, v, vis, vstride, scores};
+    ck_attend_gqa_jobs(&job, 1, tstride, heads, d, NULL, NULL, 0, half, kvstride, scale);
 }

@@ -1041,15 +1041,15 @@ void ck_f32_to_f16_row(const float *x, uint16_t *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = ck_f32_to_f16(x[i]);
 }
 
-// One attention head; keys/values are floats, or IEEE halves when `half`.
-static void attend(const float *q, const void *k, const void *v, int half, int64_t stride, int64_t n, int64_t d,
-                   float scale, const uint8_t *visible, float *scores, float *out) {
+// One attention head; keys/values are floats, or IEEE halves when `half`; positions below `split` are
+// read from k0 / v0, the others from k / v (both indexed by absolute position).
+static void attend(const float *q, const void *k0, const void *v0, int64_t split, const void *k, const void *v, int half,
+                   int64_t stride, int64_t n, int64_t d, float scale, const uint8_t *visible, float *scores, float *out) {
     const size_t esize = half ? 2 : 4;
-    const uint8_t *kb = (const uint8_t *)k, *vb = (const uint8_t *)v;
     float mx = -INFINITY;
     for (int64_t j = 0; j < n; j++) {
         if (visible && !visible[j]) { scores[j] = -INFINITY; continue; }
-        const void *kj = kb + (size_t)(j * stride) * esize;
+        const void *kj = (const uint8_t *)(j < split ? k0 : k) + (size_t)(j * stride) * esize;
         float s = (half ? dot_f32_f16(q, (const uint16_t *)kj, d) : ck_dot(q, (const float *)kj, d)) * scale;
         scores[j] = s;
         if (s > mx) mx = s;
@@ -1064,7 +1064,7 @@ static void attend(const float *q, const void *k, const void *v, int half, int64
     for (int64_t i = 0; i < d; i++) out[i] = 0;
     for (int64_t j = 0; j < n; j++) {
         if (scores[j] == 0.0f) continue;
-        const void *vj = vb + (size_t)(j * stride) * esize;
+        const void *vj = (const uint8_t *)(j < split ? v0 : v) + (size_t)(j * stride) * esize;
         if (half) axpy_f16(scores[j] * inv, (const uint16_t *)vj, out, d);
         else ck_axpy(scores[j] * inv, (const float *)vj, out, d);
     }
@@ -1072,10 +1072,15 @@ static void attend(const float *q, const void *k, const void *v, int half, int64
 
 void ck_attend(const float *q, const float *k, const float *v, int64_t stride, int64_t n, int64_t d,
                float scale, const uint8_t *visible, float *scores, float *out) {
-    attend(q, k, v, 0, stride, n, d, scale, visible, scores, out);
+    attend(q, NULL, NULL, 0, k, v, 0, stride, n, d, scale, visible, scores, out);
 }
 
 void ck_attend_f16(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride, int64_t n, int64_t d,
                    float scale, const uint8_t *visible, float *scores, float *out) {
-    attend(q, k, v, 1, stride, n, d, scale, visible, scores, out);
+    attend(q, NULL, NULL, 0, k, v, 1, stride, n, d, scale, visible, scores, out);
+}
+
+void ck_attend_split(const float *q, const void *k0, const void *v0, int64_t split, const void *k, const void *v, int half,
+                     int64_t stride, int64_t n, int64_t d, float scale, const uint8_t *visible, float *scores, float *out) {
+    attend(q, k0, v0, split, k, v, half, stride, n, d, scale, visible, scores, out);
 }

@@ -128,4 +128,57 @@ struct AttentionKernelTests {
         let tree = attend(qs, ntok: ntok, firstN: firstN, k: Rows(kTree), v: Rows(vTree), half: half, visible: vis, vstride: slots)
         #expect(Compare.bitsEqual(Array(tree[((ntok - 1) * heads * d)...]), plain))
     }
+
+    @Test("jobs that share a prefix (read once for all of them) equal each job alone over a copy of it, bit for bit",
+          arguments: [false, true])
+    func sharedPrefix(half: Bool) { onEveryPath { sharedPrefixOnce(half: half) } }
+
+    func sharedPrefixOnce(half: Bool) {
+        let split = 24
+        let kPrefix = random(split * d, seed: 21, scale: 2), vPrefix = random(split * d, seed: 22)
+        // Three sequences after the prefix: (own positions, tokens in the call, a visibility row or not).
+        let shapes: [(own: Int, ntok: Int, masked: Bool)] = [(5, 1, false), (19, 4, false), (11, 3, true)]
+        let scale = 1 / Float(d).squareRoot()
+        func store(_ x: [Float]) -> [UInt8] {
+            half ? x.map { ck_f32_to_f16($0) }.withUnsafeBytes { Array($0) } : x.withUnsafeBytes { Array($0) }
+        }
+        var alone: [[Float]] = [], ownK: [[UInt8]] = [], ownV: [[UInt8]] = [], queries: [[Float]] = [], masks: [[UInt8]] = []
+        for (i, shape) in shapes.enumerated() {
+            let n = split + shape.own, firstN = n - shape.ntok + 1
+            let kSuffix = random(shape.own * d, seed: 30 + UInt64(i), scale: 2), vSuffix = random(shape.own * d, seed: 40 + UInt64(i))
+            let q = random(shape.ntok * heads * d, seed: 50 + UInt64(i), scale: 2)
+            var vis = [UInt8](repeating: 1, count: shape.ntok * n)
+            if shape.masked { for t in 0..<shape.ntok { for j in stride(from: 3, to: n - 1, by: 4) { vis[t * n + j] = 0 } } }
+            alone.append(attend(q, ntok: shape.ntok, firstN: firstN, k: Rows(kPrefix + kSuffix), v: Rows(vPrefix + vSuffix),
+                                half: half, visible: shape.masked ? vis : nil, vstride: n))
+            // The job's own buffers hold NaN where the prefix would be: the kernel must not read there.
+            ownK.append(store([Float](repeating: .nan, count: split * d) + kSuffix))
+            ownV.append(store([Float](repeating: .nan, count: split * d) + vSuffix))
+            queries.append(q)
+            masks.append(vis)
+        }
+        // The kernel's inputs in buffers of their own (freed at the end).
+        var buffers: [UnsafeMutableRawPointer] = []
+        defer { for b in buffers { b.deallocate() } }
+        func buffer<T>(_ x: [T]) -> UnsafeMutablePointer<T> {
+            let p = UnsafeMutablePointer<T>.allocate(capacity: max(1, x.count))
+            p.initialize(from: x, count: x.count)
+            buffers.append(UnsafeMutableRawPointer(p))
+            return p
+        }
+        var jobs: [ck_attn_job] = [], outs: [UnsafeMutablePointer<Float>] = []
+        for (i, shape) in shapes.enumerated() {
+            let n = split + shape.own
+            outs.append(buffer([Float](repeating: .nan, count: shape.ntok * heads * d)))
+            jobs.append(ck_attn_job(q: buffer(queries[i]), out: outs[i], ntok: Int64(shape.ntok), first_n: Int64(n - shape.ntok + 1),
+                                    k: buffer(ownK[i]), v: buffer(ownV[i]), vis: shape.masked ? UnsafePointer(buffer(masks[i])) : nil,
+                                    vstride: Int64(n), scores: buffer([Float](repeating: 0, count: shape.ntok * heads * (n + 7) / 8 * 8))))
+        }
+        ck_attend_gqa_jobs(jobs, Int64(jobs.count), Int64(heads * d), Int64(heads), Int64(d), buffer(store(kPrefix)),
+                           buffer(store(vPrefix)), Int64(split), half ? 1 : 0, Int64(d), scale)
+        for i in shapes.indices {
+            let got = Array(UnsafeBufferPointer(start: outs[i], count: shapes[i].ntok * heads * d))
+            #expect(Compare.bitsEqual(got, alone[i]), "job \(i) differs from its attention alone")
+        }
+    }
 }

@@ -102,6 +102,33 @@ void ck_attend_gqa(const float *q, float *out, int64_t tstride, int64_t ntok, in
                    int64_t first_n, const void *k, const void *v, int half, int64_t kvstride, float scale,
                    const uint8_t *vis, int64_t vstride, float *scores);
 
+/// One sequence's run of tokens in `ck_attend_gqa_jobs`: queries `q`, outputs `out` (row i at
+/// `i·tstride`, head h at `h·d`), causal length of the first token `first_n`, its own keys / values
+/// (position j at `k + j·kvstride`, used for j ≥ split), visibility rows as in `ck_attend_gqa`, and
+/// its scores scratch (ntok·heads·round_up(first_n + ntok − 1, 8) floats).
+typedef struct {
+    const float *q;
+    float *out;
+    int64_t ntok;
+    int64_t first_n;
+    const void *k;
+    const void *v;
+    const uint8_t *vis;
+    int64_t vstride;
+    float *scores;
+} ck_attn_job;
+
+/// `ck_attend_gqa` for several jobs whose positions below `split` (a multiple of 8) are one shared
+/// prefix at `k0` / `v0` (same layout): each tile of the prefix is read once for all jobs. Every
+/// query's result is bit-identical to `ck_attend_gqa` on its job alone over a cache holding a copy of
+/// the prefix.
+void ck_attend_gqa_jobs(const ck_attn_job *jobs, int64_t njobs, int64_t tstride, int64_t heads, int64_t d,
+                        const void *k0, const void *v0, int64_t split, int half, int64_t kvstride, float scale);
+
+/// `ck_attend` / `ck_attend_f16` (by `half`) with positions below `split` read from `k0` / `v0`.
+void ck_attend_split(const float *q, const void *k0, const void *v0, int64_t split, const void *k, const void *v, int half,
+                     int64_t stride, int64_t n, int64_t d, float scale, const uint8_t *visible, float *scores, float *out);
+
 /// g[i] = silu(g[i]) · u[i] (or silu(g[i]) when `u` is NULL), silu(x) = x / (1 + e^−x).
 void ck_silu_mul(float *g, const float *u, int64_t n);
 

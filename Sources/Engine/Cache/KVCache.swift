@@ -9,6 +9,11 @@ import CKernels
 /// reads one contiguous stream. Entries are f32, or IEEE halves with `halfPrecision` (fast numerics:
 /// half the bytes each decode step reads from the cache; exact numerics keep f32 to match the float
 /// reference).
+///
+/// Positions below `sharedLength` may live in another cache (`shared`, a prefix cache entry): a sequence
+/// that reuses a prefix reads it there instead of holding a copy, and the attention of every sequence
+/// that shares one prefix reads it once per pass (`ck_attend_gqa_jobs`). The values are the same bits a
+/// copy would hold, so nothing a sequence computes depends on whether it shares.
 public final class KVCache {
     public let layerCount: Int
     public let kvDim: Int
@@ -17,6 +22,9 @@ public final class KVCache {
     public let capacity: Int
     public let halfPrecision: Bool
     public private(set) var count: Int = 0
+    /// The cache holding positions `0..<sharedLength` (nil: this cache holds them all).
+    public private(set) var shared: KVCache?
+    public private(set) var sharedLength = 0
     let keys: [UnsafeMutableRawPointer]
     let values: [UnsafeMutableRawPointer]
     private var esize: Int { halfPrecision ? 2 : 4 }
@@ -44,13 +52,29 @@ public final class KVCache {
     /// Drops every position at or after `length`; returns how many were removed.
     @discardableResult
     public func trim(to length: Int) -> Int {
-        precondition(length >= 0)
+        precondition(length >= sharedLength, "cannot trim into a shared prefix")
         let removed = max(0, count - length)
         count = min(count, length)
         return removed
     }
 
-    public func reset() { count = 0 }
+    /// Empties the cache (and drops a shared prefix).
+    public func reset() {
+        count = 0
+        shared = nil
+        sharedLength = 0
+    }
+
+    /// Reads positions `0..<n` from `prefix` from now on (they must be the same values this cache would
+    /// compute there); `count` becomes at least `n`. `n` is a multiple of 8 (whole attention tiles).
+    public func share(prefix: KVCache, count n: Int) {
+        precondition(prefix.kvDim == kvDim && prefix.kvHeads == kvHeads && prefix.layerCount == layerCount
+                     && prefix.halfPrecision == halfPrecision && prefix.shared == nil)
+        precondition(n % 8 == 0 && n <= prefix.count && n <= capacity && (shared == nil || shared === prefix))
+        shared = prefix
+        sharedLength = n
+        count = max(count, n)
+    }
 
     /// Marks positions `start..<end` as written (called by the forward pass after it stores them).
     func commitWrite(start: Int, end: Int) {
@@ -64,6 +88,7 @@ public final class KVCache {
 
     /// Stores one position's keys and values (`kvDim` floats each, heads one after another) in `layer`.
     func store(layer: Int, position: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
+        precondition(position >= sharedLength, "cannot write into a shared prefix")
         for g in 0..<kvHeads {
             let kd = keys[layer] + offset(head: g, position: position)
             let vd = values[layer] + offset(head: g, position: position)
@@ -85,11 +110,21 @@ public final class KVCache {
                      queries: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, tstride: Int, scale: Float,
                      visible: UnsafePointer<UInt8>?, vstride: Int, scores: UnsafeMutablePointer<Float>) {
         precondition(headDim == self.headDim)
-        let k = UnsafeRawPointer(keys[layer] + offset(head: group, position: 0))
-        let v = UnsafeRawPointer(values[layer] + offset(head: group, position: 0))
-        ck_attend_gqa(queries, out, Int64(tstride), Int64(tokens), Int64(heads), Int64(headDim), Int64(firstN),
-                      k, v, halfPrecision ? 1 : 0, Int64(headDim), scale, visible, Int64(vstride), scores)
+        let (k0, v0) = shared.map { $0.base(layer: layer, group: group) } ?? (nil, nil)
+        let (k, v) = base(layer: layer, group: group)
+        var job = ck_attn_job(q: queries, out: out, ntok: Int64(tokens), first_n: Int64(firstN), k: k, v: v,
+                              vis: visible, vstride: Int64(vstride), scores: scores)
+        ck_attend_gqa_jobs(&job, 1, Int64(tstride), Int64(heads), Int64(headDim), k0, v0, Int64(sharedLength),
+                           halfPrecision ? 1 : 0, Int64(headDim), scale)
     }
+
+    /// Keys and values of KV head `group` in `layer`, position 0 (positions `headDim` entries apart).
+    func base(layer: Int, group: Int) -> (keys: UnsafeRawPointer, values: UnsafeRawPointer) {
+        (UnsafeRawPointer(keys[layer] + offset(head: group, position: 0)), UnsafeRawPointer(values[layer] + offset(head: group, position: 0)))
+    }
+
+    /// The cache that holds position `p` (this one or the shared prefix's).
+    private func holder(_ p: Int) -> KVCache { p < sharedLength ? shared! : self }
 
     /// Bytes of keys and values held (all layers, whole capacity).
     public var byteCount: Int { 2 * layerCount * capacity * kvDim * esize }
@@ -99,11 +134,15 @@ public final class KVCache {
     public func copyPrefix(from other: KVCache, count n: Int) {
         precondition(other.kvDim == kvDim && other.kvHeads == kvHeads && other.layerCount == layerCount
                      && other.halfPrecision == halfPrecision && n <= other.count && n <= capacity)
-        let bytes = n * headDim * esize
-        for l in 0..<layerCount {
-            for g in 0..<kvHeads {
-                (keys[l] + offset(head: g, position: 0)).copyMemory(from: other.keys[l] + other.offset(head: g, position: 0), byteCount: bytes)
-                (values[l] + offset(head: g, position: 0)).copyMemory(from: other.values[l] + other.offset(head: g, position: 0), byteCount: bytes)
+        precondition(shared == nil, "copy into a cache that shares no prefix")
+        // Two runs: what `other` reads from its shared prefix, then what it holds itself.
+        for (source, from, to) in [(other.shared, 0, min(n, other.sharedLength)), (other, other.sharedLength, n)] where to > from {
+            let src = source!, bytes = (to - from) * headDim * esize
+            for l in 0..<layerCount {
+                for g in 0..<kvHeads {
+                    (keys[l] + offset(head: g, position: from)).copyMemory(from: src.keys[l] + src.offset(head: g, position: from), byteCount: bytes)
+                    (values[l] + offset(head: g, position: from)).copyMemory(from: src.values[l] + src.offset(head: g, position: from), byteCount: bytes)
+                }
             }
         }
         count = n
@@ -112,22 +151,24 @@ public final class KVCache {
     /// Copies the K/V of position `from` to position `to` in every layer (tree compaction).
     public func copyPosition(from: Int, to: Int) {
         guard from != to else { return }
-        let bytes = headDim * esize
+        precondition(to >= sharedLength, "cannot write into a shared prefix")
+        let bytes = headDim * esize, src = holder(from)
         for l in 0..<layerCount {
             for g in 0..<kvHeads {
-                (keys[l] + offset(head: g, position: to)).copyMemory(from: keys[l] + offset(head: g, position: from), byteCount: bytes)
-                (values[l] + offset(head: g, position: to)).copyMemory(from: values[l] + offset(head: g, position: from), byteCount: bytes)
+                (keys[l] + offset(head: g, position: to)).copyMemory(from: src.keys[l] + src.offset(head: g, position: from), byteCount: bytes)
+                (values[l] + offset(head: g, position: to)).copyMemory(from: src.values[l] + src.offset(head: g, position: from), byteCount: bytes)
             }
         }
     }
 
     /// A snapshot of positions `0..<count` of one layer as floats, `[count][kvDim]` (tests).
     public func snapshot(layer: Int) -> (keys: [Float], values: [Float]) {
-        func read(_ p: UnsafeMutableRawPointer) -> [Float] {
+        func read(_ buffers: (KVCache) -> UnsafeMutableRawPointer) -> [Float] {
             var out = [Float](repeating: 0, count: count * kvDim)
             for pos in 0..<count {
+                let h = holder(pos)
                 for g in 0..<kvHeads {
-                    let src = p + offset(head: g, position: pos)
+                    let src = buffers(h) + h.offset(head: g, position: pos)
                     for i in 0..<headDim {
                         out[pos * kvDim + g * headDim + i] = halfPrecision
                             ? ck_f16_to_f32(src.assumingMemoryBound(to: UInt16.self)[i])
@@ -137,6 +178,6 @@ public final class KVCache {
             }
             return out
         }
-        return (read(keys[layer]), read(values[layer]))
+        return (read { $0.keys[layer] }, read { $0.values[layer] })
     }
 }

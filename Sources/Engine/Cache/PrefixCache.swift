@@ -1,5 +1,5 @@
 /// Shared-prefix KV cache of one worker: prompts that begin with the same tokens (a task's few-shot
-/// prompt) compute that prefix's K/V once. An entry holds the K/V of the first L positions of the prompt
+/// prompt) compute that prefix's K/V once, and every sequence that reuses it reads it from the entry. An entry holds the K/V of the first L positions of the prompt
 /// that created it (L a multiple of the prefill chunk C, and shorter than that prompt), and the Griffin
 /// prompt scores after every chunk. A later prompt reuses R positions: the common prefix rounded down to
 /// whole chunks (and at most its own length − 1, so that its last token is always computed). Its own
@@ -74,11 +74,13 @@ public final class PrefixCache {
         if reused > 0 { hits += 1 } else { misses += 1 }
     }
 
-    /// Serves a hit: copies the entry's first `length` positions and the scores after them into `seq`.
+    /// Serves a hit: `seq` reads the entry's first `length` positions from the entry (no copy; its
+    /// attention shares the reads with every other sequence on the same prefix) and starts from the
+    /// scores after them.
     func apply(_ e: Entry, length: Int, to seq: DecodeSequence) {
         clock += 1
         e.lastUse = clock
-        seq.cache.copyPrefix(from: e.kv!, count: length)
+        seq.cache.share(prefix: e.kv!, count: length)
         seq.scores.load(e.scores[length]!)
         seq.resume(afterReused: length)
     }
@@ -106,6 +108,8 @@ public final class PrefixCache {
             kv.copyPrefix(from: seq.cache, count: e.length)
             e.kv = kv
             e.complete = true
+            // The recording sequence holds the same values: it reads them from the entry too from now on.
+            seq.cache.share(prefix: kv, count: e.length)
             let scoreBytes = e.scores.values.reduce(0) { $0 + $1.values.count * $1.width * 4 }
             e.bytes = kv.byteCount + scoreBytes + e.tokens.count * 4
             seq.recording = nil

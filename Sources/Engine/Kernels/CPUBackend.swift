@@ -35,6 +35,7 @@ public final class CPUBackend: ComputeBackend {
     deinit {
         if let pool { ck_pool_destroy(pool) }
         for p in scores { p.deallocate() }
+        for p in attnJobs { p.deallocate() }
         for t in tiles { t.deallocate() }
         q8.deallocate()
     }
@@ -170,22 +171,31 @@ public final class CPUBackend: ComputeBackend {
 
     /// Tokens per attention work item at most.
     static let attentionChunk = 16
-    /// Attention scratch, one per pool thread: scores of up to `attentionChunk` tokens × the heads of one KV
-    /// group over a whole cache; grown when a longer cache comes (never per pass otherwise).
+    /// Attention scratch, one per pool thread: the scores of one call's items; grown when a longer cache
+    /// or a larger shared group comes (never per pass otherwise).
     private var scores: [UnsafeMutablePointer<Float>] = []
     private var scoresCapacity = 0
+    /// The kernel's job records, one buffer per pool thread.
+    private var attnJobs: [UnsafeMutablePointer<ck_attn_job>] = []
+    private var attnJobsCapacity = 0
     /// The pass's work items (job, KV group, first token, tokens), reused.
     private var attentionItems: [(job: Int, group: Int, first: Int, count: Int)] = []
+    /// Kernel calls: runs of `callOrder` (items of sequences that share one prefix and KV group go in one
+    /// call, which reads the prefix once for all of them), reused.
+    private var callOrder: [Int] = []
+    private var calls: [(start: Int, count: Int)] = []
+    private var grouped: [Bool] = []
 
-    /// Work items are (job, KV group, run of up to `attentionChunk` tokens), spread over the pool; each
-    /// item's queries share the converted key/value tiles. A query's result does not depend on the split.
+    /// Work items are (job, KV group, run of up to `attentionChunk` tokens). Items whose caches share one
+    /// prefix (a prefix cache entry) are grouped per KV group into calls of `ck_attend_gqa_jobs`, split in
+    /// one part per thread; the calls are spread over the pool. A query's result does not depend on the
+    /// grouping (see the kernel).
     public func attend(layer l: Int, jobs: [AttentionJob], q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                        heads: Int, kvHeads: Int, headDim: Int) {
         let group = heads / kvHeads, qDim = heads * headDim
         let scale = 1 / Float(headDim).squareRoot()
         let wanted = 2 * threads
         attentionItems.removeAll(keepingCapacity: true)
-        var need = 0
         for (j, job) in jobs.enumerated() {
             let chunksPerGroup = min(job.tokens, max(1, (wanted + kvHeads - 1) / kvHeads))
             let chunkTokens = min(Self.attentionChunk, (job.tokens + chunksPerGroup - 1) / chunksPerGroup)
@@ -195,22 +205,82 @@ public final class CPUBackend: ComputeBackend {
                 for g in 0..<kvHeads { attentionItems.append((j, g, t0, n)) }
                 t0 += n
             }
-            need = max(need, Self.attentionChunk * group * ((job.start + job.tokens + 7) / 8 * 8))
+        }
+        let items = attentionItems
+        groupAttentionCalls(items, jobs)
+        // Scratch: the largest call's scores.
+        var need = 0, widest = 0
+        for c in calls {
+            var n = 0
+            for k in c.start..<(c.start + c.count) {
+                let item = items[callOrder[k]], job = jobs[item.job]
+                n += item.count * group * ((job.start + item.first + item.count + 7) / 8 * 8)
+            }
+            need = max(need, n)
+            widest = max(widest, c.count)
         }
         if need > scoresCapacity {
             for p in scores { p.deallocate() }
             scoresCapacity = need
             scores = (0..<threads).map { _ in .allocate(capacity: need) }
         }
-        let scores = self.scores, items = attentionItems
-        parallelChunks(items.count, minimum: 2) { worker, i0, i1 in
-            for item in items[i0..<i1] {
-                let job = jobs[item.job]
-                let offset = (job.row + item.first) * qDim + item.group * group * headDim
-                job.cache.attendGroup(layer: l, group: item.group, headDim: headDim, heads: group, tokens: item.count,
-                                      firstN: job.start + item.first + 1, queries: q + offset, out: out + offset, tstride: qDim,
-                                      scale: scale, visible: job.visible.map { $0 + item.first * job.vstride }, vstride: job.vstride,
-                                      scores: scores[worker])
+        if widest > attnJobsCapacity {
+            for p in attnJobs { p.deallocate() }
+            attnJobsCapacity = widest
+            attnJobs = (0..<threads).map { _ in .allocate(capacity: widest) }
+        }
+        let scores = self.scores, records = self.attnJobs, calls = self.calls, order = self.callOrder
+        parallelChunks(calls.count, minimum: 2) { worker, c0, c1 in
+            for call in calls[c0..<c1] {
+                let first = items[order[call.start]], cache = jobs[first.job].cache
+                let g = first.group
+                var scratch = scores[worker]
+                for k in 0..<call.count {
+                    let item = items[order[call.start + k]], job = jobs[item.job]
+                    let offset = (job.row + item.first) * qDim + g * group * headDim
+                    let (kOwn, vOwn) = job.cache.base(layer: l, group: g)
+                    records[worker][k] = ck_attn_job(q: q + offset, out: out + offset, ntok: Int64(item.count),
+                                                     first_n: Int64(job.start + item.first + 1), k: kOwn, v: vOwn,
+                                                     vis: job.visible.map { UnsafePointer($0 + item.first * job.vstride) },
+                                                     vstride: Int64(job.vstride), scores: scratch)
+                    scratch += item.count * group * ((job.start + item.first + item.count + 7) / 8 * 8)
+                }
+                let (k0, v0) = cache.shared.map { $0.base(layer: l, group: g) } ?? (nil, nil)
+                ck_attend_gqa_jobs(records[worker], Int64(call.count), Int64(qDim), Int64(group), Int64(headDim), k0, v0,
+                                   Int64(cache.sharedLength), cache.halfPrecision ? 1 : 0, Int64(headDim), scale)
+            }
+        }
+    }
+
+    /// Fills `calls` / `callOrder`: an item whose cache shares no prefix is a call alone; the items of
+    /// caches that share one prefix (same entry, same length) and KV group form one call per thread.
+    private func groupAttentionCalls(_ items: [(job: Int, group: Int, first: Int, count: Int)], _ jobs: [AttentionJob]) {
+        callOrder.removeAll(keepingCapacity: true)
+        calls.removeAll(keepingCapacity: true)
+        func key(_ i: Int) -> (KVCache, Int)? {
+            let c = jobs[items[i].job].cache
+            return c.shared.map { ($0, c.sharedLength) }
+        }
+        for i in items.indices where key(i) == nil {
+            calls.append((callOrder.count, 1))
+            callOrder.append(i)
+        }
+        // Shared items, gathered group by group (few groups: a linear scan per group).
+        grouped.removeAll(keepingCapacity: true)
+        grouped.append(contentsOf: repeatElement(false, count: items.count))
+        for i in items.indices where !grouped[i] {
+            guard let (prefix, length) = key(i) else { continue }
+            let start = callOrder.count
+            for j in i..<items.count where !grouped[j] && items[j].group == items[i].group {
+                if let (p, n) = key(j), p === prefix, n == length {
+                    callOrder.append(j)
+                    grouped[j] = true
+                }
+            }
+            let m = callOrder.count - start, parts = min(m, threads)
+            for p in 0..<parts {
+                let a = start + m * p / parts, b = start + m * (p + 1) / parts
+                calls.append((a, b - a))
             }
         }
     }
