@@ -479,15 +479,17 @@ static inline void block_q8_avx2(const uint8_t *qs, __m256 q[4]) {
 // The multi-token version of dot_q4_f32_avx2 / dot_q8_0_f32_avx2 for up to four tokens: each weight
 // block is loaded and converted once, then every token runs exactly the operations of the single-token
 // kernel (same products, same fma order, same accumulators, same final sum; a Q4 token's block sums
-// come from `sxs`, formed as the single-token kernel forms them), so its result is bit-identical to
-// that kernel on the token alone. `ng` is a literal at every call site.
-static inline __attribute__((always_inline)) void dot_f32_group_avx2(int type, const uint8_t *row, const float *x, int64_t ldx,
-                                                                      const float *sxs, int ng, int64_t n, float *out) {
+// come from its `ss` row, formed as the single-token kernel forms them), so its result is bit-identical
+// to that kernel on the token alone. Token t's activations are `xs[t]`; `ng` is a literal at every call
+// site.
+static inline __attribute__((always_inline)) void dot_f32_group_avx2(int type, const uint8_t *row, const float *const *xs,
+                                                                      const float *const *ss, int ng, int64_t n, float *out) {
     const int q8 = type == CK_Q8_0, is1 = type == CK_Q4_1;
     const size_t bb = q8 ? 34 : is1 ? 20 : 18;
     const int64_t nb = n / 32;
     __m256 acc[4], accm[4];
-    for (int t = 0; t < ng; t++) { acc[t] = _mm256_setzero_ps(); accm[t] = _mm256_setzero_ps(); }
+    const float *xp[4], *sp[4];
+    for (int t = 0; t < ng; t++) { acc[t] = _mm256_setzero_ps(); accm[t] = _mm256_setzero_ps(); xp[t] = xs[t]; sp[t] = q8 ? NULL : ss[t]; }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = row + b * bb;
         const float d = f16_hw(blk);
@@ -499,17 +501,29 @@ static inline __attribute__((always_inline)) void dot_f32_group_avx2(int type, c
             vm = _mm256_set1_ps(is1 ? f16_hw(blk + 2) : -8.0f * d);
         }
         const __m256 vd = _mm256_set1_ps(d);
+#pragma clang loop unroll(full)
         for (int t = 0; t < ng; t++) {
-            const float *xb = x + t * ldx + b * 32;
+            const float *xb = xp[t] + b * 32;
             __m256 p = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
             p = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), p);
             p = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xb + 16), p);
             p = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), p);
             acc[t] = _mm256_fmadd_ps(vd, p, acc[t]);
-            if (!q8) accm[t] = _mm256_fmadd_ps(vm, _mm256_loadu_ps(sxs + (t * nb + b) * 8), accm[t]);
+            if (!q8) accm[t] = _mm256_fmadd_ps(vm, _mm256_loadu_ps(sp[t] + b * 8), accm[t]);
         }
     }
     for (int t = 0; t < ng; t++) out[t] = q8 ? hsum256(acc[t]) : hsum256(_mm256_add_ps(acc[t], accm[t]));
+}
+
+// One row against `ng` (1 ... 4) tokens through the grouped kernel, ng turned into a literal.
+static inline void dot_f32_group_any_avx2(int type, const uint8_t *row, const float *const *xs, const float *const *ss,
+                                          int ng, int64_t n, float *out) {
+    switch (ng) {
+    case 4: dot_f32_group_avx2(type, row, xs, ss, 4, n, out); break;
+    case 3: dot_f32_group_avx2(type, row, xs, ss, 3, n, out); break;
+    case 2: dot_f32_group_avx2(type, row, xs, ss, 2, n, out); break;
+    default: dot_f32_group_avx2(type, row, xs, ss, 1, n, out); break;
+    }
 }
 
 // Q4_0 / Q4_1 / Q8_0 blocks to floats, eight at a time: the scalar kernels' values exactly (an integer
@@ -550,29 +564,15 @@ static void block_sums_avx2(const float *x, int64_t ldx, int64_t T, int64_t n, f
     }
 }
 
-static inline __attribute__((always_inline)) void dot_q8_0_f32_group_avx2(const uint8_t *row, const float *x, int64_t ldx,
-                                                                           int ng, int64_t n, float *out) {
-    __m256 acc[4];
-    for (int t = 0; t < ng; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / 32; b++) {
-        const uint8_t *blk = row + b * 34;
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
-        const __m128i h0 = _mm256_castsi256_si128(q), h1 = _mm256_extracti128_si256(q, 1);
-        const __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h0));
-        const __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h0, 8)));
-        const __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h1));
-        const __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h1, 8)));
-        const __m256 vd = _mm256_set1_ps(f16_hw(blk));
-        for (int t = 0; t < ng; t++) {
-            const float *xb = x + t * ldx + b * 32;
-            __m256 p = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
-            p = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), p);
-            p = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16), p);
-            p = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), p);
-            acc[t] = _mm256_fmadd_ps(vd, p, acc[t]);
-        }
-    }
-    for (int t = 0; t < ng; t++) out[t] = hsum256(acc[t]);
+/// Per-token block sums for the Q4 grouped kernels (NULL for Q8_0, or when the scratch cannot grow;
+/// `*ok` says which).
+static float *group_sums_avx2(int type, const float *x, int64_t ldx, int64_t T, int64_t n, int *ok) {
+    *ok = 1;
+    if (type == CK_Q8_0) return NULL;
+    float *sxs = (float *)thread_scratch((size_t)T * (size_t)(n / 32) * 8 * sizeof(float));
+    if (!sxs) { *ok = 0; return NULL; }
+    block_sums_avx2(x, ldx, T, n, sxs);
+    return sxs;
 }
 
 /// Rows [r0, r1) × tokens [0, T) with the grouped kernels: four tokens a pass over a row, the last one
@@ -580,26 +580,58 @@ static inline __attribute__((always_inline)) void dot_q8_0_f32_group_avx2(const 
 static int matmul_f32_avx2(int type, const uint8_t *p, size_t row_bytes, const float *x, int64_t ldx, int64_t T,
                            float *y, int64_t ldy, int64_t n, int64_t r0, int64_t r1) {
     if (type != CK_Q4_0 && type != CK_Q4_1 && type != CK_Q8_0) return 0;
-    float *sxs = NULL;
-    if (type != CK_Q8_0) {
-        sxs = (float *)thread_scratch((size_t)T * (size_t)(n / 32) * 8 * sizeof(float));
-        if (!sxs) return 0;
-        block_sums_avx2(x, ldx, T, n, sxs);
-    }
+    int ok;
+    const float *sxs = group_sums_avx2(type, x, ldx, T, n, &ok);
+    if (!ok) return 0;
     const int64_t nb = n / 32;
     float out[4];
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = p + (size_t)r * row_bytes;
-        for (int64_t t0 = 0; t0 < T; t0 += 4) {
-            const int ng = T - t0 < 4 ? (int)(T - t0) : 4;
-            const float *xt = x + t0 * ldx, *st = sxs ? sxs + t0 * nb * 8 : NULL;
-            switch (ng) {
-            case 4: dot_f32_group_avx2(type, row, xt, ldx, st, 4, n, out); break;
-            case 3: dot_f32_group_avx2(type, row, xt, ldx, st, 3, n, out); break;
-            case 2: dot_f32_group_avx2(type, row, xt, ldx, st, 2, n, out); break;
-            default: dot_f32_group_avx2(type, row, xt, ldx, st, 1, n, out); break;
+    // The tokens' activation and block-sum rows, 64 tokens at a time (the grouped kernel takes lists).
+    const float *xs[64], *ss[64];
+    for (int64_t c0 = 0; c0 < T; c0 += 64) {
+        const int64_t cn = T - c0 < 64 ? T - c0 : 64;
+        for (int64_t t = 0; t < cn; t++) {
+            xs[t] = x + (c0 + t) * ldx;
+            ss[t] = sxs ? sxs + (c0 + t) * nb * 8 : NULL;
+        }
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *row = p + (size_t)r * row_bytes;
+            for (int64_t t0 = 0; t0 < cn; t0 += 4) {
+                const int ng = cn - t0 < 4 ? (int)(cn - t0) : 4;
+                dot_f32_group_any_avx2(type, row, xs + t0, ss + t0, ng, n, out);
+                for (int t = 0; t < ng; t++) y[(c0 + t0 + t) * ldy + r] = out[t];
             }
-            for (int t = 0; t < ng; t++) y[(t0 + t) * ldy + r] = out[t];
+        }
+    }
+    return 1;
+}
+
+/// ck_matmul_masked's exact path on the grouped kernels: each listed row against the tokens its mask
+/// names, four at a time.
+static int matmul_masked_avx2(int type, const uint8_t *p, size_t row_bytes, const float *x, int64_t ldx, int64_t T, int64_t n,
+                              const int32_t *rows, const uint64_t *masks, int64_t count, float *y, int64_t ldy) {
+    if (type != CK_Q4_0 && type != CK_Q4_1 && type != CK_Q8_0) return 0;
+    int ok;
+    const float *sxs = group_sums_avx2(type, x, ldx, T, n, &ok);
+    if (!ok) return 0;
+    const int64_t nb = n / 32;
+    float out[4];
+    int tok[4];
+    const float *xs[4], *ss[4] = {NULL, NULL, NULL, NULL};
+    for (int64_t i = 0; i < count; i++) {
+        const uint8_t *row = p + (size_t)rows[i] * row_bytes;
+        uint64_t m = masks[i];
+        while (m) {
+            int ng = 0;
+            while (m && ng < 4) {
+                const int t = __builtin_ctzll(m);
+                m &= m - 1;
+                tok[ng] = t;
+                xs[ng] = x + t * ldx;
+                if (sxs) ss[ng] = sxs + t * nb * 8;
+                ng++;
+            }
+            dot_f32_group_any_avx2(type, row, xs, ss, ng, n, out);
+            for (int k = 0; k < ng; k++) y[tok[k] * ldy + rows[i]] = out[k];
         }
     }
     return 1;
@@ -897,6 +929,26 @@ void ck_matvec_f32_rows(int type, const void *w, size_t row_bytes, const float *
     for (int64_t i = 0; i < count; i++) y[i] = row_dot(type, p + (size_t)rows[i] * row_bytes, x, n, avx);
 }
 
+void ck_matmul_masked(int type, const void *w, size_t row_bytes, const float *x, int64_t ldx, const ck_q8_block *xq,
+                      int64_t T, int64_t n, const int32_t *rows, const uint64_t *masks, int64_t count, float *y, int64_t ldy) {
+    const uint8_t *p = (const uint8_t *)w;
+    int avx = ck_has_avx2();
+    const int64_t nb = n / 32;
+#if CK_X86
+    if (!xq && avx && matmul_masked_avx2(type, p, row_bytes, x, ldx, T, n, rows, masks, count, y, ldy)) return;
+#endif
+    // Other types and fast numerics: the one-token kernel per (row, token), the row still in cache for
+    // the next token.
+    for (int64_t i = 0; i < count; i++) {
+        const uint8_t *row = p + (size_t)rows[i] * row_bytes;
+        for (uint64_t m = masks[i]; m; m &= m - 1) {
+            const int t = __builtin_ctzll(m);
+            y[t * ldy + rows[i]] = xq ? row_dot_q8(type, row, xq + t * nb, x + t * ldx, n, avx)
+                                      : row_dot(type, row, x + t * ldx, n, avx);
+        }
+    }
+}
+
 void ck_quantize_q8(const float *x, int64_t n, ck_q8_block *out) {
 #if CK_X86
     if (ck_has_avx2()) { quantize_q8_avx2(x, n, out); return; }
@@ -986,6 +1038,20 @@ void ck_accumulate_rows(int type, const void *w, size_t row_bytes, int64_t n, co
         }
     }
     (void)avx;
+}
+
+void ck_accumulate_rows_tokens(int type, const void *w, size_t row_bytes, int64_t b0, int64_t b1, int64_t T,
+                               const float *const *coef, const int32_t *const *rows, const int64_t *counts, float *const *y) {
+    const int64_t be = block_elems(type);
+    const size_t bb = block_bytes(type);
+    // Four blocks at a time (the AVX-512 kernel's step, two of the AVX2 kernel's): a few hundred bytes
+    // of each listed row, which stay in cache from the first token that lists the row to the last.
+    for (int64_t c0 = b0; c0 < b1; c0 += 4) {
+        const int64_t c1 = b1 - c0 < 4 ? b1 : c0 + 4;
+        for (int64_t t = 0; t < T; t++)
+            ck_accumulate_rows(type, (const uint8_t *)w + (size_t)c0 * bb, row_bytes, (c1 - c0) * be, coef[t], rows[t],
+                               counts[t], y[t] + c0 * be);
+    }
 }
 
 int ck_matmul_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, int64_t T,

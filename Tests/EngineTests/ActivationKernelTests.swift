@@ -90,4 +90,57 @@ struct AccumulateRowsTests {
             #expect(err <= 1e-5, "max error \(err)")
         }
     }
+
+    /// Griffin's batched down: several tokens, each with its own rows and coefficients, over the output
+    /// split into thread ranges, give every token the bits of ck_accumulate_rows on it alone.
+    @Test("ck_accumulate_rows_tokens gives each token the bits of ck_accumulate_rows alone", arguments: [576, 96])
+    func severalTokens(cols: Int) {
+        var rng = SeededRandom(seed: UInt64(cols) + 1)
+        let rowsCount = 50, rowBytes = cols / 32 * 34, nb = cols / 32
+        var w = [UInt8](repeating: 0, count: rowsCount * rowBytes)
+        for r in 0..<rowsCount {
+            let x = (0..<cols).map { _ in (rng.nextUnit() * 2 - 1) * 3 }
+            w.withUnsafeMutableBytes { ck_quantize_row_q8_0(x, Int64(cols), $0.baseAddress! + r * rowBytes) }
+        }
+        let lists: [[Int32]] = [[0, 2, 9, 30, 49], [1, 2, 3, 4, 5, 6, 7, 8, 40], [49], (0..<50).map(Int32.init)]
+        let coefs = lists.map { $0.map { _ in rng.nextUnit() * 2 - 1 } }
+        let y0 = lists.map { _ in (0..<cols).map { _ in rng.nextUnit() } }
+        for (scalar, limited) in [(false, false), (false, true), (true, false)] {
+            KernelSelection.shared.with(scalar: scalar) {
+                ck_limit_avx512(limited ? 1 : 0)
+                defer { ck_limit_avx512(0) }
+                var alone = y0
+                for t in lists.indices {
+                    ck_accumulate_rows(Int32(GGMLType.q8_0.rawValue), w, rowBytes, Int64(cols), coefs[t], lists[t], Int64(lists[t].count), &alone[t])
+                }
+                let outs = y0.map { v -> UnsafeMutablePointer<Float> in
+                    let p = UnsafeMutablePointer<Float>.allocate(capacity: cols)
+                    p.initialize(from: v, count: cols)
+                    return p
+                }
+                defer { outs.forEach { $0.deallocate() } }
+                let cs = coefs.map { c -> UnsafeMutablePointer<Float> in
+                    let p = UnsafeMutablePointer<Float>.allocate(capacity: c.count); p.initialize(from: c, count: c.count); return p
+                }
+                let rs = lists.map { l -> UnsafeMutablePointer<Int32> in
+                    let p = UnsafeMutablePointer<Int32>.allocate(capacity: l.count); p.initialize(from: l, count: l.count); return p
+                }
+                defer { cs.forEach { $0.deallocate() }; rs.forEach { $0.deallocate() } }
+                var cp: [UnsafePointer<Float>?] = cs.map { UnsafePointer($0) }
+                var rp: [UnsafePointer<Int32>?] = rs.map { UnsafePointer($0) }
+                var counts = lists.map { Int64($0.count) }
+                var op: [UnsafeMutablePointer<Float>?] = outs
+                // Two uneven thread ranges of blocks, as a 2-thread split would give.
+                let cut = nb / 2 + 1
+                for (b0, b1) in [(0, cut), (cut, nb)] {
+                    ck_accumulate_rows_tokens(Int32(GGMLType.q8_0.rawValue), w, rowBytes, Int64(b0), Int64(b1), Int64(lists.count),
+                                              &cp, &rp, &counts, &op)
+                }
+                for t in lists.indices {
+                    #expect(Compare.bitsEqual(Array(UnsafeBufferPointer(start: outs[t], count: cols)), alone[t]),
+                            "token \(t) scalar=\(scalar) limited=\(limited)")
+                }
+            }
+        }
+    }
 }

@@ -82,6 +82,49 @@ struct KernelSelectionTests {
         }
     }
 
+    /// Griffin's batched gate and up: each (row, token) a mask names gets the one-token product's bits,
+    /// and nothing else is written, for every type, numerics, thread count and kernel set.
+    @Test("masked products equal one-token products bit for bit and write only the masked entries", arguments: allWeightTypes)
+    func maskedEqualsSingleToken(type: GGMLType) {
+        let rows = 70, cols = type == .q4_K || type == .q6_K ? 512 : 288, T = 7
+        let (m, _) = matrix(type, rows: rows, cols: cols, seed: 700 + UInt64(type.rawValue))
+        var rng = SeededRandom(seed: 23)
+        let x = (0..<(T * cols)).map { _ in (rng.nextUnit() * 2 - 1) * 3 }
+        // Rows in ascending order (as Griffin lists them), each with its own token subset; row 0 and
+        // row 69 (the edges) included, some rows wanted by every token, some by one.
+        let listed: [Int32] = [0, 3, 4, 10, 17, 31, 32, 50, 68, 69]
+        let masks: [UInt64] = listed.enumerated().map { i, r in i % 3 == 0 ? (1 << UInt64(T)) - 1 : UInt64(r * 37 + 11) & ((1 << UInt64(T)) - 1) | 1 << UInt64(i % T) }
+        for scalar in [false, true] {
+            run(scalar: scalar) {
+                for numerics in Numerics.allCases {
+                    for threads in [1, 2] {
+                        let b = CPUBackend(numerics: numerics, threads: threads)
+                        var one = [Float](repeating: .nan, count: T * rows)
+                        var masked = [Float](repeating: .nan, count: T * rows)
+                        x.withUnsafeBufferPointer { xp in
+                            one.withUnsafeMutableBufferPointer { yp in
+                                for t in 0..<T { b.matvec(m, xp.baseAddress! + t * cols, yp.baseAddress! + t * rows) }
+                            }
+                            listed.withUnsafeBufferPointer { lp in
+                                masks.withUnsafeBufferPointer { mp in
+                                    masked.withUnsafeMutableBufferPointer {
+                                        b.matmulMasked(m, xp.baseAddress!, tokens: T, rows: lp.baseAddress!, masks: mp.baseAddress!,
+                                                       count: listed.count, $0.baseAddress!)
+                                    }
+                                }
+                            }
+                        }
+                        var want = [Float](repeating: .nan, count: T * rows)
+                        for (i, r) in listed.enumerated() {
+                            for t in 0..<T where masks[i] & (1 << UInt64(t)) != 0 { want[t * rows + Int(r)] = one[t * rows + Int(r)] }
+                        }
+                        #expect(Compare.bitsEqual(masked, want), "\(type) \(numerics) threads=\(threads) scalar=\(scalar)")
+                    }
+                }
+            }
+        }
+    }
+
     @Test("mat-vec kernels (exact and fast, all rows and row lists) agree with each other and the reference",
           arguments: allWeightTypes)
     func matvecKernels(type: GGMLType) {

@@ -264,18 +264,18 @@ struct MethodDensityTests {
     }
 }
 
-/// Griffin's packed MLP when the kept count is not a whole number of 32-blocks: the down columns are
-/// zero-padded Q8_0 (not float), and the step equals the kept neurons' MLP computed in doubles.
-@Suite("Griffin packing")
-struct GriffinPackingTests {
-    @Test("kept count not a multiple of 32: padded Q8_0 down, output equals the kept neurons' MLP", arguments: [1, 3])
-    func paddedDown(tokens: Int) throws {
+/// Griffin's step: the kept rows of gate and up in the model's own weights, the kept neurons' rows of
+/// the shared neuron-major down; several sequences' steps run together in one pass.
+@Suite("Griffin step")
+struct GriffinStepTests {
+    @Test("a step equals the kept neurons' MLP computed in doubles (kept count not a multiple of 32)", arguments: [1, 3])
+    func keptNeuronsMLP(tokens: Int) throws {
         let model = try SiriusRig.tinyModel(.q4_0, seed: 12)
         let c = model.config
         let t = Transformer(model: model, capacity: 32)
         let scores = PromptScores(layers: c.layerCount, width: c.intermediateSize)
         _ = t.logits(SiriusRig.prompts([9], vocab: c.vocabSize, seed: 3)[0], start: 0, mlp: .observed(scores))
-        let mlp = GriffinMLP(model: model, scores: scores, density: 0.4)
+        let mlp = GriffinMLP(weights: SparseWeights(model: model), scores: scores, density: 0.4)
         let kept = mlp.selection
         #expect(kept[0].count % 32 != 0)
         #expect(mlp.modelDensity < 1)
@@ -303,8 +303,53 @@ struct GriffinPackingTests {
                 let ref = (0..<c.hiddenSize).map { r in h.reduce(0.0) { $0 + $1.value * Double(downRows[r][$1.key]) } }
                 let scale = max(1, ref.map(abs).max()!)
                 let err = (0..<c.hiddenSize).map { abs(Double(y[tok * c.hiddenSize + $0]) - ref[$0]) }.max()!
-                // The packed down columns are requantised to Q8_0: error of that order, not more.
+                // The neuron-major down rows are requantised to Q8_0: error of that order, not more.
                 #expect(err <= 0.02 * scale, "layer \(l) token \(tok): max error \(err) (scale \(scale))")
+            }
+        }
+    }
+
+    /// Several Griffin MLPs with different kept neurons (and a dense sequence between them, so their
+    /// rows are not adjacent) in one pass: every token's logits equal its sequence's pass alone.
+    @Test("Griffin steps of several sequences in one pass equal each alone, bit for bit",
+          arguments: [GGMLType.f32, .q4_1, .q8_0])
+    func batchedEqualsAlone(type: GGMLType) throws {
+        let model = try SiriusRig.tinyModel(type, seed: 41)
+        let c = model.config
+        let prompts = SiriusRig.prompts([7, 12, 9, 5], vocab: c.vocabSize, seed: 8)
+        let densities = [0.4, 0.55, 0.7]
+        let steps: [[Int32]] = [[5], [17], [33, 2], [101]]   // 2nd: dense; 3rd: two tokens (a tree step)
+        for numerics in Numerics.allCases {
+            for threads in [1, 2] {
+                let t = Transformer(model: model, capacity: 32, numerics: numerics, threads: threads)
+                let weights = SparseWeights(model: model)
+                /// Fresh caches holding the prompts, and each prompt's Griffin MLP.
+                func prefilled() -> [KVCache] {
+                    prompts.map { p in
+                        let kv = t.makeCache(capacity: 32)
+                        t.forward([PassSegment(cache: kv, tokens: p, start: 0, mlp: .dense, logits: .none)])
+                        return kv
+                    }
+                }
+                var mlps: [GriffinMLP] = []
+                for (i, p) in prompts.enumerated() where i != 1 {
+                    let scores = PromptScores(layers: c.layerCount, width: c.intermediateSize)
+                    t.forward([PassSegment(cache: t.makeCache(capacity: 32), tokens: p, start: 0, mlp: .observed(scores), logits: .none)])
+                    mlps.append(GriffinMLP(weights: weights, scores: scores, density: densities[mlps.count]))
+                }
+                #expect(Set(mlps.map(\.selection)).count == 3, "the sequences keep different neurons")
+                let routes: [MLPRoute] = [.sparse(mlps[0]), .dense, .sparse(mlps[1]), .sparse(mlps[2])]
+                func segments(_ caches: [KVCache], _ which: [Int]) -> [PassSegment] {
+                    which.map { PassSegment(cache: caches[$0], tokens: steps[$0], start: prompts[$0].count, mlp: routes[$0], logits: .all) }
+                }
+                let together = prefilled()
+                t.forward(segments(together, [0, 1, 2, 3]))
+                let batched = (0..<4).map { Array(t.logits(segment: $0)) }
+                let single = prefilled()
+                for i in 0..<4 {
+                    t.forward(segments(single, [i]))
+                    #expect(Compare.bitsEqual(Array(t.logits(segment: 0)), batched[i]), "\(type) \(numerics) threads=\(threads) sequence \(i)")
+                }
             }
         }
     }

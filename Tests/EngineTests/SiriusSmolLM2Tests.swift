@@ -62,7 +62,7 @@ struct SiriusSmolLM2Tests {
                 t.forward(tokens: Array(f.prompt_ids[p..<end]), start: p, mlp: .observed(scores), promptChunk: true)
                 p = end
             }
-            let selection = GriffinMLP(model: model, scores: scores, density: f.density).selection
+            let selection = GriffinMLP.select(scores, density: f.density)
             #expect(selection.count == f.layers.count)
             for (l, ref) in f.layers.enumerated() where l < selection.count {
                 let got = selection[l]

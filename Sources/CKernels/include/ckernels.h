@@ -58,6 +58,14 @@ void ck_matmul_f32(int type, const void *w, size_t row_bytes, const float *x, in
 void ck_matvec_f32_rows(int type, const void *w, size_t row_bytes, const float *x, float *y,
                         int64_t n, const int32_t *rows, int64_t count);
 
+/// Chosen (row, token) products of one pass: for each listed row `rows[i]` and each token t whose bit
+/// is set in `masks[i]`, y[t·ldy + rows[i]] = w_{rows[i]} · x_t (x_t at `x + t·ldx`; T ≤ 64). Nothing
+/// else is written. Exact numerics (`xq` NULL): each value is ck_matvec_f32's on that token alone;
+/// fast numerics (`xq`: the T tokens' quantised rows, n/32 blocks each): ck_matvec_q8's. A weight row
+/// is read once for all the tokens that want it (Griffin's MLPs of several sequences in one pass).
+void ck_matmul_masked(int type, const void *w, size_t row_bytes, const float *x, int64_t ldx, const ck_q8_block *xq,
+                      int64_t T, int64_t n, const int32_t *rows, const uint64_t *masks, int64_t count, float *y, int64_t ldy);
+
 /// Quantise `n` floats (a multiple of 32) into n/32 blocks.
 void ck_quantize_q8(const float *x, int64_t n, ck_q8_block *out);
 
@@ -81,6 +89,13 @@ void ck_quantize_row_q8_0(const float *x, int64_t n, void *dst);
 /// elements (`rows == NULL` means rows 0..<count). The sparse down projection over active neurons.
 void ck_accumulate_rows(int type, const void *w, size_t row_bytes, int64_t n, const float *coef,
                         const int32_t *rows, int64_t count, float *y);
+
+/// ck_accumulate_rows for T tokens, each with its own rows and coefficients, over output blocks
+/// [b0, b1) of the rows: y[t][e] += Σ_i coef[t][i] · dequant(w_{rows[t][i]})[e] for e in those blocks.
+/// The output is walked a few blocks at a time, every token in turn, so a row's part is read from
+/// memory once for all the tokens that list it. Each token's values equal ck_accumulate_rows on it alone.
+void ck_accumulate_rows_tokens(int type, const void *w, size_t row_bytes, int64_t b0, int64_t b1, int64_t T,
+                               const float *const *coef, const int32_t *const *rows, const int64_t *counts, float *const *y);
 
 /// One attention head over `n` cached positions: scores_j = (q·k_j)·scale for visible j (`visible`
 /// NULL = all, else visible[j] != 0), softmax, out = Σ_j p_j v_j. Keys and values of position j are at

@@ -144,6 +144,30 @@ public final class CPUBackend: ComputeBackend {
         }
     }
 
+    public func matmulMasked(_ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int, rows: UnsafePointer<Int32>,
+                             masks: UnsafePointer<UInt64>, count: Int, _ y: UnsafeMutablePointer<Float>) {
+        precondition(tokens <= 64, "at most 64 tokens per masked product")
+        // Fast numerics quantise every token's row as `matvec` would (the same blocks, the same bits).
+        let xq: UnsafePointer<ck_q8_block>? = numerics == .fast && w.cols % 32 == 0 ? quantize(x, count: tokens * w.cols) : nil
+        parallelRows(count) { r0, r1 in
+            ck_matmul_masked(Int32(w.type.rawValue), w.data, w.rowBytes, x, Int64(w.cols), xq, Int64(tokens), Int64(w.cols),
+                             rows + r0, masks + r0, Int64(r1 - r0), y, Int64(w.rows))
+        }
+    }
+
+    public func accumulateRows(_ w: WeightMatrix, tokens: Int, coefficients: UnsafePointer<UnsafePointer<Float>>,
+                               rows: UnsafePointer<UnsafePointer<Int32>>, counts: UnsafePointer<Int64>,
+                               into y: UnsafePointer<UnsafeMutablePointer<Float>>) {
+        let (be, _) = w.type.blockGeometry!
+        // Optional pointers as the C declaration sees them (same layout).
+        let c = UnsafeRawPointer(coefficients).assumingMemoryBound(to: UnsafePointer<Float>?.self)
+        let r = UnsafeRawPointer(rows).assumingMemoryBound(to: UnsafePointer<Int32>?.self)
+        let out = UnsafeRawPointer(y).assumingMemoryBound(to: UnsafeMutablePointer<Float>?.self)
+        parallelChunks(w.cols / be, minimum: 2) { _, b0, b1 in
+            ck_accumulate_rows_tokens(Int32(w.type.rawValue), w.data, w.rowBytes, Int64(b0), Int64(b1), Int64(tokens), c, r, counts, out)
+        }
+    }
+
     public func accumulateRows(_ w: WeightMatrix, coefficients: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int,
                                into y: UnsafeMutablePointer<Float>) {
         // The output's elements split over the threads in whole blocks: each element sums its rows in the

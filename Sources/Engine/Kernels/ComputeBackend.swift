@@ -37,6 +37,17 @@ public protocol ComputeBackend: AnyObject {
     func matmulPrompt(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int)
     /// y[i] = W_{rows[i]} · x for the listed rows (one token).
     func matvecRows(_ w: WeightMatrix, rows: UnsafePointer<Int32>, count: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>)
+    /// Chosen (row, token) products of `tokens` rows of x (stride `w.cols`): for each listed row
+    /// `rows[i]` and each token t whose bit is set in `masks[i]` (tokens ≤ 64), y[t·w.rows + rows[i]] =
+    /// W_{rows[i]} · x[t]; nothing else is written. Each value equals `matvec`'s on that token alone; a
+    /// row is read once for all its tokens.
+    func matmulMasked(_ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int, rows: UnsafePointer<Int32>,
+                      masks: UnsafePointer<UInt64>, count: Int, _ y: UnsafeMutablePointer<Float>)
+    /// `accumulateRows` for several tokens, each with its own rows and coefficients, reading a row's
+    /// part once for all the tokens that list it; each token's values equal `accumulateRows` on it alone.
+    func accumulateRows(_ w: WeightMatrix, tokens: Int, coefficients: UnsafePointer<UnsafePointer<Float>>,
+                        rows: UnsafePointer<UnsafePointer<Int32>>, counts: UnsafePointer<Int64>,
+                        into y: UnsafePointer<UnsafeMutablePointer<Float>>)
     /// y[0..<w.cols] += Σ_i coefficients[i] · W_{rows[i]} (neuron-major rows; the sparse down projection).
     func accumulateRows(_ w: WeightMatrix, coefficients: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int,
                         into y: UnsafeMutablePointer<Float>)

@@ -26,7 +26,7 @@ public enum MLPRoute {
     case dense
     /// The model's own MLP, its intermediate rows shown to an observer.
     case observed(any MLPObserver)
-    /// A sparse MLP (Griffin's packed rows, CATS's active neurons).
+    /// A sparse MLP (Griffin's kept neurons, CATS's active neurons).
     case sparse(any SparseMLP)
 }
 

@@ -2,8 +2,9 @@ import Foundation
 
 /// Runs forward passes of one model: the weights are shared, each pass holds segments of one or more
 /// sequences (`PassSegment`), each with its own KV cache, positions, mask and MLP. The dense products of
-/// all segments go through the backend together (one read of the weights for every token of the pass);
-/// attention and sparse MLPs run per segment. A token's bits depend only on its own segment.
+/// all segments go through the backend together (one read of the weights for every token of the pass),
+/// and so do the Griffin MLPs; attention reads a shared prefix once, CATS runs per segment. A token's
+/// bits depend only on its own segment.
 ///
 /// Also owns one cache (`cache`) for the single-sequence calls (`forward(tokens:…)`, the one-sequence
 /// decoders). Not Sendable: one owner (the thread that runs the passes).
@@ -37,6 +38,7 @@ public final class Transformer {
     private var logitsStart: [Int] = []
     private var logitsCount: [Int] = []
     private var jobs: [AttentionJob] = []
+    private var griffinRuns: [GriffinRun] = []
 
     /// A transformer on the CPU backend (`threads` pool threads) whose own cache holds `capacity` positions.
     public convenience init(model: LlamaModel, capacity: Int, numerics: Numerics = .exact, threads: Int = 1) {
@@ -237,11 +239,18 @@ public final class Transformer {
         forEachRun(segments, where: isDense) { first, rows, _ in backend.siluMul(gate + first * n, up + first * n, count: rows * n) }
         notify(segments) { o, rows, first in o.observe(layer: l, activation: gate + first * n, tokens: rows) }
         project(layer.down, gate, proj, segments, where: isDense)
+        // Griffin's MLPs all together (they share their weight reads), the other sparse ones each alone.
+        griffinRuns.removeAll(keepingCapacity: true)
         for (i, s) in segments.enumerated() {
-            if case .sparse(let sparse) = s.mlp {
+            guard case .sparse(let sparse) = s.mlp else { continue }
+            if let griffin = sparse as? GriffinMLP {
+                griffinRuns.append(GriffinRun(mlp: griffin, row: rowStart[i], tokens: s.tokens.count))
+            } else {
                 sparse.run(layer: l, input: xn + rowStart[i] * h, output: proj + rowStart[i] * h, tokens: s.tokens.count, in: self)
             }
         }
+        GriffinMLP.runBatch(layer: l, griffinRuns, input: xn, output: proj, in: self)
+        griffinRuns.removeAll(keepingCapacity: true)
     }
 
     private func notify(_ segments: [PassSegment], _ call: (any MLPObserver, Int, Int) -> Void) {

@@ -46,35 +46,50 @@ public final class PromptScores: MLPObserver {
     }
 }
 
-/// Griffin's per-prompt packed MLP of one layer: the kept rows of gate and up, and the kept columns of
-/// down, contiguous (sirius-method.md §2.1 step 5), so a sparse step is a smaller dense product.
-struct PackedLayer {
-    var gate: WeightMatrix
-    var up: WeightMatrix
-    var down: WeightMatrix
-    var neurons: [Int32]
-    var bytes: Int { gate.byteCount + up.byteCount + down.byteCount }
-}
-
 /// Griffin (coarse contextual sparsity, §2.1): the top `density · D` neurons of each layer by prompt
-/// score, frozen for the generation, their weights packed once.
+/// score, frozen for the generation. A step reads the kept rows of gate and up in the model's own
+/// weights and the kept neurons' rows of the shared neuron-major down (`NeuronMajorDown`), so nothing is
+/// copied per sequence, and the Griffin MLPs of several sequences in one pass share their reads
+/// (`runBatch`). A token's result is the same alone or in any batch.
 public final class GriffinMLP: SparseMLP {
     public let density: Double
-    let model: LlamaModel
-    private let packed: [PackedLayer]
+    let weights: SparseWeights
+    /// The kept neurons of each layer, ascending.
+    public let selection: [[Int32]]
+    private let downRows: NeuronMajorDown
+    /// `selection` in one buffer the kernels read (layer l's list at `keptStart[l]`).
+    private let kept: UnsafeMutablePointer<Int32>
+    private let keptStart: [Int]
 
-    public init(model: LlamaModel, scores: PromptScores, density: Double) {
-        self.model = model
+    public init(weights: SparseWeights, scores: PromptScores, density: Double) {
+        self.weights = weights
         self.density = density
-        let d = model.config.intermediateSize
-        let k = max(1, min(d, Int((density * Double(d)).rounded(.down))))
-        packed = model.layers.enumerated().map { l, layer in
-            Self.pack(layer, neurons: Self.topK(scores.values[l], k))
+        selection = Self.select(scores, density: density)
+        downRows = weights.neuronMajorDown
+        let total = selection.reduce(0) { $0 + $1.count }
+        kept = .allocate(capacity: total)
+        var starts: [Int] = [], at = 0
+        for list in selection {
+            starts.append(at)
+            for j in list { kept[at] = j; at += 1 }
         }
+        keptStart = starts
     }
 
-    /// The selected neurons of each layer (ascending).
-    public var selection: [[Int32]] { packed.map(\.neurons) }
+    deinit { kept.deallocate() }
+
+    /// Layer `l`'s kept neurons (ascending), `selection[l]` as a buffer.
+    func kept(layer l: Int) -> UnsafeBufferPointer<Int32> {
+        UnsafeBufferPointer(start: kept + keptStart[l], count: selection[l].count)
+    }
+
+    /// The kept neurons of each layer for prompt scores `scores`: the floor(density · D) (at least one)
+    /// best, ascending.
+    public static func select(_ scores: PromptScores, density: Double) -> [[Int32]] {
+        let d = scores.width
+        let k = max(1, min(d, Int((density * Double(d)).rounded(.down))))
+        return scores.values.map { topK($0, k) }
+    }
 
     /// Indices of the k largest values (ties to the lower index), sorted ascending.
     static func topK(_ v: [Float], _ k: Int) -> [Int32] {
@@ -82,65 +97,140 @@ public final class GriffinMLP: SparseMLP {
         return idx.prefix(k).sorted().map(Int32.init)
     }
 
-    private static func pack(_ layer: LayerWeights, neurons: [Int32]) -> PackedLayer {
-        func rows(_ w: WeightMatrix) -> WeightMatrix {
-            let buf = WeightBuffer(size: neurons.count * w.rowBytes)
-            for (i, j) in neurons.enumerated() {
-                (buf.pointer + i * w.rowBytes).copyMemory(from: w.row(Int(j)), byteCount: w.rowBytes)
-            }
-            return WeightMatrix(type: w.type, rows: neurons.count, cols: w.cols, data: UnsafeRawPointer(buf.pointer), owner: buf)
-        }
-        // Down columns: gather each row's kept entries. Every neuron kept (density 1): the original matrix.
-        // Float sources stay exact; quantised ones become Q8_0 (requantising the kept columns to Q4_1
-        // was tried: 6 % fewer bytes, no measurable time gain, and a lower AAL from the added error).
-        let down = layer.down
-        let kk = neurons.count
-        if kk == down.cols && neurons.enumerated().allSatisfy({ $0.offset == Int($0.element) }) {
-            return PackedLayer(gate: layer.gate, up: layer.up, down: down, neurons: neurons)
-        }
-        // Quantised columns are padded with zeros to whole Q8_0 blocks (the step feeds zeros there), so
-        // a kept count that is not a multiple of 32 still reads 8-bit, not float, weights.
-        let padded = (kk + 31) / 32 * 32
-        let type: GGMLType = (down.type == .f32 || padded > down.cols) ? .f32 : .q8_0
-        let width = type == .q8_0 ? padded : kk
-        let rowBytes = type.rowBytes(elements: width)!
-        let buf = WeightBuffer(size: rowBytes * down.rows)
-        var full = [Float](repeating: 0, count: down.cols)
-        var gathered = [Float](repeating: 0, count: width)
-        for r in 0..<down.rows {
-            full.withUnsafeMutableBufferPointer { down.dequantizeRow(r, into: $0.baseAddress!) }
-            for (i, j) in neurons.enumerated() { gathered[i] = full[Int(j)] }
-            let dst = buf.pointer + r * rowBytes
-            if type == .q8_0 {
-                gathered.withUnsafeBufferPointer { ck_quantize_row_q8_0($0.baseAddress!, Int64(width), dst) }
-            } else {
-                gathered.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress!, byteCount: rowBytes) }
-            }
-        }
-        let packedDown = WeightMatrix(type: type, rows: down.rows, cols: width, data: UnsafeRawPointer(buf.pointer), owner: buf)
-        return PackedLayer(gate: rows(layer.gate), up: rows(layer.up), down: packedDown, neurons: neurons)
-    }
-
     public var modelDensity: Double {
-        sparseModelDensity(model, mlpBytesPerStep: Double(packed.reduce(0) { $0 + $1.bytes }))
+        let model = weights.model
+        let bytes = model.layers.enumerated().reduce(0) { acc, e in
+            acc + selection[e.offset].count * (e.element.gate.rowBytes + e.element.up.rowBytes + downRows.layers[e.offset].rowBytes)
+        }
+        return sparseModelDensity(model, mlpBytesPerStep: Double(bytes))
     }
 
     public func run(layer l: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, tokens T: Int, in transformer: Transformer) {
+        Self.runBatch(layer: l, [GriffinRun(mlp: self, row: 0, tokens: T)], input: input, output: output, in: transformer)
+    }
+
+    /// The Griffin MLPs of one pass together (rows `row ..< row + tokens` of `input` and `output`, row
+    /// stride hidden). Gate and up are computed over the union of the kept rows, each row read once and
+    /// computed only for the tokens whose sequence keeps it (`matmulMasked`); each token's kept values
+    /// are then gathered in order, silu(g)·u, and its down is the sum of its kept neuron-major rows, an
+    /// output block at a time for every token (`accumulateRows(tokens:)`). Every value is the one the
+    /// token gets alone.
+    static func runBatch(layer l: Int, _ runs: [GriffinRun], input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                         in transformer: Transformer) {
+        guard let first = runs.first else { return }
+        let scratch = first.mlp.weights.griffinScratch
         let b = transformer.backend
+        let layer = transformer.model.layers[l]
+        let h = transformer.config.hiddenSize, d = transformer.config.intermediateSize
         let (g, u) = transformer.mlpScratch
-        let p = packed[l]
-        let kk = p.neurons.count
-        b.matmul(p.gate, input, g, tokens: T)
-        b.matmul(p.up, input, u, tokens: T)
-        b.siluMul(g, u, count: T * kk)
-        let width = p.down.cols
-        if width > kk {
-            // Spread the rows to the padded width (last token first: the rows only move right).
-            for t in stride(from: T - 1, through: 0, by: -1) {
-                memmove(g + t * width, g + t * kk, kk * MemoryLayout<Float>.stride)
-                (g + t * width + kk).update(repeating: 0, count: width - kk)
+        // Tokens in groups of at most 64 (one mask word); a run is never split.
+        var start = 0
+        while start < runs.count {
+            var end = start, tokens = 0
+            while end < runs.count && (end == start || tokens + runs[end].tokens <= 64) { tokens += runs[end].tokens; end += 1 }
+            precondition(tokens <= 64, "a Griffin segment of more than 64 tokens")
+            scratch.prepare(width: d, tokens: tokens)
+            // The tokens' inputs, contiguous from the group's first row when the runs are adjacent.
+            let rowsIn = scratch.gather(runs[start..<end], input: input, hidden: h)
+            let count = scratch.union(runs[start..<end], layer: l)
+            b.matmulMasked(layer.gate, rowsIn, tokens: tokens, rows: scratch.rows, masks: scratch.masks, count: count, g)
+            b.matmulMasked(layer.up, rowsIn, tokens: tokens, rows: scratch.rows, masks: scratch.masks, count: count, u)
+            var t = 0
+            for run in runs[start..<end] {
+                let k = run.mlp.kept(layer: l)
+                for i in 0..<run.tokens {
+                    // In place: k[j] >= j, so position j is read before it is written.
+                    let gt = g + (t + i) * d, ut = u + (t + i) * d
+                    for j in 0..<k.count { gt[j] = gt[Int(k[j])]; ut[j] = ut[Int(k[j])] }
+                    b.siluMul(gt, ut, count: k.count)
+                    let out = output + (run.row + i) * h
+                    out.initialize(repeating: 0, count: h)
+                    scratch.coefficients[t + i] = UnsafePointer(gt)
+                    scratch.neurons[t + i] = k.baseAddress!
+                    scratch.counts[t + i] = Int64(k.count)
+                    scratch.outputs[t + i] = out
+                }
+                t += run.tokens
             }
+            b.accumulateRows(first.mlp.downRows.layers[l], tokens: tokens, coefficients: scratch.coefficients,
+                             rows: scratch.neurons, counts: scratch.counts, into: scratch.outputs)
+            start = end
         }
-        b.matmul(p.down, g, output, tokens: T)
+    }
+}
+
+/// One segment's rows in a batched Griffin step.
+struct GriffinRun {
+    let mlp: GriffinMLP
+    let row: Int
+    let tokens: Int
+}
+
+/// Reused buffers of the batched Griffin step (one per `SparseWeights`, i.e. per model and engine thread).
+final class GriffinScratch {
+    private(set) var masks: UnsafeMutablePointer<UInt64>
+    private(set) var rows: UnsafeMutablePointer<Int32>
+    private var width = 0
+    private var input: UnsafeMutablePointer<Float>
+    private var inputCapacity = 0
+    let coefficients = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: 64)
+    let neurons = UnsafeMutablePointer<UnsafePointer<Int32>>.allocate(capacity: 64)
+    let counts = UnsafeMutablePointer<Int64>.allocate(capacity: 64)
+    let outputs = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: 64)
+
+    init() {
+        masks = .allocate(capacity: 1); rows = .allocate(capacity: 1); input = .allocate(capacity: 1)
+    }
+
+    deinit {
+        masks.deallocate(); rows.deallocate(); input.deallocate()
+        coefficients.deallocate(); neurons.deallocate(); counts.deallocate(); outputs.deallocate()
+    }
+
+    func prepare(width d: Int, tokens: Int) {
+        if d > width {
+            masks.deallocate(); rows.deallocate()
+            masks = .allocate(capacity: d); rows = .allocate(capacity: d)
+            width = d
+        }
+    }
+
+    /// The runs' input rows as one `[tokens][hidden]` block: the pass's own rows when the runs are
+    /// adjacent there, else a copy.
+    func gather(_ runs: ArraySlice<GriffinRun>, input x: UnsafePointer<Float>, hidden h: Int) -> UnsafePointer<Float> {
+        var next = runs.first!.row, adjacent = true
+        for r in runs { adjacent = adjacent && r.row == next; next = r.row + r.tokens }
+        if adjacent { return x + runs.first!.row * h }
+        let tokens = runs.reduce(0) { $0 + $1.tokens }
+        if tokens * h > inputCapacity {
+            input.deallocate()
+            inputCapacity = tokens * h
+            input = .allocate(capacity: inputCapacity)
+        }
+        var t = 0
+        for r in runs {
+            input.advanced(by: t * h).update(from: x + r.row * h, count: r.tokens * h)
+            t += r.tokens
+        }
+        return UnsafePointer(input)
+    }
+
+    /// Fills `rows` with the union of the runs' kept neurons of layer `l` (ascending) and `masks` with,
+    /// per row, the tokens that keep it; returns the union's size.
+    func union(_ runs: ArraySlice<GriffinRun>, layer l: Int) -> Int {
+        masks.initialize(repeating: 0, count: width)
+        var t = 0
+        for r in runs {
+            let bits = (r.tokens == 64 ? UInt64.max : (UInt64(1) << UInt64(r.tokens)) - 1) << UInt64(t)
+            for j in r.mlp.kept(layer: l) { masks[Int(j)] |= bits }
+            t += r.tokens
+        }
+        var n = 0
+        for j in 0..<width where masks[j] != 0 {
+            rows[n] = Int32(j)
+            masks[n] = masks[j]
+            n += 1
+        }
+        return n
     }
 }

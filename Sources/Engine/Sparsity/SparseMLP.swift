@@ -1,6 +1,6 @@
 import SiriusMethod
 
-/// A sparse MLP that one sequence decodes with (sirius-method.md §2): Griffin's rows packed for its
+/// A sparse MLP that one sequence decodes with (sirius-method.md §2): Griffin's neurons kept for its
 /// prompt, or CATS's per-token active neurons. Owned by its sequence; `run` executes inside a forward
 /// pass (a segment's `MLPRoute.sparse`) on that pass's backend and scratch.
 public protocol SparseMLP: AnyObject {
@@ -13,15 +13,17 @@ public protocol SparseMLP: AnyObject {
     var modelDensity: Double { get }
 }
 
-/// What the sparse MLPs of one model share: the neuron-major down copies CATS reads, made once on
-/// first use. One per model and engine thread.
+/// What the sparse MLPs of one model share: the neuron-major down copies Griffin and CATS read, made
+/// once on first use, and the batched Griffin step's buffers. One per model and engine thread.
 public final class SparseWeights {
     public let model: LlamaModel
     private var down: NeuronMajorDown?
+    /// Buffers of the batched Griffin step.
+    let griffinScratch = GriffinScratch()
 
     public init(model: LlamaModel) { self.model = model }
 
-    /// CATS's neuron-major down projections (made on the first call).
+    /// The neuron-major down projections (made on the first call).
     public var neuronMajorDown: NeuronMajorDown {
         if let down { return down }
         let d = NeuronMajorDown(model: model)
@@ -33,7 +35,7 @@ public final class SparseWeights {
     /// sequence's dense prefill).
     public func makeMLP(_ method: MethodSpec, scores: PromptScores) -> any SparseMLP {
         switch method.sparsity {
-        case .griffin: GriffinMLP(model: model, scores: scores, density: method.density)
+        case .griffin: GriffinMLP(weights: self, scores: scores, density: method.density)
         case .cats: CATSMLP(model: model, density: method.density, mode: method.catsMode, calibration: method.calibration,
                             down: neuronMajorDown)
         }
