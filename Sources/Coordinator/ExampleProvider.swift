@@ -73,6 +73,9 @@ func lastNumber(in text: String) -> String? {
 /// The provider `sirius-coord` uses: `synthetic[:N]` for tests and benchmarks, every other name
 /// from the `SiriusTasks` registry (prompts rendered here, scoring from the stored example).
 struct DefaultProvider: ExampleProvider {
+    /// Where generated code (HumanEval) runs when it is scored.
+    var sandbox = PythonSandbox()
+
     func load(task: String, limit: Int?, runSeed: UInt64) throws -> LoadedTask {
         if task == "synthetic" || task.hasPrefix("synthetic:") {
             return try SyntheticProvider().load(task: task, limit: limit, runSeed: runSeed)
@@ -106,7 +109,7 @@ struct DefaultProvider: ExampleProvider {
         }
         guard let t = try? TaskRegistry.type(named: task), let json = exampleJSON,
               let example = try? JSONDecoder().decode(TaskExample.self, from: Data(json.utf8)) else { return (nil, nil) }
-        let s = t.score(output, for: example, context: ScoringContext())
+        let s = t.score(output, for: example, context: ScoringContext(sandbox: sandbox))
         return (s.answer, s.correct)
     }
 }

@@ -80,6 +80,8 @@ struct RunReport: Codable, Sendable {
     var numerics: String
     var runSeed: UInt64
     var devices: [String]
+    /// How generated code was isolated (nil: no task executes code).
+    var codeExecution: String? = nil
     var duplicateConflicts: Int
     var throughput: Throughput?
     var prefixReuse: PrefixReuse?
@@ -188,7 +190,7 @@ enum Metrics {
                 tasks.append(TaskReport(task: task, n: n, methods: ms))
             }
             return RunReport(runId: runId, status: run.status, note: run.note, model: run.config.model, engine: run.config.engine,
-                             numerics: run.config.numerics, runSeed: run.config.runSeed, devices: devices, duplicateConflicts: conflicts,
+                             numerics: run.config.numerics, runSeed: run.config.runSeed, devices: devices, codeExecution: run.codeExecution, duplicateConflicts: conflicts,
                              throughput: try throughput(db, runId), prefixReuse: try prefixReuse(db, runId), tasks: tasks)
         }
     }
@@ -244,6 +246,10 @@ enum ReportRenderer {
             if let p = r.prefixReuse {
                 out += String(format: "Prefix cache: %d of %d results reused a cached prefix; %d of %d prompt tokens (%.1f %%) came from it.\n",
                               p.hits, p.results, p.reusedTokens, p.promptTokens, 100 * Double(p.reusedTokens) / Double(max(1, p.promptTokens)))
+            }
+            if let c = r.codeExecution {
+                out += c.contains("none") ? "**Generated code ran without isolation** (--unsafe-code-execution): \(c).\n"
+                    : "Generated code ran in \(c) (no network, read-only system, private work directory).\n"
             }
             if r.devices.count > 1 { out += "**Mixed-device run**: numerics may differ between devices.\n" }
             if r.duplicateConflicts > 0 { out += "**Non-determinism observed: \(r.duplicateConflicts) examples** had conflicting duplicate results (first kept).\n" }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SiriusMethod
 import SiriusProtocol
+import SiriusTasks
 
 extension AcceptanceRule: ExpressibleByArgument {}
 
@@ -48,6 +49,8 @@ struct ServeOptions: ParsableArguments {
     var batchSize: Int?
     @Option(name: .long, help: "Local workers reuse the K/V of shared prompt prefixes: on (default) or off. Results do not depend on it.")
     var prefixCache: Switch?
+    @Flag(name: .long, help: "Score generated code (HumanEval) without bubblewrap's namespaces: the code can then read this machine's files and reach its network. Only where bubblewrap or user namespaces are unavailable; the report says so.")
+    var unsafeCodeExecution = false
     @Flag(name: .long, help: "No live progress.")
     var quiet = false
     @Flag(name: .long, help: "synchronous=FULL: an ACK survives power loss, not only a crash.")
@@ -57,9 +60,28 @@ struct ServeOptions: ParsableArguments {
 }
 
 /// Serves `runId` until it completes, is cancelled or the coordinator is interrupted.
+/// The scoring provider of a serve: when a task of the run executes generated code, that code runs
+/// in bubblewrap, or without namespaces only when the user asked (`--unsafe-code-execution`); a
+/// machine without bubblewrap is refused before any work starts. The choice is recorded on the run.
+func codeExecutionProvider(store: Store, run: Store.RunRow, unsafe: Bool) throws -> DefaultProvider {
+    var provider = DefaultProvider()
+    let executesCode = run.config.tasks.contains { (try? TaskRegistry.type(named: $0))?.executesCode == true }
+    guard executesCode else { return provider }
+    var configuration = PythonSandbox.Configuration()
+    configuration.isolation = unsafe ? .none : .bubblewrap
+    provider.sandbox = PythonSandbox(configuration: configuration)
+    if let problem = provider.sandbox.isolationProblem() { throw CoordinatorError(problem.description) }
+    if unsafe {
+        FileHandle.standardError.write(Data("WARNING: generated code runs WITHOUT isolation (--unsafe-code-execution): it can read this machine's files and reach its network.\n".utf8))
+    }
+    try store.recordCodeExecution(run.runId, unsafe ? "none" : "bubblewrap")
+    return provider
+}
+
 func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutcome {
     guard let format = ReportFormat(rawValue: options.format) else { throw ValidationError("--format must be md, csv or json") }
     guard let run = try store.run(runId) else { throw CoordinatorError("no run \(runId)") }
+    let provider = try codeExecutionProvider(store: store, run: run, unsafe: options.unsafeCodeExecution)
     let loopback = isLoopbackEndpoint(options.bind)
     var secrets: CoordinatorSecrets? = nil
     if !loopback || options.secure {
@@ -105,7 +127,7 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
     // The coordinator thread owns the ROUTER socket from creation to close.
     let thread = Thread {
         do {
-            let coordinator = try Coordinator(store: store, runId: runId, provider: DefaultProvider(), options: coordOptions)
+            let coordinator = try Coordinator(store: store, runId: runId, provider: provider, options: coordOptions)
             let server = try ZMQServer(bind: bindAddress, options: ZMQServerOptions(curveSecretKey: curveSecret))
             endpointBox.push(.success(server.endpoint))
             let outcome = coordinator.run(transport: server)

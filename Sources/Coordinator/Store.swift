@@ -109,6 +109,10 @@ final class Store: Sendable {
             ALTER TABLE workers ADD COLUMN batch_size INTEGER;
             """)
         }
+        // How generated code was executed for scoring (bubblewrap, or none with --unsafe-code-execution).
+        m.registerMigration("v3") { db in
+            try db.execute(sql: "ALTER TABLE runs ADD COLUMN code_execution TEXT")
+        }
         return m
     }
 
@@ -135,6 +139,8 @@ final class Store: Sendable {
         var createdAt: Int64
         var endpoint: String?
         var note: String?
+        /// How generated code was isolated when it was scored (nil: the run executes no code).
+        var codeExecution: String? = nil
     }
 
     /// Creates a run: tasks, examples in canonical order, and the shard layout, which depends
@@ -181,7 +187,8 @@ final class Store: Sendable {
             let json: String = row["config_json"]
             let config = try JSONDecoder().decode(RunConfig.self, from: Data(json.utf8))
             return RunRow(runId: row["run_id"], status: row["status"], config: config, configHash: row["config_hash"],
-                          epoch: row["epoch"], createdAt: row["created_at"], endpoint: row["endpoint"], note: row["status_note"])
+                          epoch: row["epoch"], createdAt: row["created_at"], endpoint: row["endpoint"], note: row["status_note"],
+                          codeExecution: row["code_execution"])
         }
     }
 
@@ -195,6 +202,17 @@ final class Store: Sendable {
 
     func setStatus(_ id: String, _ status: String, note: String? = nil) throws {
         try pool.write { try $0.execute(sql: "UPDATE runs SET status = ?, status_note = ? WHERE run_id = ?", arguments: [status, note, id]) }
+    }
+
+    /// Records how generated code is isolated in this serve; a resume that isolates differently
+    /// leaves both in the record ("bubblewrap, then none").
+    func recordCodeExecution(_ id: String, _ isolation: String) throws {
+        try pool.write { db in
+            let old = try String.fetchOne(db, sql: "SELECT code_execution FROM runs WHERE run_id = ?", arguments: [id])
+            guard old.map({ !$0.hasSuffix(isolation) }) ?? true else { return }
+            let value = old.map { "\($0), then \(isolation)" } ?? isolation
+            try db.execute(sql: "UPDATE runs SET code_execution = ? WHERE run_id = ?", arguments: [value, id])
+        }
     }
 
     func setEndpoint(_ id: String, _ endpoint: String) throws {

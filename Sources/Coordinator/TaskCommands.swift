@@ -177,6 +177,9 @@ extension TaskCommand {
         @Option(help: "HumanEval execution time limit in seconds.")
         var timeout: Double = 3
 
+        @Flag(help: "Run generated code without bubblewrap's namespaces (it can then read this machine's files and reach its network).")
+        var unsafeCodeExecution = false
+
         @Flag(help: "One JSON object with at least `answer` and `correct` (null without a reference).")
         var json = false
 
@@ -188,7 +191,12 @@ extension TaskCommand {
             do {
                 let type = try TaskRegistry.type(named: task)
                 let completion = text == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : text
-                let context = ScoringContext(sandbox: PythonSandbox(timeLimit: timeout))
+                var configuration = PythonSandbox.Configuration()
+                configuration.timeLimit = timeout
+                configuration.isolation = unsafeCodeExecution ? .none : .bubblewrap
+                let sandbox = PythonSandbox(configuration: configuration)
+                if type.executesCode, index != nil, let problem = sandbox.isolationProblem() { throw ValidationError(problem.description) }
+                let context = ScoringContext(sandbox: sandbox)
                 var example: SiriusTasks.TaskExample? = nil
                 if let reference {
                     if type.name == HumanEval.name {
@@ -251,6 +259,9 @@ extension TaskCommand {
         @Option(help: "Python interpreter.")
         var python: String = "python3"
 
+        @Flag(help: "Run the programs without bubblewrap's namespaces (they can then read this machine's files and reach its network).")
+        var unsafeCodeExecution = false
+
         func run() throws {
             let task: HumanEval
             do {
@@ -262,7 +273,10 @@ extension TaskCommand {
             var configuration = PythonSandbox.Configuration()
             configuration.timeLimit = timeout
             configuration.python = python
+            configuration.isolation = unsafeCodeExecution ? .none : .bubblewrap
             let sandbox = PythonSandbox(configuration: configuration)
+            if let problem = sandbox.isolationProblem() { throw ValidationError(problem.description) }
+            print("isolation: \(configuration.isolation == .bubblewrap ? "bubblewrap" : "none (--unsafe-code-execution)")")
             let examples = Array(task.examples(limit: limit))
 
             let start = Date()

@@ -117,29 +117,179 @@ import Glibc
         #expect(second.stdout.trimmingCharacters(in: .whitespacesAndNewlines) != cwd)
     }
 
-    /// With the Python guard off, a program can start a grandchild; the process-group kill must
-    /// still take it down.
+    /// With the Python guard off, a program can start a grandchild; the kill at the time limit
+    /// must still take it down (the grandchild is found by its unique argument: inside the PID
+    /// namespace its pid means nothing out here).
     @Test func grandchildrenDieWithTheProgram() throws {
         var c = PythonSandbox.Configuration()
         c.timeLimit = 1.5
         c.disableDestructiveFunctions = false
+        let marker = "\(300 + Int.random(in: 0..<1000)).\(Int.random(in: 100..<999))"
         let program = """
         import subprocess, sys, time
-        p = subprocess.Popen(['sleep', '300'])
-        print(p.pid, flush=True)
+        p = subprocess.Popen(['sleep', '\(marker)'])
         time.sleep(300)
         """
         let r = PythonSandbox(configuration: c).run(program)
         #expect(r.outcome == .timedOut)
-        let pid = try #require(pid_t(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
-        // Gone, or at most a zombie waiting for its new parent to reap it.
-        var alive = false
-        for _ in 0..<20 {
-            alive = processIsRunning(pid)
-            if !alive { break }
-            usleep(50_000)
+        #expect(waitUntilGone(marker), "a `sleep \(marker)` is still running")
+    }
+
+    // MARK: Isolation (bubblewrap): each attack is tried with the Python guard off, so that only
+    // the namespaces stand in its way; each program passes only if its attack worked.
+
+    /// The guard off: what bubblewrap alone contains.
+    static let unguarded: PythonSandbox = {
+        var c = PythonSandbox.Configuration()
+        c.disableDestructiveFunctions = false
+        c.timeLimit = 3
+        return PythonSandbox(configuration: c)
+    }()
+
+    @Test func bubblewrapIsAvailableForTheseTests() {
+        // No silent pass: without bubblewrap every isolation test below would fail for that reason.
+        #expect(Self.unguarded.isolationProblem() == nil, "\(Self.unguarded.isolationProblem()?.description ?? "")")
+    }
+
+    @Test func writingOutsideTheWorkDirectoryLeavesNothingOnTheMachine() throws {
+        let outside = FileManager.default.temporaryDirectory.appendingPathComponent("sirius-escape-\(UUID().uuidString)")
+        let r = Self.unguarded.run("""
+        import os
+        try:
+            open('\(outside.path)', 'w').write('escaped')
+        except OSError:
+            pass
+        for p in ('/usr/sirius-escape', '/etc/sirius-escape', '/sirius-escape'):
+            try:
+                open(p, 'w').write('escaped')
+                print('wrote', p)
+                break
+            except OSError:
+                pass
+        else:
+            raise SystemExit('nothing outside the work directory was writable')
+        """)
+        #expect(!r.passed, "\(r.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: outside.path))
+        for p in ["/usr/sirius-escape", "/etc/sirius-escape", "/sirius-escape"] {
+            #expect(!FileManager.default.fileExists(atPath: p), "\(p)")
         }
-        #expect(!alive, "grandchild \(pid) still running")
+    }
+
+    @Test func theMachinesFilesAreNotReadable() throws {
+        // Secrets in a temporary directory and in the home directory, this package's own files, and
+        // the system's account files: none may be read.
+        let fm = FileManager.default
+        let dir = fm.temporaryDirectory.appendingPathComponent("sirius-secret-\(UUID().uuidString)")
+        try fm.createDirectory(at: dir, withIntermediateDirectories: false)
+        defer { try? fm.removeItem(at: dir) }
+        let secret = dir.appendingPathComponent("secret.txt")
+        try Data("hunter2".utf8).write(to: secret)
+        let homeSecret = fm.homeDirectoryForCurrentUser.appendingPathComponent(".sirius-secret-\(UUID().uuidString)")
+        try Data("hunter2".utf8).write(to: homeSecret)
+        defer { try? fm.removeItem(at: homeSecret) }
+        let ownFile = fm.currentDirectoryPath + "/Package.swift"
+        #expect(fm.fileExists(atPath: ownFile))
+        for path in [secret.path, homeSecret.path, ownFile, "/etc/shadow", "/etc/passwd"] {
+            let r = Self.unguarded.run("open('\(path)', 'rb').read()\n")
+            #expect(!r.passed, "\(path) was readable")
+        }
+        // Listing the home directory shows at most the interpreter's installation, never the secret.
+        let listing = Self.unguarded.run("""
+        import os
+        p = '\(fm.homeDirectoryForCurrentUser.path)'
+        assert '\(homeSecret.lastPathComponent)' in (os.listdir(p) if os.path.isdir(p) else []), 'not visible'
+        """)
+        #expect(!listing.passed)
+    }
+
+    @Test func noNetworkNotEvenLoopback() throws {
+        // A listening socket on this machine's loopback: the program must not reach it.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        try #require(bound == 0 && listen(fd, 4) == 0)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let port = Int(UInt16(bigEndian: addr.sin_port))
+        let r = Self.unguarded.run("""
+        import socket
+        socket.create_connection(('127.0.0.1', \(port)), timeout=1).close()
+        """)
+        #expect(!r.passed)
+        #expect(r.stderr.contains("Error"), "\(r.stderr)")
+        _ = fcntl(fd, F_SETFL, O_NONBLOCK)
+        let accepted = accept(fd, nil, nil)
+        if accepted >= 0 { close(accepted) }
+        #expect(accepted < 0, "the sandboxed program connected to port \(port)")
+        let dns = Self.unguarded.run("import socket\nsocket.getaddrinfo('pypi.org', 443)\n")
+        #expect(!dns.passed)
+    }
+
+    @Test func otherProcessesCannotBeSeenOrSignalled() throws {
+        let me = getpid()
+        let r = Self.unguarded.run("""
+        import os
+        os.kill(\(me), 0)
+        """)
+        #expect(!r.passed, "the sandbox could signal the test process")
+        let parent = Self.unguarded.run("""
+        import os, signal, time
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(0.2)
+        pids = [p for p in os.listdir('/proc') if p.isdigit()]
+        assert len(pids) > 3, pids
+        """)
+        #expect(!parent.passed, "\(parent.stdout) \(parent.stderr)")
+        #expect(processIsRunning(me))
+    }
+
+    @Test func aBoundedForkBombIsContainedAndLeavesNothing() throws {
+        // 200 sleeping children (a bounded bomb, so the test machine stays usable), then the time
+        // limit: every one of them must be gone.
+        let marker = "\(400 + Int.random(in: 0..<1000)).\(Int.random(in: 100..<999))"
+        var c = PythonSandbox.Configuration()
+        c.disableDestructiveFunctions = false
+        c.timeLimit = 2
+        let r = PythonSandbox(configuration: c).run("""
+        import os, time
+        for _ in range(200):
+            if os.fork() == 0:
+                os.execvp('sleep', ['sleep', '\(marker)'])
+        time.sleep(60)
+        """)
+        #expect(r.outcome == .timedOut, "\(r.summary)")
+        #expect(waitUntilGone(marker), "`sleep \(marker)` processes outlived the sandbox")
+    }
+
+    @Test func aBackgroundProcessDoesNotOutliveTheProgram() throws {
+        let marker = "\(500 + Int.random(in: 0..<1000)).\(Int.random(in: 100..<999))"
+        let r = Self.unguarded.run("""
+        import subprocess
+        subprocess.Popen(['sleep', '\(marker)'], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        """)
+        #expect(r.passed, "\(r.summary)")
+        #expect(waitUntilGone(marker), "`sleep \(marker)` outlived the program")
+    }
+
+    @Test func withoutBubblewrapEveryRunIsRefusedWithTheFix() {
+        var c = PythonSandbox.Configuration()
+        c.bubblewrap = "/nonexistent/bwrap"
+        let sandbox = PythonSandbox(configuration: c)
+        let problem = sandbox.isolationProblem()
+        #expect(problem?.description.contains("--unsafe-code-execution") == true)
+        #expect(problem?.description.contains("apt-get install bubblewrap") == true)
+        let r = sandbox.run("print('hello')\n")
+        #expect(r.outcome == .error)
+        #expect(r.summary.contains("not isolated"), "\(r.summary)")
+        c.isolation = .none
+        #expect(PythonSandbox(configuration: c).isolationProblem() == nil)
+        #expect(PythonSandbox(configuration: c).run("print('hello')\n").passed)
     }
 
     @Test func concurrentRunsAreIndependent() {
@@ -167,6 +317,25 @@ import Glibc
         #expect(!loop.correct)
         #expect(loop.detail?.contains("timed out") == true)
     }
+}
+
+/// Processes (not zombies) whose command line has `argument` as one of its arguments.
+func processes(withArgument argument: String) -> [pid_t] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return entries.compactMap { name -> pid_t? in
+        guard let pid = pid_t(name), let data = FileManager.default.contents(atPath: "/proc/\(name)/cmdline") else { return nil }
+        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return args.contains(argument) && processIsRunning(pid) ? pid : nil
+    }
+}
+
+/// Waits up to 2 s for every process with `argument` to be gone.
+func waitUntilGone(_ argument: String) -> Bool {
+    for _ in 0..<40 {
+        if processes(withArgument: argument).isEmpty { return true }
+        usleep(50_000)
+    }
+    return false
 }
 
 /// True when `pid` exists and is not a zombie.

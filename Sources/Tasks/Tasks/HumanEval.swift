@@ -8,6 +8,7 @@ import Foundation
 public struct HumanEval: BenchmarkTask {
     public static let name = "humaneval"
     public static let summary = "HumanEval (164), prompt.strip(), bigcode stop words, executed in a python3 sandbox, pass@1"
+    public static let executesCode = true
     static let dataFile = DataFile("humaneval/HumanEval.jsonl.gz", howToGet: DataSource.humanEval)
     public static let dataFiles = [dataFile]
     public static let stopStrings = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>"]
