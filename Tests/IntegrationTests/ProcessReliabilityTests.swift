@@ -41,12 +41,14 @@ struct ProcessReliabilityTests {
         leaving.signal(SIGTERM)
         let exit = await leaving.wait(seconds: 15)
         #expect(exit == 0, "\(leaving.output)")
-        #expect(c.coordinator!.output.isEmpty || true)
         let status = await c.coordinator!.wait(seconds: 60)
         #expect(status == 0)
         #expect(try c.fingerprint() == base)
         #expect(try c.invariantsHold())
         #expect(try c.count("SELECT COUNT(*) FROM example_failures") == 0)
+        // It said goodbye: recorded as left (not lost), its leases handed back at once (never expired).
+        #expect(try c.count("SELECT COUNT(*) FROM workers WHERE worker_id = 'leaving' AND state = 'left'") == 1)
+        #expect(try c.count("SELECT COUNT(*) FROM leases WHERE worker_id = 'leaving' AND state = 'expired'") == 0)
     }
 
     /// T4: `kill -9` of the coordinator mid-run, then `resume`: epoch+1, the workers reconnect by
