@@ -240,7 +240,7 @@ public final class Transformer {
         notify(segments) { o, rows, first in o.observe(layer: l, activation: gate + first * n, tokens: rows) }
         project(layer.down, gate, proj, segments, where: isDense)
         // Griffin's MLPs all together (they share their weight reads), the other sparse ones each alone.
-        griffinRuns.removeAll(keepingCapacity: true)
+        // (`griffinRuns` is empty here: emptied after every use, so it holds no MLP between passes.)
         for (i, s) in segments.enumerated() {
             guard case .sparse(let sparse) = s.mlp else { continue }
             if let griffin = sparse as? GriffinMLP {

@@ -278,8 +278,11 @@ public final class PythonSandbox: Sendable {
         if let bwrap = findExecutable(c.bubblewrap) {
             let probe = Process()
             probe.executableURL = URL(fileURLWithPath: bwrap)
-            let tmp = FileManager.default.temporaryDirectory.path
-            probe.arguments = bubblewrapArguments(interpreter, workDirectory: tmp) + ["--", interpreter.executable, "-c", "pass"]
+            // An empty directory of its own as the trial's work directory (never the shared temp directory).
+            let trial = FileManager.default.temporaryDirectory.appendingPathComponent("sirius-sandbox-trial-\(UUID().uuidString)")
+            try? FileManager.default.createDirectory(at: trial, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            defer { try? FileManager.default.removeItem(at: trial) }
+            probe.arguments = bubblewrapArguments(interpreter, workDirectory: trial.path) + ["--", interpreter.executable, "-c", "pass"]
             let pipe = Pipe()
             probe.standardOutput = FileHandle.nullDevice
             probe.standardError = pipe
