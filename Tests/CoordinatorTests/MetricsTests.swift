@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SiriusTasks
 @testable import SiriusProtocol
 @testable import sirius_coord
 
@@ -30,6 +31,27 @@ import Testing
         #expect(csv.split(separator: "\n").count == 1 + run.config.methods.count)
         let json = ReportRenderer.render(report, .json, config: run.config)
         #expect(json.contains("\"effectiveDensity\""))
+    }
+
+    /// A run with a code task is served with bubblewrap, or without it only when asked; the run
+    /// records which (both, in order, after a resume that changed it) and the report says so. A run
+    /// without code tasks records nothing.
+    @Test func codeExecutionIsRecordedAndReported() throws {
+        let run = try TestRun(config: TestRun.defaultConfig(examples: 4, shardSize: 4))
+        var row = try #require(try run.store.run(run.runId))
+        _ = try codeExecutionProvider(store: run.store, run: row, unsafe: false)
+        #expect(try run.store.run(run.runId)?.codeExecution == nil)
+        row.config.tasks = ["humaneval"]
+        let isolated = try codeExecutionProvider(store: run.store, run: row, unsafe: false)
+        #expect(isolated.sandbox.configuration.isolation == .bubblewrap)
+        #expect(try run.store.run(run.runId)?.codeExecution == "bubblewrap")
+        _ = try codeExecutionProvider(store: run.store, run: row, unsafe: false)
+        #expect(try run.store.run(run.runId)?.codeExecution == "bubblewrap")
+        let unsafe = try codeExecutionProvider(store: run.store, run: row, unsafe: true)
+        #expect(unsafe.sandbox.configuration.isolation == PythonSandbox.Isolation.none)
+        #expect(try run.store.run(run.runId)?.codeExecution == "bubblewrap, then none")
+        let md = ReportRenderer.render(try Metrics.compute(store: run.store, runId: run.runId), .md, config: run.config)
+        #expect(md.contains("**Generated code ran without isolation** (--unsafe-code-execution): bubblewrap, then none."), "\(md)")
     }
 
     @Test func configHashIgnoresTimingKnobs() {
