@@ -121,6 +121,10 @@ final class Coordinator {
     private var committed: Set<ResultKey> = []
     private var failed: Set<ResultKey> = []
     private var failureCounts: [ResultKey: Int] = [:]
+    /// Results a reconnecting worker said it holds decoded (HELLO `spooled`), with the time by which
+    /// they must arrive: not leased again until then (after it, leased as usual).
+    private var awaitingSpool: [ResultKey: Int64] = [:]
+    private var shardOf: [ResultKey: Int] = [:]
     private var examples: [String: [String: Store.ExampleRow]] = [:]
     private var methods: [String: MethodSpec] = [:]
     private var totalKeys = 0
@@ -161,6 +165,7 @@ final class Coordinator {
                 ResultKey(task: s.task, exampleId: $0.id, method: s.method)
             }
             shards[s.shardId] = ShardState(row: s, keys: keys, failures: s.failures, split: s.split, attempts: s.attempts)
+            for k in keys { shardOf[k] = s.shardId }
             totalKeys += keys.count
             keysPerTask[s.task, default: 0] += keys.count
         }
@@ -211,7 +216,7 @@ final class Coordinator {
             flush(transport)
             let now = monotonicMs()
             if paused { retryPaused(transport, now) }
-            if !paused { expireLeases(transport, now) }
+            if !paused { expireLeases(transport, now); releaseAwaitedResults(now) }
             if now - lastHeartbeat >= Int64(heartbeatMs) {
                 lastHeartbeat = now
                 for s in sessions.values {
@@ -339,6 +344,11 @@ final class Coordinator {
            now - old.lastSeen < Int64(2 * heartbeatMs) {
             return reject(.duplicateWorkerId, "worker id \(h.workerId) is in use by \(old.hello.hostname) pid \(old.hello.pid)")
         }
+        // Results it decoded and has not had acknowledged (a restart re-sends its spool): wait for
+        // them instead of leasing them again.
+        for r in h.spooled ?? [] where r.runId == runId && r.configHash == config.configHash && shardOf[r.key] != nil && !committed.contains(r.key) && !failed.contains(r.key) {
+            awaitingSpool[r.key] = now + Int64(leaseTtlMs)
+        }
         // A reconnect (same id): keep the leases it still holds, requeue the ones it lost.
         let previous = sessions[h.workerId]
         if let previous { peerToWorker[previous.peer] = nil }
@@ -363,7 +373,8 @@ final class Coordinator {
         tryWrite { try store.upsertWorker(h, proto: version, state: "connected") }
         send(.welcome(Welcome(sessionId: sessionId, epoch: epoch, minor: min(version.minor, SiriusProtocol.version.minor),
                               heartbeatMs: heartbeatMs, leaseTtlMs: leaseTtlMs, loadTtlMs: config.loadTtlMs,
-                              maxResultBytes: SiriusProtocol.maxMessageBytes, shardSize: config.shardSize)), to: peer, transport)
+                              maxResultBytes: SiriusProtocol.maxMessageBytes, shardSize: config.shardSize,
+                              configHash: config.configHash)), to: peer, transport)
         for id in cancels { send(.cancel(Cancel(leaseId: id, reason: "expired_reassigned")), to: peer, transport) }
         if paused { send(.pause(Notice(reason: "coordinator store full")), to: peer, transport) }
         options.log("worker \(h.workerId) joined from \(h.hostname) pid \(h.pid) (re-adopted \(session.leases.count) leases)")
@@ -404,7 +415,7 @@ final class Coordinator {
         var ins = 0, dup = 0, conf = 0
         for (p, o) in zip(batch, outcomes) {
             switch o {
-            case .inserted: ins += 1; committed.insert(p.message.key); failed.remove(p.message.key)
+            case .inserted: ins += 1; committed.insert(p.message.key); failed.remove(p.message.key); awaitingSpool[p.message.key] = nil
             case .duplicateSame: dup += 1
             case .duplicateConflict: conf += 1
             }
@@ -474,10 +485,10 @@ final class Coordinator {
             case .shard(let id):
                 shardId = id
                 let busy = Set(leases.values.filter { $0.shardId == id }.flatMap(\.items))
-                items = shards[id]!.keys.filter { !committed.contains($0) && !failed.contains($0) && !busy.contains($0) }
+                items = shards[id]!.keys.filter { !committed.contains($0) && !failed.contains($0) && !busy.contains($0) && awaitingSpool[$0] == nil }
             case .single(let id, let k):
                 shardId = id
-                items = committed.contains(k) || failed.contains(k) ? [] : [k]
+                items = committed.contains(k) || failed.contains(k) || awaitingSpool[k] != nil ? [] : [k]
             }
             if items.isEmpty { continue }
             let skip = shards[shardId]!.keys.filter { committed.contains($0) }
@@ -575,6 +586,18 @@ final class Coordinator {
         } else if leases[f.leaseId]?.workerId == workerId {
             options.log("worker \(workerId) cannot run lease \(f.leaseId): \(f.message)")
             closeLease(f.leaseId, requeueRemaining: true, state: "cancelled")
+        }
+    }
+
+    /// Awaited spooled results that did not arrive in time go back to the queue.
+    private func releaseAwaitedResults(_ now: Int64) {
+        guard !awaitingSpool.isEmpty else { return }
+        for (k, deadline) in awaitingSpool where deadline < now {
+            awaitingSpool[k] = nil
+            if !committed.contains(k), !failed.contains(k), let shard = shardOf[k] {
+                options.log("result \(k) announced by a worker's spool did not arrive; leasing it again")
+                requeue(shard, [k])
+            }
         }
     }
 

@@ -425,12 +425,16 @@ final class Store: Sendable {
                     out.append(.inserted)
                     if s.late { try event(db, runId, s, "late_accepted", now) }
                 } else {
-                    let existing = try String.fetchOne(db, sql: """
-                        SELECT result_hash FROM results WHERE run_id = ? AND task = ? AND example_id = ? AND method = ?
+                    let existing = try Row.fetchOne(db, sql: """
+                        SELECT result_hash, lease_id FROM results WHERE run_id = ? AND task = ? AND example_id = ? AND method = ?
                         """, arguments: [runId, k.task, k.exampleId, k.method])
-                    let same = existing == m.resultHash
+                    let same = (existing?["result_hash"] as String?) == m.resultHash
+                    let otherLease = (existing?["lease_id"] as Int64?) != m.leaseId
                     out.append(same ? .duplicateSame : .duplicateConflict)
-                    try event(db, runId, s, same ? "duplicate_same" : "duplicate_conflict", now)
+                    // A re-send of the stored result is a duplicate; a copy from a lease that expired and
+                    // was decoded again elsewhere is late and ignored; a different result is
+                    // non-determinism, whatever its lease.
+                    try event(db, runId, s, !same ? "duplicate_conflict" : s.late && otherLease ? "late_ignored" : "duplicate_same", now)
                 }
             }
             return out

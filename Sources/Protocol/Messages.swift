@@ -38,13 +38,28 @@ public struct Hello: Codable, Sendable, Equatable {
     public var numerics: String?
     /// Examples the worker decodes at once.
     public var batchSize: Int?
+    /// Engine threads (2.1).
+    public var threads: Int?
+    /// Results the worker holds decoded but unacknowledged, of any run (2.1): the coordinator does not
+    /// lease them again while it waits for the worker to re-send them.
+    public var spooled: [SpooledResult]?
     public init(workerId: String, hostname: String, pid: Int32, build: String, engines: [String],
                 device: String, maxCredits: Int, token: String?, heldLeases: [Int64], spoolCount: Int,
-                numerics: String? = nil, batchSize: Int? = nil) {
+                numerics: String? = nil, batchSize: Int? = nil, threads: Int? = nil, spooled: [SpooledResult]? = nil) {
         self.workerId = workerId; self.hostname = hostname; self.pid = pid; self.build = build
         self.engines = engines; self.device = device; self.maxCredits = maxCredits; self.token = token
         self.heldLeases = heldLeases; self.spoolCount = spoolCount; self.numerics = numerics; self.batchSize = batchSize
+        self.threads = threads; self.spooled = spooled
     }
+}
+
+/// A result in a worker's spool, named by its run (id and config hash: run ids are not unique
+/// across databases) and key.
+public struct SpooledResult: Codable, Sendable, Equatable, Hashable {
+    public var runId: String
+    public var configHash: String
+    public var key: ResultKey
+    public init(runId: String, configHash: String, key: ResultKey) { self.runId = runId; self.configHash = configHash; self.key = key }
 }
 
 public struct Ready: Codable, Sendable, Equatable {
@@ -123,11 +138,13 @@ public struct Welcome: Codable, Sendable, Equatable {
     /// Examples per shard (a lease holds at most this many): a batched worker asks for enough leases
     /// to keep its batch full.
     public var shardSize: Int?
+    /// The run's config hash (2.1): which spooled results of a worker belong to this run.
+    public var configHash: String?
     public init(sessionId: String, epoch: Int, minor: UInt16, heartbeatMs: Int, leaseTtlMs: Int,
-                loadTtlMs: Int, maxResultBytes: Int, shardSize: Int? = nil) {
+                loadTtlMs: Int, maxResultBytes: Int, shardSize: Int? = nil, configHash: String? = nil) {
         self.sessionId = sessionId; self.epoch = epoch; self.minor = minor; self.heartbeatMs = heartbeatMs
         self.leaseTtlMs = leaseTtlMs; self.loadTtlMs = loadTtlMs; self.maxResultBytes = maxResultBytes
-        self.shardSize = shardSize
+        self.shardSize = shardSize; self.configHash = configHash
     }
 }
 

@@ -6,7 +6,8 @@ public enum SiriusProtocol {
     /// is accepted and its extra fields are ignored.
     /// 2.0: one method vocabulary (typed method spec, `paramDensity`, counters with the final period's
     /// advance), worker numerics and batch size in HELLO, timing samples and prefix reuse in results.
-    public static let version = ProtocolVersion(major: 2, minor: 0)
+    /// 2.1: worker threads and spooled (decoded, unacknowledged) results in HELLO.
+    public static let version = ProtocolVersion(major: 2, minor: 1)
     /// Majors this build accepts from a peer.
     public static let acceptedMajors: ClosedRange<UInt16> = 2...2
     /// First frame of every message.

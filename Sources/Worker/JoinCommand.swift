@@ -22,6 +22,7 @@ struct JoinCommand: ParsableCommand {
             Examples:
               sirius-worker join --coordinator tcp://10.0.0.5:5555 --server-key='KEY' --token-file join.token --threads 2
               sirius-worker join --coordinator tcp://127.0.0.1:5555 --batch-size 1 --prefix-cache off --numerics fast
+              sirius-worker join --coordinator tcp://127.0.0.1:5555 --id gpu-node-3   # restarts re-send its spool
             Fake-engine faults for tests: SIRIUS_FAKE_LATENCY_MS, SIRIUS_FAKE_CRASH_ON=id,…, \
             SIRIUS_FAKE_FAIL_ON=id,…, SIRIUS_FAKE_HANG_ON=id:ms,…, SIRIUS_FAKE_LOAD_MS, SIRIUS_FAKE_NONDET=1.
             """)
@@ -36,8 +37,10 @@ struct JoinCommand: ParsableCommand {
     var tokenFile: String?
     @Option(name: .long, help: "Coordinator CURVE public key (Z85, 40 characters) to pin.")
     var serverKey: String?
-    @Option(name: .long, help: "Stable worker id (default: a new UUID).")
+    @Option(name: .long, help: "Stable worker id (default: a new UUID). A worker restarted with the same id re-sends the results its spool holds.")
     var id: String?
+    @Option(name: .long, help: ArgumentHelp("Directory for decoded results until the coordinator acknowledges them (fsync'd; re-sent after a restart). Default with --id: ~/.cache/sirius/spool/ID; without --id: memory only.", valueName: "dir"))
+    var spoolDir: String?
     @Option(name: .long, help: "Examples decoded at once (continuous batching; the fake engine always decodes one).")
     var batchSize: Int = WorkerDefaults.batchSize
     @Option(name: .long, help: "Reuse the K/V of shared prompt prefixes (a task's few-shot prompt): on or off.")
@@ -59,6 +62,9 @@ struct JoinCommand: ParsableCommand {
         guard (1...256).contains(batchSize) else { throw ValidationError("--batch-size must be between 1 and 256") }
         guard prefixCacheMib >= 0 else { throw ValidationError("--prefix-cache-mib must be >= 0") }
         if let credits, credits < 1 { throw ValidationError("--credits must be at least 1") }
+        if let id, id.isEmpty || id.hasPrefix(".") || !id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
+            throw ValidationError("--id must be letters, digits, '-', '_' or '.' (not starting with '.'): it names the worker's spool directory")
+        }
         if tokenFile != nil && serverKey == nil {
             throw ValidationError("--token-file needs --server-key: the join token is only ever sent over an encrypted (CURVE) connection")
         }
@@ -71,6 +77,9 @@ struct JoinCommand: ParsableCommand {
     func run() throws {
         var options = WorkerOptions()
         if let id { options.workerId = id }
+        if let dir = spoolDir ?? id.map({ Self.defaultSpoolRoot().appendingPathComponent($0).path }) {
+            options.spoolDirectory = URL(fileURLWithPath: dir)
+        }
         options.credits = credits
         options.batchSize = engine == "fake" ? 1 : batchSize
         options.numerics = engine == "fake" ? nil : numerics.rawValue
@@ -85,6 +94,7 @@ struct JoinCommand: ParsableCommand {
                                             prefixCacheBytes: prefixCache == .on ? prefixCacheMib << 20 : nil,
                                             fakeLatencyMs: fakeLatencyMs, log: log)
         options.engines = [engine]
+        options.threads = engine == "fake" ? nil : (threads ?? 1)
         if engine != "fake" { options.device = "cpu (\(threads ?? 1) thread\((threads ?? 1) == 1 ? "" : "s"), \(numerics.rawValue), batch \(batchSize))" }
         let agent = WorkerAgent(connector: ZMQConnector(endpoint: coordinator, serverKey: serverKey), engine: factory, options: options)
         agent.log = log
@@ -110,6 +120,16 @@ struct JoinCommand: ParsableCommand {
         log(exit.description)
         if let kib = peakResidentKiB() { log(String(format: "peak resident memory %.1f MiB", Double(kib) / 1024)) }
         if exit.exitCode != 0 { throw ExitCode(exit.exitCode) }
+    }
+}
+
+extension JoinCommand {
+    /// `$XDG_CACHE_HOME/sirius/spool` or `~/.cache/sirius/spool`.
+    static func defaultSpoolRoot() -> URL {
+        let env = ProcessInfo.processInfo.environment
+        let cache = env["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
+        return cache.appendingPathComponent("sirius/spool")
     }
 }
 

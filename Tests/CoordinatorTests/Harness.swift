@@ -44,11 +44,13 @@ final class TestRun: @unchecked Sendable {
     }
 
     /// Per-example result hashes in canonical order and the materialised metrics: what must be
-    /// identical across worker counts, faults and resumes.
-    func fingerprint() throws -> (results: [String], metrics: [String]) {
+    /// identical across worker counts, faults and resumes. `hashes: false` for the nondeterministic
+    /// fake engine, whose texts carry a random number after the answer (correctness and counters stay
+    /// deterministic).
+    func fingerprint(hashes: Bool = true) throws -> (results: [String], metrics: [String]) {
         try store.pool.read { db in
             let r = try String.fetchAll(db, sql: """
-                SELECT task || '/' || example_id || '/' || method || '=' || result_hash || ':' || COALESCE(correct, -1)
+                SELECT task || '/' || example_id || '/' || method || '=' || \(hashes ? "result_hash" : "''") || ':' || COALESCE(correct, -1)
                 FROM results WHERE run_id = ? ORDER BY task, example_id, method
                 """, arguments: [runId])
             let m = try String.fetchAll(db, sql: """
@@ -78,6 +80,23 @@ final class TestRun: @unchecked Sendable {
         let reported = try count("SELECT CAST(COALESCE(SUM(value), 0) AS INTEGER) FROM run_metrics WHERE run_id = ? AND metric = 'correct'")
         #expect(correct == reported, "nothing double-counted")
     }
+
+    /// The exactly-once checks for a run on the nondeterministic fake engine: no conflicting
+    /// duplicate was ever received (a re-decoded result would differ), and no example was decoded
+    /// twice except those of leases that ended by a fault (`expired`: the work in flight then).
+    func checkDecodedOnce(_ decodes: FakeDecodeLog, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(try count("SELECT COUNT(*) FROM result_events WHERE run_id = ? AND kind = 'duplicate_conflict'") == 0,
+                sourceLocation: sourceLocation)
+        let inFlight = try store.pool.read { db in
+            try Set(String.fetchAll(db, sql: "SELECT items_json FROM leases WHERE run_id = ? AND state = 'expired'", arguments: [runId])
+                .flatMap { try JSONDecoder().decode([ResultKey].self, from: Data($0.utf8)) })
+        }
+        let twice = decodes.repeated
+        #expect(twice.isSubset(of: inFlight), "decoded twice outside a faulted lease: \(twice.subtracting(inFlight).map(\.description).sorted())",
+                sourceLocation: sourceLocation)
+        #expect(decodes.snapshot.count == config.methods.count * (try count("SELECT SUM(n_examples) FROM tasks WHERE run_id = ?")),
+                "every example decoded", sourceLocation: sourceLocation)
+    }
 }
 
 /// Fault switches for one in-process cluster run.
@@ -93,6 +112,10 @@ struct ClusterPlan: Sendable {
     var timeoutMs = 60_000
     var dropAcks = 0
     var credits = 1
+    /// Hears of every decode of the plan's workers.
+    var decodes: FakeDecodeLog? = nil
+    /// Workers keep their spools in `spoolRoot/<id>` (nil: in memory).
+    var spoolRoot: URL? = nil
 }
 
 struct ClusterOutcome: Sendable {
@@ -101,9 +124,10 @@ struct ClusterOutcome: Sendable {
     var stats: CoordinatorStats?
 }
 
-func workerOptions(id: String, token: String? = nil, credits: Int = 1) -> WorkerOptions {
+func workerOptions(id: String, token: String? = nil, credits: Int = 1, spoolRoot: URL? = nil) -> WorkerOptions {
     var o = WorkerOptions()
     o.workerId = id
+    o.spoolDirectory = spoolRoot?.appendingPathComponent(id)
     o.token = token
     o.credits = credits
     o.helloTimeoutMs = 300
@@ -147,8 +171,10 @@ func runCluster(_ run: TestRun, _ plan: ClusterPlan, network: InMemoryNetwork = 
         var spawned = 0
         func spawn() -> WorkerAgent {
             spawned += 1
-            let a = WorkerAgent(connector: network.connector(), engine: { FakeEngine(config: engineConfig) },
-                                options: workerOptions(id: "w\(spawned)", token: plan.workerToken ?? plan.token, credits: plan.credits))
+            let decodes = plan.decodes
+            let a = WorkerAgent(connector: network.connector(), engine: { FakeEngine(config: engineConfig, decodes: decodes) },
+                                options: workerOptions(id: "w\(spawned)", token: plan.workerToken ?? plan.token, credits: plan.credits,
+                                                       spoolRoot: plan.spoolRoot))
             a.start()
             return a
         }
@@ -181,6 +207,14 @@ func baseline(_ config: RunConfig) async throws -> (results: [String], metrics: 
     let out = await runCluster(run, ClusterPlan(workers: 1))
     #expect(out.outcome == .completed)
     return try run.fingerprint()
+}
+
+/// Fingerprint rows (`key=hash:correct`) with the hash left out, as `fingerprint(hashes: false)` writes them.
+func withoutHashes(_ rows: [String]) -> [String] {
+    rows.map { r in
+        guard let eq = r.lastIndex(of: "="), let colon = r[eq...].firstIndex(of: ":") else { return r }
+        return String(r[...eq]) + String(r[colon...])
+    }
 }
 
 /// A hand-driven worker for replay, malformed-input and version tests.

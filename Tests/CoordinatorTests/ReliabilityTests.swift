@@ -24,15 +24,19 @@ import Testing
         }
     }
 
-    /// T18: stop the coordinator part-way with 8 workers, resume with 3: identical to baseline.
+    /// T18: stop the coordinator part-way with 8 workers, resume with 3: identical to baseline, on
+    /// the nondeterministic engine (nothing decoded twice but the work in flight at the stop).
     @Test func t18_resumeWithDifferentWorkerCount() async throws {
         var config = TestRun.defaultConfig(examples: 30, shardSize: 3)
         config.heartbeatMs = 50
         let base = try await baseline(config)
         let run = try TestRun(config: config)
         let stop = Locked(false)
+        let decodes = FakeDecodeLog()
         var plan = ClusterPlan(workers: 8)
         plan.engine.latencyMs = 3
+        plan.engine.nondeterministic = true
+        plan.decodes = decodes
         let total = 90
         plan.whileRunning = { stats, _, _ in
             if stats.read({ $0.committed }) >= total * 4 / 10 { stop.withLock { $0 = true } }
@@ -41,13 +45,17 @@ import Testing
         #expect(first.outcome == .stopped)
         let partial = try run.count("SELECT COUNT(*) FROM results WHERE run_id = ?")
         #expect(partial >= total * 4 / 10 && partial < total)
-        let second = await runCluster(run, ClusterPlan(workers: 3))
+        var resumed = ClusterPlan(workers: 3)
+        resumed.engine.nondeterministic = true
+        resumed.decodes = decodes
+        let second = await runCluster(run, resumed)
         #expect(second.outcome == .completed)
         #expect(try run.count("SELECT epoch FROM runs WHERE run_id = ?") == 2)
-        let fp = try run.fingerprint()
-        #expect(fp.results == base.results)
+        let fp = try run.fingerprint(hashes: false)
+        #expect(fp.results == withoutHashes(base.results))
         #expect(fp.metrics == base.metrics)
         try run.checkInvariants()
+        try run.checkDecodedOnce(decodes)
     }
 
     /// T1 (in process): a worker dies without a word mid-shard; its lease expires and only the
@@ -56,8 +64,11 @@ import Testing
         let config = TestRun.defaultConfig(examples: 24, shardSize: 8)
         let base = try await baseline(config)
         let run = try TestRun(config: config)
+        let decodes = FakeDecodeLog()
         var plan = ClusterPlan(workers: 2)
         plan.engine.latencyMs = 5
+        plan.engine.nondeterministic = true
+        plan.decodes = decodes
         let killed = Locked(false)
         plan.whileRunning = { stats, agents, _ in
             if !killed.current, stats.read({ $0.committed }) >= 5 { killed.withLock { $0 = true }; agents[0].kill() }
@@ -65,7 +76,9 @@ import Testing
         plan.respawnCrashed = false
         let out = await runCluster(run, plan)
         #expect(out.outcome == .completed)
-        #expect(try run.fingerprint() == base)
+        #expect(try run.fingerprint(hashes: false).results == withoutHashes(base.results))
+        #expect(try run.fingerprint().metrics == base.metrics)
+        try run.checkDecodedOnce(decodes)
         #expect(try run.count("SELECT COUNT(*) FROM leases WHERE run_id = ? AND state = 'expired'") >= 1)
         #expect(try run.count("SELECT MAX(attempt) FROM leases WHERE run_id = ?") >= 2)
         try run.checkInvariants()
@@ -98,10 +111,12 @@ import Testing
         let base = try await baseline(config)
         let run = try TestRun(config: config)
         let network = InMemoryNetwork()
-        // Long-lived workers that outlive the first coordinator.
+        let decodes = FakeDecodeLog()
+        // Long-lived workers that outlive the first coordinator (nondeterministic: a result decoded
+        // twice would show as a conflict).
         let agents = (1...3).map { i in
             WorkerAgent(connector: network.connector(), engine: {
-                var c = FakeEngineConfig(); c.latencyMs = 5; return FakeEngine(config: c)
+                var c = FakeEngineConfig(); c.latencyMs = 5; c.nondeterministic = true; return FakeEngine(config: c, decodes: decodes)
             }, options: workerOptions(id: "live\(i)"))
         }
         let stop = Locked(false)
@@ -121,8 +136,10 @@ import Testing
         #expect(try run.count("SELECT epoch FROM runs WHERE run_id = ?") == 2)
         for a in agents { a.kill() }
         for a in agents { _ = await onThread { a.waitForExit(timeoutMs: 5000) } }
-        #expect(try run.fingerprint() == base)
+        #expect(try run.fingerprint(hashes: false).results == withoutHashes(base.results))
+        #expect(try run.fingerprint().metrics == base.metrics)
         try run.checkInvariants()
+        try run.checkDecodedOnce(decodes)
     }
 
     /// T5: the coordinator commits but the ACK is lost; the worker re-sends, the duplicate is
@@ -176,6 +193,114 @@ import Testing
         #expect(try run.count("SELECT COUNT(*) FROM results WHERE run_id = ?") == 1)
         #expect(try run.count("SELECT COUNT(*) FROM result_events WHERE run_id = ? AND kind = 'duplicate_same'") == 1)
         #expect(try run.count("SELECT COUNT(*) FROM result_events WHERE run_id = ? AND kind = 'duplicate_conflict'") == 1)
+    }
+
+    /// A worker stopped (SIGSTOP) past its lease TTL while it holds a lease, then resumed: its lease
+    /// expired and went to the other worker; what it sends afterwards is late — accepted if the
+    /// example is still missing, ignored otherwise — and never a second row.
+    private func frozenWorkerRun(nondeterministic: Bool) async throws -> (TestRun, ClusterOutcome, base: (results: [String], metrics: [String])) {
+        var config = TestRun.defaultConfig(examples: 16, shardSize: 4)
+        config.leaseTtlMs = 400
+        let base = try await baseline(config)
+        let run = try TestRun(config: config)
+        var plan = ClusterPlan(workers: 2)
+        plan.engine.latencyMs = 40
+        plan.engine.nondeterministic = nondeterministic
+        let frozen = Locked(false)
+        plan.whileRunning = { _, agents, _ in
+            // Freeze the first worker as soon as it holds a lease (it asks at once): 4 × the TTL.
+            if !frozen.current, (try? run.count("SELECT COUNT(*) FROM leases WHERE run_id = ? AND worker_id = 'w1'")) ?? 0 >= 1 {
+                frozen.withLock { $0 = true }
+                agents[0].freeze(forMs: 1600)
+            }
+        }
+        let out = await runCluster(run, plan)
+        #expect(frozen.current)
+        return (run, out, base)
+    }
+
+    /// T8: a late result from an expired lease (the worker frozen past its TTL): `late_accepted` or
+    /// `late_ignored`, never two rows; results equal the baseline.
+    @Test func t8_lateResultFromExpiredLease() async throws {
+        let (run, out, base) = try await frozenWorkerRun(nondeterministic: false)
+        #expect(out.outcome == .completed)
+        #expect(try run.count("SELECT COUNT(*) FROM leases WHERE run_id = ? AND worker_id = 'w1' AND state = 'expired'") >= 1)
+        #expect(try run.count("SELECT COUNT(*) FROM result_events WHERE run_id = ? AND kind IN ('late_accepted', 'late_ignored')") >= 1)
+        #expect(try run.count("SELECT COUNT(*) FROM result_events WHERE run_id = ? AND kind = 'duplicate_conflict'") == 0)
+        #expect(try run.fingerprint() == base)
+        try run.checkInvariants()
+    }
+
+    /// T7: the same with the nondeterministic engine: the late copies differ from the stored rows —
+    /// the first write is kept, `duplicate_conflict` recorded, and the report says so.
+    @Test func t7_conflictingDuplicateIsRecordedFirstWriteKept() async throws {
+        let (run, out, base) = try await frozenWorkerRun(nondeterministic: true)
+        #expect(out.outcome == .completed)
+        let conflicts = try run.count("SELECT COUNT(DISTINCT task || '/' || example_id || '/' || method) FROM result_events WHERE run_id = ? AND kind = 'duplicate_conflict'")
+        #expect(conflicts >= 1)
+        // The stored row is the first one received: for every conflict its hash is not the event's.
+        #expect(try run.count("""
+            SELECT COUNT(*) FROM result_events e JOIN results r USING (run_id, task, example_id, method)
+            WHERE e.run_id = ? AND e.kind = 'duplicate_conflict' AND e.result_hash = r.result_hash
+            """) == 0)
+        #expect(try run.fingerprint(hashes: false).results == withoutHashes(base.results))
+        let report = try Metrics.compute(store: run.store, runId: run.runId)
+        #expect(ReportRenderer.render(report, .md, config: run.config).contains("Non-determinism observed: \(conflicts) examples"))
+        try run.checkInvariants()
+    }
+
+    /// A worker killed after decoding loses nothing: its results are in its spool on disk; restarted
+    /// with the same id it re-sends them and the coordinator does not lease them again meanwhile.
+    /// The coordinator is down while the workers decode (nothing can be acknowledged), then the
+    /// workers are killed, a new coordinator incarnation starts and the workers restart.
+    @Test func spool_workerKilledAfterDecodingLosesNothing() async throws {
+        let config = TestRun.defaultConfig(examples: 16, shardSize: 4)
+        let base = try await baseline(config)
+        let run = try TestRun(config: config)
+        let network = InMemoryNetwork()
+        let decodes = FakeDecodeLog()
+        let spools = run.dir.appendingPathComponent("spools")
+        func agent(_ i: Int) -> WorkerAgent {
+            var o = workerOptions(id: "spool\(i)", spoolRoot: spools)
+            o.credits = 2
+            return WorkerAgent(connector: network.connector(), engine: {
+                var c = FakeEngineConfig(); c.latencyMs = 20; c.nondeterministic = true; return FakeEngine(config: c, decodes: decodes)
+            }, options: o)
+        }
+        let first = (1...2).map(agent)
+        let stop = Locked(false)
+        let firstRun = Task {
+            await runCluster(run, ClusterPlan(workers: 0, whileRunning: { stats, _, _ in
+                if stats.read({ $0.leasesGranted }) >= 4 { stop.withLock { $0 = true } }
+            }), network: network, stop: stop)
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        for a in first { a.start() }
+        #expect(await firstRun.value.outcome == .stopped)
+        // The workers finish the leases they hold with nobody to acknowledge them, then are killed.
+        let decodedWhileDown: Int = await onThread {
+            var last = -1
+            while decodes.snapshot.count != last { last = decodes.snapshot.count; Thread.sleep(forTimeInterval: 0.3) }
+            return last
+        }
+        for a in first { a.kill(); _ = await onThread { a.waitForExit(timeoutMs: 5000) } }
+        let onDisk = try FileManager.default.subpathsOfDirectory(atPath: spools.path).filter { $0.hasSuffix(".result") }.count
+        let committedBefore = try run.count("SELECT COUNT(*) FROM results WHERE run_id = ?")
+        #expect(onDisk >= 1 && onDisk == decodedWhileDown - committedBefore, "decoded \(decodedWhileDown), stored \(committedBefore), spooled \(onDisk)")
+        // Restarted with the same ids: the spools go out first; nothing is decoded twice.
+        let second = (1...2).map(agent)
+        let secondRun = Task { await runCluster(run, ClusterPlan(workers: 0), network: network) }
+        try await Task.sleep(for: .milliseconds(50))
+        for a in second { a.start() }
+        #expect(await secondRun.value.outcome == .completed)
+        for a in second { a.kill(); _ = await onThread { a.waitForExit(timeoutMs: 5000) } }
+        #expect(decodes.repeated.isEmpty, "decoded twice: \(decodes.repeated.map(\.description).sorted())")
+        #expect(try run.count("SELECT COUNT(*) FROM result_events WHERE run_id = ? AND kind = 'late_accepted'") == onDisk)
+        #expect(try FileManager.default.subpathsOfDirectory(atPath: spools.path).filter { $0.hasSuffix(".result") }.isEmpty,
+                "acknowledged results leave the spool")
+        #expect(try run.fingerprint(hashes: false).results == withoutHashes(base.results))
+        try run.checkInvariants()
+        try run.checkDecodedOnce(decodes)
     }
 
     /// T9: malformed and oversized messages are counted and dropped; the coordinator stays up and
@@ -312,21 +437,36 @@ import Testing
             let pages = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
             try db.execute(sql: "PRAGMA max_page_count = \(pages + 1)")
         }
+        let decodes = FakeDecodeLog()
         var plan = ClusterPlan(workers: 2)
         plan.engine.latencyMs = 1
+        plan.engine.nondeterministic = true
+        plan.decodes = decodes
         let sawPause = Locked(false)
-        plan.whileRunning = { stats, _, _ in
+        let pauseNote = Locked<String?>(nil)
+        let unstoredAcks = Locked<[String]>([])
+        plan.whileRunning = { stats, agents, _ in
             if stats.read({ $0.paused }) && !sawPause.current {
                 sawPause.withLock { $0 = true }
+                pauseNote.withLock { n in do { n = try run.store.pool.read { try String.fetchOne($0, sql: "SELECT status || ': ' || COALESCE(status_note, '') FROM runs WHERE run_id = ?", arguments: [run.runId]) } } catch { n = "read failed: \(error)" } }
+                // While paused: every result a worker was told is stored, is stored.
+                let stored = (try? run.store.committedKeys(run.runId)) ?? []
+                let acked = agents.flatMap { $0.acknowledged.map(\.key) }
+                unstoredAcks.withLock { $0 = acked.filter { !stored.contains($0) }.map(\.description) }
                 Thread.sleep(forTimeInterval: 0.2)
                 try? run.store.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA max_page_count = 1073741823") }
             }
         }
         let out = await runCluster(run, plan)
         #expect(sawPause.current)
+        #expect(pauseNote.current?.hasPrefix("paused: disk full at ") == true, "the run says why it paused: \(pauseNote.current ?? "nil")")
+        #expect(unstoredAcks.current.isEmpty, "acknowledged but not stored: \(unstoredAcks.current)")
         #expect(out.outcome == .completed)
-        #expect(try run.fingerprint() == base)
+        #expect(try run.fingerprint(hashes: false).results == withoutHashes(base.results))
+        #expect(try run.fingerprint().metrics == base.metrics)
+        #expect(decodes.repeated.isEmpty, "no worker fault: nothing decoded twice")
         try run.checkInvariants()
+        try run.checkDecodedOnce(decodes)
     }
 
     /// T23: cancel from another process (a status change in the database): leases cancelled,

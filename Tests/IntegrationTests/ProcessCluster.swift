@@ -119,11 +119,17 @@ final class ProcessCluster: @unchecked Sendable {
 
     @discardableResult
     func addWorker(id: String, extra: [String] = [], env: [String: String] = [:]) throws -> Spawned {
-        let w = try Spawned(Binaries.worker, ["join", "--coordinator", endpoint, "--engine", "fake", "--id", id] + extra,
+        // Spools under this cluster's directory (`--id` turns the disk spool on): a worker restarted
+        // with the same id re-sends, and nothing leaks into ~/.cache or another test.
+        let w = try Spawned(Binaries.worker, ["join", "--coordinator", endpoint, "--engine", "fake", "--id", id,
+                                              "--spool-dir", spoolDirectory(id).path] + extra,
                             env: env, log: nextLog("worker-\(id)"))
         workers.append(w)
         return w
     }
+
+    /// Where worker `id` keeps its unacknowledged results.
+    func spoolDirectory(_ id: String) -> URL { dir.appendingPathComponent("spool-\(id)") }
 
     func count(_ sql: String) throws -> Int {
         let q = try DatabaseQueue(path: db)

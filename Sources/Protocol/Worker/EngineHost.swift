@@ -7,6 +7,7 @@ final class EngineHost: @unchecked Sendable {
         var leaseId: Int64
         var attempt: Int
         var model: String
+        var configHash: String = ""
         var request: ExampleRequest
     }
 

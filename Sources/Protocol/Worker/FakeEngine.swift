@@ -13,15 +13,20 @@ public struct FakeEngineConfig: Sendable, Codable, Equatable {
     public var failOn: Set<String> = []
     /// Example ids whose decode blocks the engine thread this long first (T19).
     public var hangMs: [String: Int] = [:]
-    /// Mix a random number into the text (for duplicate_conflict tests).
+    /// Mix random letters into the text after the answer (for duplicate_conflict tests): every decode
+    /// gives another result hash, the same correctness and counters.
     public var nondeterministic = false
     /// Sleep in `prepare` the first time (simulated model load).
     public var loadMs = 0
+    /// Append one line `task/example/method` per decode to this file (tests count decodes across
+    /// processes: nothing may be decoded twice but what was in flight at a fault).
+    public var decodeLogPath: String?
 
     public init() {}
 
     /// `SIRIUS_FAKE_LATENCY_MS`, `SIRIUS_FAKE_CRASH_ON` (comma-separated ids), `SIRIUS_FAKE_FAIL_ON`,
-    /// `SIRIUS_FAKE_HANG_ON` (`id:ms,…`), `SIRIUS_FAKE_NONDET=1`, `SIRIUS_FAKE_LOAD_MS`.
+    /// `SIRIUS_FAKE_HANG_ON` (`id:ms,…`), `SIRIUS_FAKE_NONDET=1`, `SIRIUS_FAKE_LOAD_MS`,
+    /// `SIRIUS_FAKE_DECODE_LOG` (a file path).
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> FakeEngineConfig {
         var c = FakeEngineConfig()
         func list(_ k: String) -> Set<String> {
@@ -36,6 +41,7 @@ public struct FakeEngineConfig: Sendable, Codable, Equatable {
             if parts.count == 2, let ms = Int(parts[1]) { c.hangMs[String(parts[0])] = ms }
         }
         c.nondeterministic = env["SIRIUS_FAKE_NONDET"] == "1"
+        c.decodeLogPath = env["SIRIUS_FAKE_DECODE_LOG"].flatMap { $0.isEmpty ? nil : $0 }
         return c
     }
 }
@@ -53,8 +59,13 @@ public final class FakeEngine: EvaluationEngine {
     public let batchSize = 1
     private var loaded = false
     private var admitted: [(tag: Int, request: ExampleRequest)] = []
+    private let decodes: FakeDecodeLog?
 
-    public init(config: FakeEngineConfig = FakeEngineConfig()) { self.config = config }
+    /// `decodes` (in-process tests) hears of every decode, like `config.decodeLogPath` (processes).
+    public init(config: FakeEngineConfig = FakeEngineConfig(), decodes: FakeDecodeLog? = nil) {
+        self.config = config
+        self.decodes = decodes
+    }
 
     public var inFlight: Int { admitted.count }
 
@@ -97,6 +108,8 @@ public final class FakeEngine: EvaluationEngine {
             throw EngineFailure(.engineError, "fake engine: simulated failure on \(r.exampleId)")
         }
         if config.latencyMs > 0 { Thread.sleep(forTimeInterval: Double(config.latencyMs) / 1000) }
+        decodes?.record(r.key)
+        if let path = config.decodeLogPath { FakeDecodeLog.append(r.key, toFile: path) }
 
         var h = StableHasher()
         h.combine(r.task); h.combine(r.exampleId); h.combine(r.method.name); h.combine(r.seed); h.combine(r.prompt)
@@ -111,7 +124,8 @@ public final class FakeEngine: EvaluationEngine {
         let truth = FakeEngine.oracle(r.prompt)
         let answer = u < pCorrect ? truth : (truth + 1 + Int((bits >> 16) % 7)) % 100
         var text = "Let me think step by step about \(r.exampleId). The answer is \(answer)."
-        if config.nondeterministic { text += " (\(UInt32.random(in: 0...UInt32.max)))" }
+        // Random letters, not digits: the extracted answer (the last number) stays deterministic.
+        if config.nondeterministic { text += " (" + String((0..<12).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! }) + ")" }
         for s in r.stop { if let range = text.range(of: s) { text = String(text[..<range.lowerBound]) } }
         let generated = min(r.maxNewTokens, 16 + Int((bits >> 24) % 48))
 
@@ -154,5 +168,24 @@ public final class FakeEngine: EvaluationEngine {
             modelDensity: modelDensity, paramDensity: paramDensity,
             timings: PhaseTimings(prefillSeconds: 0, sparseSeconds: r.method.kind == .full ? 0 : elapsed,
                                   verifySeconds: 0, totalSeconds: elapsed))
+    }
+}
+
+/// How often each example was decoded, across the fake engines of one test.
+public final class FakeDecodeLog: @unchecked Sendable {
+    private let counts = Locked<[ResultKey: Int]>([:])
+    public init() {}
+    public func record(_ k: ResultKey) { counts.withLock { $0[k, default: 0] += 1 } }
+    public var snapshot: [ResultKey: Int] { counts.current }
+    /// Keys decoded more than once.
+    public var repeated: Set<ResultKey> { Set(counts.current.filter { $0.value > 1 }.keys) }
+
+    /// One line per decode, appended with O_APPEND (atomic for lines this short, across processes).
+    static func append(_ k: ResultKey, toFile path: String) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        let line = Array("\(k.description)\n".utf8)
+        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
     }
 }

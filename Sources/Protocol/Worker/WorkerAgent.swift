@@ -18,6 +18,11 @@ public struct WorkerOptions: Sendable {
     public var batchSize = 1
     /// The engine's numerics (`exact` / `fast`; nil for engines without, the fake one).
     public var numerics: String?
+    /// Engine threads (reported in HELLO; nil: not applicable).
+    public var threads: Int?
+    /// Where decoded, unacknowledged results are kept (fsync'd) until their ACK; a worker restarted
+    /// with the same id and directory re-sends them. nil: memory only (lost if the process dies).
+    public var spoolDirectory: URL?
     /// No WELCOME within this long after HELLO: reconnect with back-off.
     public var helloTimeoutMs = 2000
     public var backoffInitialMs = 100
@@ -70,8 +75,9 @@ public enum WorkerExit: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// The worker side of the protocol (§4.2–4.3): HELLO/WELCOME, pull-based leases, streaming
-/// RESULTs kept in a spool until ACKed and re-sent after reconnects, heartbeats from this I/O
-/// thread while the engine decodes on its own thread, back-off reconnects, self-fencing, drain.
+/// RESULTs kept in a spool until ACKed (on disk with `spoolDirectory`) and re-sent after reconnects
+/// and restarts, heartbeats from this I/O thread while the engine decodes on its own thread,
+/// back-off reconnects, self-fencing, drain.
 public final class WorkerAgent: @unchecked Sendable {
     private let connector: any ClientConnector
     private let factory: EngineFactory
@@ -82,6 +88,8 @@ public final class WorkerAgent: @unchecked Sendable {
     private let exitBox = BlockingQueue<WorkerExit>()
     private let exitValue = Locked<WorkerExit?>(nil)
     private let wakerBox = Locked<(any Waker)?>(nil)
+    private let frozenUntilMs = Locked<Int64>(0)
+    private let acknowledgedKeys = Locked<Set<SpooledResult>>([])
     public let stats = FrameStats()
     /// Called (on the I/O thread) with human-readable events; for logs.
     public var log: @Sendable (String) -> Void = { _ in }
@@ -117,6 +125,14 @@ public final class WorkerAgent: @unchecked Sendable {
     /// Stop at once without a word to the coordinator: the in-process stand-in for `kill -9`.
     public func kill() { killRequested.withLock { $0 = true }; wakerBox.current?.wake() }
 
+    /// The I/O thread stops for `ms` (no heartbeats, no messages read or sent; the engine thread
+    /// goes on): the in-process stand-in for SIGSTOP … SIGCONT (T8).
+    public func freeze(forMs ms: Int) { frozenUntilMs.withLock { $0 = monotonicMs() + Int64(ms) } }
+
+    /// Results the coordinator has acknowledged to this worker (run, key): what it promised to have
+    /// stored.
+    public var acknowledged: Set<SpooledResult> { acknowledgedKeys.current }
+
     private struct HeldLease {
         var assign: Assign
         var remaining: Set<ResultKey>
@@ -134,12 +150,18 @@ public final class WorkerAgent: @unchecked Sendable {
     private var seq: UInt64 = 0
     private var epoch = -1
     private var runId = ""
+    private var configHash = ""
     private var welcomed = false
     private var everWelcomed = false
     private var heartbeatMs = 1000
     private var leaseTtlMs = 5000
     private var held: [Int64: HeldLease] = [:]
+    /// Results sent and not yet acknowledged, of the current run (re-sent after `resendAfterMs`).
     private var spool: [ResultKey: SpoolEntry] = [:]
+    /// The same results on disk (nil: memory only), plus what an earlier process left there.
+    private var disk: ResultSpool?
+    /// Entries found on disk at start, waiting for WELCOME to tell which run this session serves.
+    private var restored: [ResultSpool.Entry] = []
     private var coordinatorPaused = false
     private var helloSentMs: Int64 = 0
     /// Leases to hold, set at WELCOME from the run's shard size.
@@ -155,6 +177,11 @@ public final class WorkerAgent: @unchecked Sendable {
         let waker: any Waker
         do { waker = try connector.makeWaker() } catch { return .fatal("cannot create wake-up pipe: \(error)") }
         wakerBox.withLock { $0 = waker }
+        if let dir = options.spoolDirectory {
+            do { disk = try ResultSpool(directory: dir, log: log) } catch { return .fatal("\(error)") }
+            restored = disk!.entries
+            if !restored.isEmpty { log("result spool \(dir.path): \(restored.count) unacknowledged results from an earlier session; re-sending them once welcomed") }
+        }
         host.start(factory: factory, waker: waker)
         let exit = loop(waker: waker)
         host.stop()
@@ -187,9 +214,17 @@ public final class WorkerAgent: @unchecked Sendable {
         helloPending = !send(.hello(Hello(workerId: options.workerId, hostname: options.hostname, pid: options.pid,
                           build: options.build, engines: options.engines, device: options.device,
                           maxCredits: options.credits ?? options.batchSize + 1, token: options.token,
-                          heldLeases: held.keys.sorted(), spoolCount: spool.count,
-                          numerics: options.numerics, batchSize: options.batchSize)))
+                          heldLeases: held.keys.sorted(), spoolCount: spool.count + restored.count,
+                          numerics: options.numerics, batchSize: options.batchSize, threads: options.threads,
+                          spooled: spooledNow())))
         if !helloPending { helloSentMs = monotonicMs() }
+    }
+
+    /// Every result held for an ACK, named for HELLO.
+    private func spooledNow() -> [SpooledResult] {
+        (spool.keys.map { SpooledResult(runId: runId, configHash: configHash, key: $0) }
+            + restored.map { SpooledResult(runId: $0.runId, configHash: $0.configHash, key: $0.message.key) })
+            .sorted { ($0.runId, $0.key.description) < ($1.runId, $1.key.description) }
     }
 
     private func loop(waker: any Waker) -> WorkerExit {
@@ -204,6 +239,10 @@ public final class WorkerAgent: @unchecked Sendable {
         while true {
             let now = monotonicMs()
             if killRequested.current { return .killed }
+            if now < frozenUntilMs.current {
+                Thread.sleep(forTimeInterval: 0.005)
+                continue
+            }
 
             // Draining while disconnected: nothing can be flushed, so leave now (the coordinator
             // re-leases whatever was not acknowledged).
@@ -314,14 +353,22 @@ public final class WorkerAgent: @unchecked Sendable {
             everWelcomed = true
             epoch = w.epoch
             runId = env.header.runId
+            configHash = w.configHash ?? ""
             heartbeatMs = max(10, w.heartbeatMs)
             leaseTtlMs = w.leaseTtlMs
             let shard = max(1, w.shardSize ?? 1)
             leasesWanted = options.credits ?? (options.batchSize <= 1 ? 1 : (options.batchSize + shard - 1) / shard + 1)
             creditsOut = 0
-            askForLeases()
+            // What an earlier process of this worker decoded for this run goes out first.
+            let ours: (ResultSpool.Entry) -> Bool = { $0.runId == self.runId && $0.configHash == self.configHash }
+            let mine = restored.filter(ours)
+            restored.removeAll(where: ours)
+            for e in mine {
+                spool[e.message.key] = SpoolEntry(frames: Framing.encode(.result(e.message), header: header()), lastSentMs: 0)
+            }
             let now = monotonicMs()
             for (k, e) in spool { transport?.send(e.frames); spool[k]?.lastSentMs = now }
+            askForLeases()
         case .reject(let r):
             return .rejected(r)
         case .assign(let a):
@@ -330,11 +377,14 @@ public final class WorkerAgent: @unchecked Sendable {
             creditsOut = max(0, creditsOut - 1)
             held[a.leaseId] = lease
             for item in a.items {
-                host.jobs.push(EngineHost.Job(leaseId: a.leaseId, attempt: a.attempt, model: a.model, request: item))
+                host.jobs.push(EngineHost.Job(leaseId: a.leaseId, attempt: a.attempt, model: a.model, configHash: a.configHash, request: item))
             }
             if a.items.isEmpty { finishLease(a.leaseId) }
         case .ack(let a):
-            for k in a.keys { spool[k] = nil }
+            for k in a.keys where spool.removeValue(forKey: k) != nil {
+                disk?.remove(runId: runId, key: k)
+            }
+            acknowledgedKeys.withLock { set in for k in a.keys { set.insert(SpooledResult(runId: runId, configHash: configHash, key: k)) } }
         case .cancel(let c):
             host.cancel(lease: c.leaseId)
             if held.removeValue(forKey: c.leaseId) != nil { askForLeases() }
@@ -362,6 +412,8 @@ public final class WorkerAgent: @unchecked Sendable {
             let msg = ResultMessage(leaseId: job.leaseId, attempt: job.attempt, key: job.request.key,
                                     engine: engine, device: device, outcome: outcome)
             let frames = Framing.encode(.result(msg), header: header())
+            // On disk before it leaves: a worker killed from here on re-sends it when restarted.
+            do { try disk?.append(runId: runId, configHash: job.configHash, msg) } catch { log("result spool: \(error); \(job.request.key) is kept in memory only") }
             spool[job.request.key] = SpoolEntry(frames: frames, lastSentMs: monotonicMs())
             if welcomed { transport?.send(frames) }
             engineProven = true
