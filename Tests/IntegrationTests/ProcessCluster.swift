@@ -145,15 +145,27 @@ final class ProcessCluster: @unchecked Sendable {
         throw ClusterError("timed out waiting for \(sql) ≥ \(n)")
     }
 
-    /// Result hashes and deterministic metrics: what must equal the baseline.
-    func fingerprint() throws -> [String] {
+    /// Result hashes and deterministic metrics: what must equal the baseline. `hashes: false` for the
+    /// nondeterministic fake engine (its texts differ per decode; answers and counters do not).
+    func fingerprint(hashes: Bool = true) throws -> [String] {
         let q = try DatabaseQueue(path: db)
         return try q.read { d in
             try String.fetchAll(d, sql: """
-                SELECT task || '/' || example_id || '/' || method || '=' || result_hash || ':' || COALESCE(correct, -1)
+                SELECT task || '/' || example_id || '/' || method || '=' || \(hashes ? "result_hash" : "''") || ':' || COALESCE(correct, -1)
                 FROM results ORDER BY task, example_id, method
                 """) +
             String.fetchAll(d, sql: "SELECT task || '/' || method || '/' || metric || '=' || printf('%.12g', value) FROM run_metrics ORDER BY 1")
+        }
+    }
+
+    /// `task/example/method` of every item of a lease that ended by a fault (expired).
+    func expiredLeaseItems() throws -> Set<String> {
+        struct Key: Decodable { var task: String; var exampleId: String; var method: String }
+        let q = try DatabaseQueue(path: db)
+        return try q.read { d in
+            try Set(String.fetchAll(d, sql: "SELECT items_json FROM leases WHERE state = 'expired'").flatMap {
+                try JSONDecoder().decode([Key].self, from: Data($0.utf8)).map { "\($0.task)/\($0.exampleId)/\($0.method)" }
+            })
         }
     }
 
@@ -191,5 +203,14 @@ actor BaselineCache {
         let fp = try c.fingerprint()
         value = fp
         return fp
+    }
+}
+
+/// Fingerprint rows with the result hash left out (`key=hash:correct` → `key=:correct`); metric rows
+/// are unchanged.
+func withoutHashes(_ rows: [String]) -> [String] {
+    rows.map { r in
+        guard let eq = r.lastIndex(of: "="), let colon = r[eq...].firstIndex(of: ":") else { return r }
+        return String(r[...eq]) + String(r[colon...])
     }
 }

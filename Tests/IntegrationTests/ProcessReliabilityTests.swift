@@ -77,6 +77,52 @@ struct ProcessReliabilityTests {
         #expect(try c.invariantsHold())
     }
 
+    /// T18 + T4 with real processes on the nondeterministic engine: 4 workers; at 40 % `kill -9` of
+    /// the coordinator, then of two workers (one of them restarted later with the same id, re-sending
+    /// its spool from disk, the other never back); `resume` with 3 workers. No conflicting duplicate,
+    /// nothing decoded twice except the work of leases that ended by the faults, and the answers and
+    /// metrics of the undisturbed run.
+    @Test func t18_killCoordinatorAndResumeWithFewerWorkers() async throws {
+        let base = try await BaselineCache.shared.get()
+        let c = try ProcessCluster()
+        defer { c.cleanup() }
+        let decodeLog = c.dir.appendingPathComponent("decodes.log").path
+        let env = ["SIRIUS_FAKE_LATENCY_MS": "100", "SIRIUS_FAKE_NONDET": "1", "SIRIUS_FAKE_DECODE_LOG": decodeLog]
+        try await c.start()
+        var workers: [String: Spawned] = [:]
+        for i in 1...4 { workers["w\(i)"] = try c.addWorker(id: "w\(i)", env: env) }
+        try await c.waitFor("SELECT COUNT(*) FROM results", atLeast: 72 * 4 / 10)
+        c.coordinator!.signal(SIGKILL)
+        _ = await c.coordinator!.wait(seconds: 5)
+        // The workers go on decoding what they hold, with nobody to acknowledge it.
+        try await Task.sleep(for: .milliseconds(400))
+        for id in ["w3", "w4"] { workers[id]!.signal(SIGKILL); _ = await workers[id]!.wait(seconds: 5) }
+        let spooled = try FileManager.default.contentsOfDirectory(atPath: c.spoolDirectory("w3").path).filter { $0.hasSuffix(".result") }.count
+        let committedBefore = try c.count("SELECT COUNT(*) FROM results")
+        try await c.startCoordinator(["resume", c.runId, "--db", c.db, "--workers", "0", "--bind", c.endpoint,
+                                      "--heartbeat-ms", "100", "--lease-ttl-ms", "1500", "--quiet", "--format", "csv"])
+        try c.addWorker(id: "w3", env: env)   // same id: re-sends its spool
+        let status = await c.coordinator!.wait(seconds: 90)
+        #expect(status == 0, "\(c.coordinator!.output)")
+        #expect(try c.count("SELECT COUNT(*) FROM results") >= committedBefore)
+        #expect(try c.count("SELECT epoch FROM runs") == 2)
+        #expect(try c.fingerprint(hashes: false) == withoutHashes(base))
+        #expect(try c.invariantsHold())
+        #expect(try c.count("SELECT COUNT(*) FROM result_events WHERE kind = 'duplicate_conflict'") == 0)
+        // The restarted worker's spool was delivered (late: its old leases were gone) and emptied.
+        #expect(spooled >= 1, "w3 held decoded, unacknowledged results when it was killed")
+        #expect(try c.count("SELECT COUNT(*) FROM result_events WHERE kind = 'late_accepted' AND worker_id = 'w3'") >= spooled)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: c.spoolDirectory("w3").path).filter { $0.hasSuffix(".result") }.isEmpty)
+        // Decoded twice only where a lease ended by the faults.
+        let lines = try String(contentsOfFile: decodeLog, encoding: .utf8).split(separator: "\n").map(String.init)
+        var decodes: [String: Int] = [:]
+        for l in lines { decodes[l, default: 0] += 1 }
+        #expect(decodes.count == 72)
+        let faulted = try c.expiredLeaseItems()
+        let twice = Set(decodes.filter { $0.value > 1 }.keys)
+        #expect(twice.isSubset(of: faulted), "decoded twice outside a faulted lease: \(twice.subtracting(faulted).sorted())")
+    }
+
     /// T11: CURVE with a pinned key and a join token (forced on loopback with --secure). A wrong
     /// token gets `REJECT auth` and exit 3; a wrong server key never completes the handshake and
     /// the worker gives up saying so (exit 5); neither gets a lease; the right worker finishes.
