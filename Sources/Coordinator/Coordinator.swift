@@ -78,7 +78,7 @@ final class Coordinator {
     private let heartbeatMs: Int
     private let leaseTtlMs: Int
 
-    private struct ShardState {
+    private struct ShardEntry {
         var row: Store.ShardRow
         var keys: [ResultKey]
         var failures: Int
@@ -88,7 +88,7 @@ final class Coordinator {
 
     private enum Unit { case shard(Int), single(Int, ResultKey) }
 
-    private struct LeaseState {
+    private struct LeaseEntry {
         var id: Int64
         var shardId: Int
         var workerId: String
@@ -113,9 +113,9 @@ final class Coordinator {
         var receivedUs: Int64
     }
 
-    private var shards: [Int: ShardState] = [:]
+    private var shards: [Int: ShardEntry] = [:]
     private var pending: [Unit] = []
-    private var leases: [Int64: LeaseState] = [:]
+    private var leases: [Int64: LeaseEntry] = [:]
     private var sessions: [String: Session] = [:]
     private var peerToWorker: [Data: String] = [:]
     private var committed: Set<ResultKey> = []
@@ -145,7 +145,7 @@ final class Coordinator {
     /// Loads the run's state from the store and starts a new epoch (orphaning active leases).
     init(store: Store, runId: String, provider: any ExampleProvider, options: CoordinatorOptions = CoordinatorOptions()) throws {
         guard let run = try store.run(runId) else { throw CoordinatorError("no run \(runId) in \(store.path)") }
-        if run.status == "cancelled" { throw CoordinatorError("run \(runId) was cancelled; start a new run") }
+        if run.status == .cancelled { throw CoordinatorError("run \(runId) was cancelled; start a new run") }
         self.store = store
         self.runId = runId
         self.config = run.config
@@ -164,7 +164,7 @@ final class Coordinator {
             let keys = rows[s.firstOrd..<min(rows.count, s.firstOrd + s.count)].map {
                 ResultKey(task: s.task, exampleId: $0.id, method: s.method)
             }
-            shards[s.shardId] = ShardState(row: s, keys: keys, failures: s.failures, split: s.split, attempts: s.attempts)
+            shards[s.shardId] = ShardEntry(row: s, keys: keys, failures: s.failures, split: s.split, attempts: s.attempts)
             for k in keys { shardOf[k] = s.shardId }
             totalKeys += keys.count
             keysPerTask[s.task, default: 0] += keys.count
@@ -175,7 +175,7 @@ final class Coordinator {
         let now = monotonicMs()
         var leased: Set<ResultKey> = []
         for l in try store.openLeases(runId) {
-            leases[l.leaseId] = LeaseState(id: l.leaseId, shardId: l.shardId, workerId: l.workerId, items: l.items,
+            leases[l.leaseId] = LeaseEntry(id: l.leaseId, shardId: l.shardId, workerId: l.workerId, items: l.items,
                                            attempt: l.attempt, expiresAt: now + Int64(leaseTtlMs))
             leased.formUnion(l.items)
         }
@@ -237,7 +237,7 @@ final class Coordinator {
             }
             if now - lastStatusCheck >= 500 {
                 lastStatusCheck = now
-                if (try? store.run(runId))??.status == "cancelled" {
+                if (try? store.run(runId))??.status == .cancelled {
                     cancelAll(transport)
                     return .cancelled
                 }
@@ -355,7 +355,7 @@ final class Coordinator {
         var session = Session(workerId: h.workerId, peer: peer, hello: h, lastSeen: now)
         let held = Set(h.heldLeases)
         for (id, l) in leases where l.workerId == h.workerId && !held.contains(id) {
-            closeLease(id, requeueRemaining: true, state: "expired")
+            closeLease(id, requeueRemaining: true, state: .expired)
         }
         var cancels: [Int64] = []
         for id in h.heldLeases {
@@ -363,14 +363,14 @@ final class Coordinator {
                 l.expiresAt = now + Int64(leaseTtlMs)
                 leases[id] = l
                 session.leases.insert(id)
-                tryWrite { try store.setLeaseState(id, "active") }
+                tryWrite { try store.setLeaseState(id, .active) }
             } else {
                 cancels.append(id)
             }
         }
         sessions[h.workerId] = session
         peerToWorker[peer] = h.workerId
-        tryWrite { try store.upsertWorker(h, proto: version, state: "connected") }
+        tryWrite { try store.upsertWorker(h, proto: version, state: .connected) }
         send(.welcome(Welcome(sessionId: sessionId, epoch: epoch, minor: min(version.minor, SiriusProtocol.version.minor),
                               heartbeatMs: heartbeatMs, leaseTtlMs: leaseTtlMs, loadTtlMs: config.loadTtlMs,
                               maxResultBytes: SiriusProtocol.maxMessageBytes, shardSize: config.shardSize,
@@ -450,7 +450,7 @@ final class Coordinator {
             stats.setPaused(true)
             retryBackoffMs = 100
             // Best effort: with the disk full this write may fail too; the log line above stays.
-            tryWrite { try store.setStatus(runId, "paused", note: full ? "disk full at \(store.path)" : "store error: \(error)") }
+            tryWrite { try store.setStatus(runId, .paused, note: full ? "disk full at \(store.path)" : "store error: \(error)") }
             for s in sessions.values { send(.pause(Notice(reason: full ? "disk full at coordinator" : "store error")), to: s.peer, transport) }
         }
         retryAtMs = monotonicMs() + retryBackoffMs
@@ -466,7 +466,7 @@ final class Coordinator {
         if !paused {
             options.log("store writable again: resuming")
             stats.setPaused(false)
-            tryWrite { try store.setStatus(runId, "running") }
+            tryWrite { try store.setStatus(runId, .running) }
             for s in sessions.values { send(.resume(Notice(reason: "store writable")), to: s.peer, transport) }
         }
     }
@@ -505,7 +505,7 @@ final class Coordinator {
                 enterPause(transport, error)
                 return
             }
-            leases[leaseId] = LeaseState(id: leaseId, shardId: shardId, workerId: wid, items: items, attempt: attempt, expiresAt: expires)
+            leases[leaseId] = LeaseEntry(id: leaseId, shardId: shardId, workerId: wid, items: items, attempt: attempt, expiresAt: expires)
             sessions[wid]!.credits -= 1
             sessions[wid]!.leases.insert(leaseId)
             stats.add(granted: 1)
@@ -526,15 +526,15 @@ final class Coordinator {
     }
 
     /// Closes a lease. `requeueRemaining`: examples neither committed nor failed go back to pending.
-    private func closeLease(_ id: Int64, requeueRemaining: Bool, state: String = "completed") {
+    private func closeLease(_ id: Int64, requeueRemaining: Bool, state: LeaseState = .completed) {
         guard let l = leases.removeValue(forKey: id) else { return }
         sessions[l.workerId]?.leases.remove(id)
         let remaining = l.items.filter { !committed.contains($0) && !failed.contains($0) }
-        let finalState = remaining.isEmpty ? "completed" : state
+        let finalState: LeaseState = remaining.isEmpty ? .completed : state
         tryWrite { try store.setLeaseState(id, finalState) }
         if requeueRemaining && !remaining.isEmpty { requeue(l.shardId, remaining) }
         if remaining.isEmpty, let s = shards[l.shardId], s.keys.allSatisfy({ committed.contains($0) || failed.contains($0) }) {
-            tryWrite { try store.setShard(runId: runId, shardId: l.shardId, state: s.keys.allSatisfy { committed.contains($0) } ? "done" : "failed",
+            tryWrite { try store.setShard(runId: runId, shardId: l.shardId, state: s.keys.allSatisfy { committed.contains($0) } ? .done : .failed,
                                           failures: s.failures, split: s.split) }
         }
     }
@@ -547,7 +547,7 @@ final class Coordinator {
         } else {
             pending.insert(.shard(shardId), at: 0)
         }
-        tryWrite { try store.setShard(runId: runId, shardId: shardId, state: "pending", failures: s.failures, split: s.split) }
+        tryWrite { try store.setShard(runId: runId, shardId: shardId, state: .pending, failures: s.failures, split: s.split) }
     }
 
     /// A lease that ended without finishing (expiry, worker death): counts against its examples.
@@ -560,7 +560,7 @@ final class Coordinator {
             shards[l.shardId] = s
         }
         for k in remaining { countFailure(k, attempt: l.attempt, workerId: l.workerId, errorClass: reason, message: "lease \(id) \(reason)") }
-        closeLease(id, requeueRemaining: true, state: "expired")
+        closeLease(id, requeueRemaining: true, state: .expired)
         if let peer = sessions[l.workerId]?.peer {
             _ = transport.send(to: peer, Framing.encode(.cancel(Cancel(leaseId: id, reason: "expired_reassigned")), header: header()))
         }
@@ -585,7 +585,7 @@ final class Coordinator {
             countFailure(k, attempt: leases[f.leaseId]?.attempt ?? 0, workerId: workerId, errorClass: f.errorClass.rawValue, message: f.message)
         } else if leases[f.leaseId]?.workerId == workerId {
             options.log("worker \(workerId) cannot run lease \(f.leaseId): \(f.message)")
-            closeLease(f.leaseId, requeueRemaining: true, state: "cancelled")
+            closeLease(f.leaseId, requeueRemaining: true, state: .cancelled)
         }
     }
 
@@ -611,10 +611,10 @@ final class Coordinator {
     private func workerGone(_ workerId: String, _ transport: any ServerTransport, reason: String) {
         guard let s = sessions.removeValue(forKey: workerId) else { return }
         peerToWorker[s.peer] = nil
-        tryWrite { try store.setWorkerState(workerId, reason == "bye" ? "left" : "lost") }
+        tryWrite { try store.setWorkerState(workerId, reason == "bye" ? .left : .lost) }
         for id in s.leases {
             if reason == "bye" {
-                closeLease(id, requeueRemaining: true, state: "cancelled")
+                closeLease(id, requeueRemaining: true, state: .cancelled)
             } else {
                 failLease(id, reason: "worker_lost", transport)
             }
@@ -625,7 +625,7 @@ final class Coordinator {
         for (w, s) in sessions where now - s.lastSeen > Int64(max(leaseTtlMs, 4 * heartbeatMs)) {
             sessions[w] = nil
             peerToWorker[s.peer] = nil
-            tryWrite { try store.setWorkerState(w, "silent") }
+            tryWrite { try store.setWorkerState(w, .silent) }
             // Its leases expire on their own timers.
         }
     }
@@ -636,7 +636,7 @@ final class Coordinator {
         tryWrite {
             let report = try Metrics.compute(store: store, runId: runId)
             try store.saveMetrics(runId: runId, report.deterministicRows)
-            try store.setStatus(runId, "completed")
+            try store.setStatus(runId, .completed)
         }
         for s in sessions.values { send(.shutdown(Notice(reason: "run \(runId) completed")), to: s.peer, transport) }
         Thread.sleep(forTimeInterval: 0.05)
@@ -648,7 +648,7 @@ final class Coordinator {
             if let peer = sessions[l.workerId]?.peer {
                 send(.cancel(Cancel(leaseId: id, reason: "run_cancelled")), to: peer, transport)
             }
-            tryWrite { try store.setLeaseState(id, "cancelled") }
+            tryWrite { try store.setLeaseState(id, .cancelled) }
         }
         leases.removeAll()
         for s in sessions.values { send(.shutdown(Notice(reason: "run \(runId) cancelled")), to: s.peer, transport) }
@@ -659,12 +659,12 @@ final class Coordinator {
     /// Nobody is left to work: unfinished leases are released (not counted as failures, so the run
     /// resumes cleanly) and the reason is kept for the caller.
     private func abandon(_ gone: String) {
-        for id in Array(leases.keys) { closeLease(id, requeueRemaining: true, state: "cancelled") }
+        for id in Array(leases.keys) { closeLease(id, requeueRemaining: true, state: .cancelled) }
         let open = totalKeys - committed.count - failed.count
         var reason = "\(gone); no worker is connected, \(open) of \(totalKeys) results still to do."
         if let f = lastWorkerFatal { reason += "\nworker error: \(f)" }
         abandonReason = reason
-        tryWrite { try store.setStatus(runId, "running", note: "stopped: no workers left\(lastWorkerFatal.map { " (\($0))" } ?? "")") }
+        tryWrite { try store.setStatus(runId, .running, note: "stopped: no workers left\(lastWorkerFatal.map { " (\($0))" } ?? "")") }
         options.log("run \(runId): \(reason)")
     }
 

@@ -189,7 +189,7 @@ enum Metrics {
                 }
                 tasks.append(TaskReport(task: task, n: n, methods: ms))
             }
-            return RunReport(runId: runId, status: run.status, note: run.note, model: run.config.model, engine: run.config.engine,
+            return RunReport(runId: runId, status: run.status.rawValue, note: run.note, model: run.config.model, engine: run.config.engine,
                              numerics: run.config.numerics, runSeed: run.config.runSeed, devices: devices, codeExecution: run.codeExecution, duplicateConflicts: conflicts,
                              throughput: try throughput(db, runId), prefixReuse: try prefixReuse(db, runId), tasks: tasks)
         }

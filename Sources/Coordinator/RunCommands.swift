@@ -341,7 +341,7 @@ struct ResumeCommand: ParsableCommand {
         let db = try store.open(durable: serveOptions.durable)
         let id = try store.runId(runId, db)
         guard let row = try db.run(id) else { throw ValidationError("no run \(id) in \(store.db)") }
-        if row.status == "completed" {
+        if row.status == .completed {
             print("run \(id) is already complete")
             print(ReportRenderer.render(try Metrics.compute(store: db, runId: id), ReportFormat(rawValue: serveOptions.format) ?? .md, config: row.config))
             return
@@ -419,8 +419,8 @@ struct CancelCommand: ParsableCommand {
     func run() throws {
         let db = try store.open()
         guard let r = try db.run(runId) else { throw ValidationError("no run \(runId) in \(store.db)") }
-        if r.status == "completed" { print("run \(runId) is already complete"); return }
-        try db.setStatus(runId, "cancelled", note: "cancelled by operator")
+        if r.status == .completed { print("run \(runId) is already complete"); return }
+        try db.setStatus(runId, .cancelled, note: "cancelled by operator")
         try db.pool.write { try $0.execute(sql: "UPDATE leases SET state = 'cancelled' WHERE run_id = ? AND state = 'orphaned'", arguments: [runId]) }
         print("run \(runId) cancelled; a running coordinator stops within a second")
     }

@@ -113,6 +113,22 @@ final class Store: Sendable {
         m.registerMigration("v3") { db in
             try db.execute(sql: "ALTER TABLE runs ADD COLUMN code_execution TEXT")
         }
+        // Workers' states checked like the other tables' (the table is rebuilt: SQLite cannot add a
+        // CHECK to a column), and their engine threads (HELLO 2.1).
+        m.registerMigration("v4") { db in
+            try db.execute(sql: """
+            CREATE TABLE workers_v4 (
+              worker_id TEXT PRIMARY KEY, hostname TEXT, pid INTEGER, build TEXT, engines TEXT, device TEXT,
+              proto TEXT, first_seen INTEGER, last_seen INTEGER,
+              state TEXT CHECK (state IN ('connected','left','lost','silent')),
+              numerics TEXT, batch_size INTEGER, threads INTEGER
+            );
+            INSERT INTO workers_v4 (worker_id, hostname, pid, build, engines, device, proto, first_seen, last_seen, state, numerics, batch_size)
+              SELECT worker_id, hostname, pid, build, engines, device, proto, first_seen, last_seen, state, numerics, batch_size FROM workers;
+            DROP TABLE workers;
+            ALTER TABLE workers_v4 RENAME TO workers;
+            """)
+        }
         return m
     }
 
@@ -132,7 +148,7 @@ final class Store: Sendable {
 
     struct RunRow: Sendable {
         var runId: String
-        var status: String
+        var status: RunStatus
         var config: RunConfig
         var configHash: String
         var epoch: Int
@@ -149,7 +165,7 @@ final class Store: Sendable {
         try pool.write { db in
             try db.execute(sql: """
                 INSERT INTO runs (run_id, created_at, status, config_json, config_hash, run_seed, proto_major, code_version, epoch)
-                VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, 0)
+                VALUES (?, ?, '\(RunStatus.pending.rawValue)', ?, ?, ?, ?, ?, 0)
                 """, arguments: [id, Store.now(), config.json, config.configHash, Int64(bitPattern: config.runSeed),
                                  Int(SiriusProtocol.version.major), "sirius-coord dev"])
             var shardId = 0
@@ -186,7 +202,11 @@ final class Store: Sendable {
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE run_id = ?", arguments: [id]) else { return nil }
             let json: String = row["config_json"]
             let config = try JSONDecoder().decode(RunConfig.self, from: Data(json.utf8))
-            return RunRow(runId: row["run_id"], status: row["status"], config: config, configHash: row["config_hash"],
+            let status: String = row["status"]
+            guard let runStatus = RunStatus(rawValue: status) else {
+                throw CoordinatorError("run \(id) in \(path) has status '\(status)', which this build does not know (a newer sirius-coord wrote it?)")
+            }
+            return RunRow(runId: row["run_id"], status: runStatus, config: config, configHash: row["config_hash"],
                           epoch: row["epoch"], createdAt: row["created_at"], endpoint: row["endpoint"], note: row["status_note"],
                           codeExecution: row["code_execution"])
         }
@@ -200,8 +220,8 @@ final class Store: Sendable {
         try pool.read { try String.fetchAll($0, sql: "SELECT run_id FROM runs ORDER BY created_at, rowid") }
     }
 
-    func setStatus(_ id: String, _ status: String, note: String? = nil) throws {
-        try pool.write { try $0.execute(sql: "UPDATE runs SET status = ?, status_note = ? WHERE run_id = ?", arguments: [status, note, id]) }
+    func setStatus(_ id: String, _ status: RunStatus, note: String? = nil) throws {
+        try pool.write { try $0.execute(sql: "UPDATE runs SET status = ?, status_note = ? WHERE run_id = ?", arguments: [status.rawValue, note, id]) }
     }
 
     /// Records how generated code is isolated in this serve; a resume that isolates differently
@@ -339,21 +359,21 @@ final class Store: Sendable {
         try pool.write { db in
             try db.execute(sql: """
                 INSERT INTO leases (lease_id, run_id, shard_id, worker_id, attempt, epoch, granted_at, expires_at, n_items, items_json, state)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active')
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '\(LeaseState.active.rawValue)')
                 """, arguments: [leaseId, runId, shardId, workerId, attempt, epoch, Store.now(), expiresAt, items.count, json])
-            try db.execute(sql: "UPDATE shards SET state = 'leased', attempts = attempts + 1 WHERE run_id = ? AND shard_id = ?",
+            try db.execute(sql: "UPDATE shards SET state = '\(ShardState.leased.rawValue)', attempts = attempts + 1 WHERE run_id = ? AND shard_id = ?",
                            arguments: [runId, shardId])
         }
     }
 
-    func setLeaseState(_ leaseId: Int64, _ state: String) throws {
-        try pool.write { try $0.execute(sql: "UPDATE leases SET state = ? WHERE lease_id = ?", arguments: [state, leaseId]) }
+    func setLeaseState(_ leaseId: Int64, _ state: LeaseState) throws {
+        try pool.write { try $0.execute(sql: "UPDATE leases SET state = ? WHERE lease_id = ?", arguments: [state.rawValue, leaseId]) }
     }
 
-    func setShard(runId: String, shardId: Int, state: String, failures: Int, split: Bool) throws {
+    func setShard(runId: String, shardId: Int, state: ShardState, failures: Int, split: Bool) throws {
         try pool.write {
             try $0.execute(sql: "UPDATE shards SET state = ?, failures = ?, split = ? WHERE run_id = ? AND shard_id = ?",
-                           arguments: [state, failures, split ? 1 : 0, runId, shardId])
+                           arguments: [state.rawValue, failures, split ? 1 : 0, runId, shardId])
         }
     }
 
@@ -367,21 +387,22 @@ final class Store: Sendable {
         }
     }
 
-    func upsertWorker(_ h: Hello, proto: ProtocolVersion, state: String) throws {
+    func upsertWorker(_ h: Hello, proto: ProtocolVersion, state: WorkerRecordState) throws {
         try pool.write { db in
             try db.execute(sql: """
-                INSERT INTO workers (worker_id, hostname, pid, build, engines, device, proto, first_seen, last_seen, state, numerics, batch_size)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO workers (worker_id, hostname, pid, build, engines, device, proto, first_seen, last_seen, state, numerics, batch_size, threads)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(worker_id) DO UPDATE SET last_seen = excluded.last_seen, state = excluded.state, pid = excluded.pid,
-                  device = excluded.device, numerics = excluded.numerics, batch_size = excluded.batch_size
+                  hostname = excluded.hostname, build = excluded.build, engines = excluded.engines, proto = excluded.proto,
+                  device = excluded.device, numerics = excluded.numerics, batch_size = excluded.batch_size, threads = excluded.threads
                 """, arguments: [h.workerId, h.hostname, Int(h.pid), h.build, h.engines.joined(separator: ","), h.device,
-                                 proto.description, Store.now(), Store.now(), state, h.numerics, h.batchSize])
+                                 proto.description, Store.now(), Store.now(), state.rawValue, h.numerics, h.batchSize, h.threads])
         }
     }
 
-    func setWorkerState(_ workerId: String, _ state: String) throws {
+    func setWorkerState(_ workerId: String, _ state: WorkerRecordState) throws {
         try pool.write { try $0.execute(sql: "UPDATE workers SET state = ?, last_seen = ? WHERE worker_id = ?",
-                                        arguments: [state, Store.now(), workerId]) }
+                                        arguments: [state.rawValue, Store.now(), workerId]) }
     }
 
     enum CommitOutcome: Sendable, Equatable { case inserted, duplicateSame, duplicateConflict }
@@ -423,7 +444,7 @@ final class Store: Sendable {
                     """, arguments: StatementArguments(values))
                 if db.changesCount == 1 {
                     out.append(.inserted)
-                    if s.late { try event(db, runId, s, "late_accepted", now) }
+                    if s.late { try event(db, runId, s, .lateAccepted, now) }
                 } else {
                     let existing = try Row.fetchOne(db, sql: """
                         SELECT result_hash, lease_id FROM results WHERE run_id = ? AND task = ? AND example_id = ? AND method = ?
@@ -434,19 +455,19 @@ final class Store: Sendable {
                     // A re-send of the stored result is a duplicate; a copy from a lease that expired and
                     // was decoded again elsewhere is late and ignored; a different result is
                     // non-determinism, whatever its lease.
-                    try event(db, runId, s, !same ? "duplicate_conflict" : s.late && otherLease ? "late_ignored" : "duplicate_same", now)
+                    try event(db, runId, s, !same ? .duplicateConflict : s.late && otherLease ? .lateIgnored : .duplicateSame, now)
                 }
             }
             return out
         }
     }
 
-    private func event(_ db: Database, _ runId: String, _ s: Scored, _ kind: String, _ now: Int64) throws {
+    private func event(_ db: Database, _ runId: String, _ s: Scored, _ kind: ResultEventKind, _ now: Int64) throws {
         try db.execute(sql: """
             INSERT INTO result_events (run_id, task, example_id, method, lease_id, worker_id, result_hash, kind, at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [runId, s.message.key.task, s.message.key.exampleId, s.message.key.method, s.message.leaseId,
-                             s.workerId, s.message.resultHash, kind, now])
+                             s.workerId, s.message.resultHash, kind.rawValue, now])
     }
 
     func saveMetrics(runId: String, _ rows: [(task: String, method: String, metric: String, value: Double, n: Int)]) throws {

@@ -476,7 +476,7 @@ import Testing
         var plan = ClusterPlan(workers: 2)
         plan.engine.latencyMs = 25
         plan.whileRunning = { stats, _, _ in
-            if stats.read({ $0.committed }) >= 10 { try? run.store.setStatus(run.runId, "cancelled") }
+            if stats.read({ $0.committed }) >= 10 { try? run.store.setStatus(run.runId, .cancelled) }
         }
         let out = await runCluster(run, plan)
         #expect(out.outcome == .cancelled)
