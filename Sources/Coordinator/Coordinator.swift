@@ -638,7 +638,10 @@ final class Coordinator {
             try store.saveMetrics(runId: runId, report.deterministicRows)
             try store.setStatus(runId, .completed)
         }
-        for s in sessions.values { send(.shutdown(Notice(reason: "run \(runId) completed")), to: s.peer, transport) }
+        for s in sessions.values {
+            send(.shutdown(Notice(reason: "run \(runId) completed")), to: s.peer, transport)
+            tryWrite { try store.setWorkerState(s.workerId, .left) }
+        }
         Thread.sleep(forTimeInterval: 0.05)
         options.log("run \(runId) completed: \(committed.count) results, \(failed.count) failed")
     }
@@ -651,7 +654,10 @@ final class Coordinator {
             tryWrite { try store.setLeaseState(id, .cancelled) }
         }
         leases.removeAll()
-        for s in sessions.values { send(.shutdown(Notice(reason: "run \(runId) cancelled")), to: s.peer, transport) }
+        for s in sessions.values {
+            send(.shutdown(Notice(reason: "run \(runId) cancelled")), to: s.peer, transport)
+            tryWrite { try store.setWorkerState(s.workerId, .left) }
+        }
         Thread.sleep(forTimeInterval: 0.05)
         options.log("run \(runId) cancelled; partial results kept")
     }

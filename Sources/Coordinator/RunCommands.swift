@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GRDB
 import SiriusMethod
 import SiriusProtocol
 import SiriusTasks
@@ -57,188 +58,6 @@ struct ServeOptions: ParsableArguments {
     var durable = false
     @Option(name: .long, help: "Final report format: md, csv or json.")
     var format: String = "md"
-}
-
-/// Serves `runId` until it completes, is cancelled or the coordinator is interrupted.
-/// The scoring provider of a serve: when a task of the run executes generated code, that code runs
-/// in bubblewrap, or without namespaces only when the user asked (`--unsafe-code-execution`); a
-/// machine without bubblewrap is refused before any work starts. The choice is recorded on the run.
-func codeExecutionProvider(store: Store, run: Store.RunRow, unsafe: Bool) throws -> DefaultProvider {
-    var provider = DefaultProvider()
-    let executesCode = run.config.tasks.contains { (try? TaskRegistry.type(named: $0))?.executesCode == true }
-    guard executesCode else { return provider }
-    var configuration = PythonSandbox.Configuration()
-    configuration.isolation = unsafe ? .none : .bubblewrap
-    provider.sandbox = PythonSandbox(configuration: configuration)
-    if let problem = provider.sandbox.isolationProblem() { throw CoordinatorError(problem.description) }
-    if unsafe {
-        FileHandle.standardError.write(Data("WARNING: generated code runs WITHOUT isolation (--unsafe-code-execution): it can read this machine's files and reach its network.\n".utf8))
-    }
-    try store.recordCodeExecution(run.runId, unsafe ? "none" : "bubblewrap")
-    return provider
-}
-
-func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutcome {
-    guard let format = ReportFormat(rawValue: options.format) else { throw ValidationError("--format must be md, csv or json") }
-    guard let run = try store.run(runId) else { throw CoordinatorError("no run \(runId)") }
-    let provider = try codeExecutionProvider(store: store, run: run, unsafe: options.unsafeCodeExecution)
-    let loopback = isLoopbackEndpoint(options.bind)
-    var secrets: CoordinatorSecrets? = nil
-    if !loopback || options.secure {
-        if options.insecure && !options.secure {
-            FileHandle.standardError.write(Data("""
-                WARNING: binding \(options.bind) WITHOUT encryption or authentication (--insecure).
-                WARNING: anyone who can reach this port can read prompts and submit results.\n
-                """.utf8))
-        } else {
-            guard ZMQContext.hasCurve else { throw CoordinatorError("libzmq lacks CURVE support; remote mode needs it (or --insecure)") }
-            secrets = try CoordinatorSecrets.loadOrCreate(keyDir: options.keyDir)
-        }
-    }
-    let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("sirius-coord: \($0)\n".utf8)) }
-    let stop = Locked(false)
-    for sig in [SIGINT, SIGTERM] {
-        signal(sig, SIG_IGN)
-        let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-        src.setEventHandler { stop.withLock { $0 = true } }
-        src.resume()
-        signalSources.withLock { $0.append(src) }
-    }
-
-    var copts = CoordinatorOptions()
-    copts.token = secrets?.token
-    copts.heartbeatMs = options.heartbeatMs
-    copts.leaseTtlMs = options.leaseTtlMs
-    copts.stop = stop
-    copts.log = log
-    // Set once the local workers are launched: lets the loop stop when they are all gone for good.
-    let launcherBox = Locked<WorkerLauncher?>(nil)
-    copts.localWorkersGone = { launcherBox.current?.goneReason }
-    if !options.quiet {
-        copts.progressEveryMs = 2000
-        let printer = ProgressPrinter(store: store, runId: runId)
-        copts.progress = { printer.print($0) }
-    }
-    let coordOptions = copts
-    let endpointBox = BlockingQueue<Result<String, CoordinatorError>>()
-    let outcomeBox = BlockingQueue<Result<(RunOutcome, CoordinatorStats, String?), CoordinatorError>>()
-    let bindAddress = options.bind
-    let curveSecret = secrets?.keys.secretKey
-    // The coordinator thread owns the ROUTER socket from creation to close.
-    let thread = Thread {
-        do {
-            let coordinator = try Coordinator(store: store, runId: runId, provider: provider, options: coordOptions)
-            let server = try ZMQServer(bind: bindAddress, options: ZMQServerOptions(curveSecretKey: curveSecret))
-            endpointBox.push(.success(server.endpoint))
-            let outcome = coordinator.run(transport: server)
-            server.close()
-            outcomeBox.push(.success((outcome, coordinator.stats, coordinator.abandonReason)))
-        } catch {
-            let e = CoordinatorError("\(error)")
-            endpointBox.push(.failure(e))
-            outcomeBox.push(.failure(e))
-        }
-    }
-    thread.stackSize = 8 << 20
-    thread.start()
-    let endpoint = try endpointBox.pop(timeoutMs: -1)!.get()
-
-    // What a remote worker runs; local workers connect over loopback.
-    let port = endpoint.split(separator: ":").last.map(String.init) ?? ""
-    let localEndpoint = endpoint.hasPrefix("tcp://0.0.0.0:") || endpoint.hasPrefix("tcp://*:") ? "tcp://127.0.0.1:\(port)" : endpoint
-    // A Z85 key may begin with '-' and holds shell characters: `--server-key=KEY` keeps it one value,
-    // and the printed command quotes it for the shell (Z85 has no single quote).
-    var joinArgs = ["join", "--engine", run.config.engine]
-    if run.config.engine != "fake" { joinArgs += ["--numerics", run.config.numerics] }
-    if let s = secrets { joinArgs += ["--server-key=\(s.keys.publicKey)", "--token-file", s.tokenPath] }
-    let remoteEndpoint = isLoopbackEndpoint(endpoint) ? endpoint : "tcp://\(ProcessInfo.processInfo.hostName):\(port)"
-    print("run \(runId): \(run.config.tasks.joined(separator: ", ")) × \(run.config.methods.map(\.name).joined(separator: ", ")); coordinator at \(endpoint)")
-    let shown = (["join", "--coordinator", remoteEndpoint] + joinArgs.dropFirst()).map {
-        $0.hasPrefix("--server-key=") ? "--server-key='\($0.dropFirst("--server-key=".count))'" : $0
-    }
-    print("worker command: sirius-worker \(shown.joined(separator: " "))")
-    if secrets != nil { print("(copy \(secrets!.tokenPath) to the worker host; keep it secret)") }
-    fflush(nil)
-
-    var launcher: WorkerLauncher? = nil
-    if options.workers > 0 {
-        var args = ["join", "--coordinator", localEndpoint] + joinArgs.dropFirst()
-        if let t = options.threads { args += ["--threads", String(t)] }
-        if let c = options.credits { args += ["--credits", String(c)] }
-        if let b = options.batchSize ?? run.config.batchSize { args += ["--batch-size", String(b)] }
-        if let p = options.prefixCache ?? run.config.prefixCache.map({ $0 ? .on : .off }) { args += ["--prefix-cache", p.rawValue] }
-        args += ["--exit-with-parent", String(ProcessInfo.processInfo.processIdentifier)]
-        let l = WorkerLauncher(executable: WorkerLauncher.defaultWorkerPath(), arguments: args,
-                               respawnBudget: options.workers * 4 + 8, log: log)
-        do { try l.launch(count: options.workers) } catch { stop.withLock { $0 = true }; throw error }
-        launcher = l
-        launcherBox.withLock { $0 = l }
-    }
-    let servedFromUs = monotonicUs()
-    let (outcome, stats, abandonReason) = try outcomeBox.pop(timeoutMs: -1)!.get()
-    let servedS = Double(monotonicUs() - servedFromUs) / 1e6
-    launcher?.stopAll()
-    switch outcome {
-    case .completed:
-        let report = try Metrics.compute(store: store, runId: runId)
-        print(ReportRenderer.render(report, format, config: run.config))
-    case .cancelled:
-        print("run \(runId) cancelled; partial results kept (`sirius-coord report \(runId)`)")
-    case .stopped:
-        print("run \(runId) interrupted; continue with `sirius-coord resume \(runId)`")
-    case .abandoned:
-        print("run \(runId) stopped: no workers left; continue with `sirius-coord resume \(runId)` once they can work")
-    }
-    let (acks, results) = stats.read { ($0.ackLatencyUs, $0.resultsReceived) }
-    let committedCount = stats.read { $0.committed }
-    log(String(format: "served %.2f s: %.1f results committed/s", servedS, Double(committedCount) / max(servedS, 1e-9)))
-    log("\(results) results received, \(committedCount) committed, \(stats.read { $0.duplicates }) duplicates, \(stats.malformed.total) malformed dropped; ACK latency p50 \(percentile(acks, 0.5)) µs, p99 \(percentile(acks, 0.99)) µs")
-    if outcome == .abandoned {
-        throw CoordinatorError("""
-            run \(runId) stopped: \(abandonReason ?? "every local worker has exited")
-            Fix the cause first: the workers open the run's model \(run.config.model.debugDescription) with engine \(run.config.engine); \
-            if it cannot be loaded, start a new run with a --model the workers can load, or put the model at that path. \
-            The run is kept: `sirius-coord resume \(runId)` continues it (committed results stay committed).
-            """)
-    }
-    return outcome
-}
-
-let signalSources = Locked<[any DispatchSourceSignal]>([])
-
-func percentile(_ xs: [Int64], _ p: Double) -> Int64 {
-    guard !xs.isEmpty else { return 0 }
-    let s = xs.sorted()
-    return s[min(s.count - 1, Int(Double(s.count - 1) * p + 0.5))]
-}
-
-/// Live progress: per task done/total, rate, ETA, running accuracy and AAL per method.
-final class ProgressPrinter: @unchecked Sendable {
-    let store: Store
-    let runId: String
-    private var firstDone: Int? = nil
-
-    init(store: Store, runId: String) { self.store = store; self.runId = runId }
-
-    func print(_ s: ProgressSnapshot) {
-        let done = s.perTask.reduce(0) { $0 + $1.done + $1.failed }
-        let total = s.perTask.reduce(0) { $0 + $1.total }
-        if firstDone == nil { firstDone = done }
-        let rate = s.elapsedS > 0 ? Double(done - (firstDone ?? 0)) / s.elapsedS : 0
-        var line = String(format: "[%6.1fs] %d workers%@", s.elapsedS, s.workers, s.paused ? " PAUSED (store full)" : "")
-        let report = try? Metrics.compute(store: store, runId: runId)
-        for t in s.perTask {
-            let eta = rate > 0 ? String(format: "%.0fs", Double(total - done) / rate) : "?"
-            line += String(format: " | %@ %d/%d", t.task, t.done + t.failed, t.total)
-            if t.failed > 0 { line += " (\(t.failed) failed)" }
-            line += String(format: " %.1f/s ETA %@", rate, eta)
-            for m in report?.tasks.first(where: { $0.task == t.task })?.methods ?? [] where m.results > 0 {
-                line += String(format: " · %@ %.1f%%", m.method, m.accuracyCompleted * 100)
-                if let aal = m.aal { line += String(format: " AAL %.2f", aal) }
-            }
-        }
-        FileHandle.standardError.write(Data((line + "\n").utf8))
-    }
 }
 
 struct StartCommand: ParsableCommand {
@@ -371,10 +190,12 @@ struct StatusCommand: ParsableCommand {
             let info = try db.pool.read { d in
                 (leases: try Int.fetchOne(d, sql: "SELECT COUNT(*) FROM leases WHERE run_id = ? AND state IN ('active','orphaned')", arguments: [id]) ?? 0,
                  expired: try Int.fetchOne(d, sql: "SELECT COUNT(*) FROM leases WHERE run_id = ? AND state = 'expired'", arguments: [id]) ?? 0,
-                 workers: try String.fetchAll(d, sql: """
-                    SELECT l.worker_id || ': ' || COUNT(r.example_id) || ' results' FROM leases l LEFT JOIN results r ON r.lease_id = l.lease_id
-                    WHERE l.run_id = ? GROUP BY l.worker_id ORDER BY l.worker_id
-                    """, arguments: [id]))
+                 workers: try Row.fetchAll(d, sql: """
+                    SELECT w.worker_id, w.state, w.hostname, w.engines, w.device, w.numerics, w.batch_size, w.threads, w.build,
+                           (SELECT COUNT(*) FROM results r WHERE r.run_id = ? AND r.worker_id = w.worker_id) AS n,
+                           (SELECT MAX(committed_at) - MIN(committed_at) FROM results r WHERE r.run_id = ? AND r.worker_id = w.worker_id) AS span_ms
+                    FROM workers w WHERE w.worker_id IN (SELECT worker_id FROM leases WHERE run_id = ?) ORDER BY w.worker_id
+                    """, arguments: [id, id, id]))
             }
             print("run \(id): \(r.status)\(r.note.map { " — \($0)" } ?? "") (epoch \(r.epoch), \(r.endpoint ?? "not served"))")
             for t in rep.tasks {
@@ -387,8 +208,25 @@ struct StatusCommand: ParsableCommand {
                 }
             }
             print("  active leases \(info.leases), reassignments \(info.expired)")
-            for w in info.workers { print("  worker \(w)") }
+            for w in info.workers { print("  worker " + Self.describe(worker: w)) }
         }
+    }
+}
+
+extension StatusCommand {
+    /// `id (state) on host: engine, device, numerics, batch, threads, build — n results, rate/s`.
+    static func describe(worker w: Row) -> String {
+        var caps: [String] = []
+        if let e = w["engines"] as String? { caps.append("engine \(e)") }
+        if let d = w["device"] as String? { caps.append(d) }
+        if let n = w["numerics"] as String?, !(w["device"] as String? ?? "").contains(n) { caps.append(n) }
+        if let b = w["batch_size"] as Int?, b > 1, !(w["device"] as String? ?? "").contains("batch") { caps.append("batch \(b)") }
+        if let t = w["threads"] as Int?, !(w["device"] as String? ?? "").contains("thread") { caps.append("\(t) thread\(t == 1 ? "" : "s")") }
+        if let b = w["build"] as String? { caps.append("build \(b)") }
+        let n: Int = w["n"] ?? 0
+        var line = "\(w["worker_id"] as String? ?? "?") (\(w["state"] as String? ?? "?")) on \(w["hostname"] as String? ?? "?"): \(caps.joined(separator: ", ")) — \(n) results"
+        if let span = w["span_ms"] as Int64?, span > 0, n > 1 { line += String(format: ", %.2f results/s", Double(n - 1) / (Double(span) / 1000)) }
+        return line
     }
 }
 
