@@ -83,7 +83,10 @@ static inline float rd_f16(const uint8_t *p) {
 // ---------------------------------------------------------------------------------------------
 // Dispatch state
 
-static int g_force_scalar = 0;
+// The test switches (force scalar, hide AVX-512) belong to the calling thread, and `ck_pool_run` hands
+// the caller's to its helpers for the task: a test that switches never changes the kernels of another
+// test running at the same time (which may be comparing bits).
+static _Thread_local int g_force_scalar = 0;
 static int g_avx2 = -1;
 
 int ck_has_avx2(void) {
@@ -103,8 +106,11 @@ void ck_force_scalar(int on) { g_force_scalar = on; }
 // Wider instruction sets, detected once. `ck_limit_avx512` (tests) hides AVX-512 so the AVX2 and
 // AVX-VNNI kernels a CPU without it would use run here too; every dispatch goes through these two.
 static int g_avx512 = -1, g_avx512vnni = 0, g_avxvnni = 0;
-static int g_avx512_limited = 0;
+static _Thread_local int g_avx512_limited = 0;
 void ck_limit_avx512(int on) { g_avx512_limited = on; }
+
+int ck_selection_get(void) { return (g_force_scalar ? 1 : 0) | (g_avx512_limited ? 2 : 0); }
+void ck_selection_set(int bits) { g_force_scalar = bits & 1; g_avx512_limited = (bits >> 1) & 1; }
 
 static void detect_wide(void) {
 #if CK_X86

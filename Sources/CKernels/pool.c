@@ -1,4 +1,5 @@
 #include "ckpool.h"
+#include "ckernels.h"
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -19,6 +20,7 @@ struct ck_pool {
     _Atomic int32_t stop;
     ck_pool_fn fn;
     void *ctx;
+    int selection;                 // the caller's kernel switches (ck_selection_get) for this task
 };
 
 typedef struct { ck_pool *pool; int32_t index; } helper_arg;
@@ -38,6 +40,7 @@ static void *helper_main(void *p) {
         }
         seen = g;
         if (atomic_load_explicit(&pool->stop, memory_order_relaxed)) return NULL;
+        ck_selection_set(pool->selection);
         pool->fn(pool->ctx, index, pool->workers);
         atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
     }
@@ -61,6 +64,7 @@ void ck_pool_run(ck_pool *pool, ck_pool_fn fn, void *ctx) {
     if (pool->workers == 1) { fn(ctx, 0, 1); return; }
     pool->fn = fn;
     pool->ctx = ctx;
+    pool->selection = ck_selection_get();
     atomic_store_explicit(&pool->pending, pool->workers - 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
     fn(ctx, 0, pool->workers);

@@ -4,9 +4,10 @@ import SiriusEngine
 import Testing
 import TestSupport
 
-/// The AVX2/FMA/F16C kernels against the portable scalar ones. `ck_force_scalar` is process-wide, so
-/// this suite is serialized and every switch happens inside `KernelSelection.shared.with(scalar:)`,
-/// which excludes the other suites' exact comparisons (they hold `KernelSelection.shared.stable`).
+/// The AVX2/FMA/F16C kernels against the portable scalar ones. `ck_force_scalar` applies to the
+/// calling thread (and the pool helpers working for it), so switching here never changes the kernels
+/// of another suite comparing bits at the same time; `KernelSelection.shared.with(scalar:)` also
+/// resets the switch when the body ends.
 /// On a CPU without AVX2 both runs use the scalar kernels and the comparisons hold trivially.
 @Suite("AVX2 and scalar kernels agree", .serialized)
 struct KernelSelectionTests {
@@ -25,6 +26,49 @@ struct KernelSelectionTests {
         #if arch(x86_64)
         print("[numerics] this CPU uses the AVX2 kernels: \(native == 1)")
         #endif
+    }
+
+    /// The switches belong to the thread that sets them (and its pool helpers): while another thread
+    /// holds the scalar kernels, this thread's products keep the native bits, and that thread's
+    /// (at 1 and 2 threads) are the scalar bits. So a switching test cannot disturb a test that
+    /// compares bits at the same time.
+    @Test("kernel switches are per thread and reach the pool's helpers")
+    func switchesArePerThread() throws {
+        #if arch(x86_64)
+        try #require(run(scalar: false) { ck_has_avx2() } == 1, "this check needs a CPU with the AVX2 kernels")
+        #endif
+        let rows = 64, cols = 256
+        let (m, _) = matrix(.q4_1, rows: rows, cols: cols, seed: 91)
+        var rng = SeededRandom(seed: 5)
+        let x = (0..<(3 * cols)).map { _ in (rng.nextUnit() * 2 - 1) * 3 }
+        @Sendable func product(threads: Int) -> [Float] {
+            let b = CPUBackend(numerics: .exact, threads: threads)
+            var y = [Float](repeating: .nan, count: 3 * rows)
+            x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { b.matmul(m, xp.baseAddress!, $0.baseAddress!, tokens: 3) } }
+            return y
+        }
+        let native = run(scalar: false) { product(threads: 1) }
+        let scalar = run(scalar: true) { product(threads: 1) }
+        try #require(!Compare.bitsEqual(native, scalar), "the data must tell the two kernel sets apart")
+
+        let holding = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        // Written by the other thread before `holding` is signalled, read after: the semaphore orders it.
+        final class Box: @unchecked Sendable { var products: [[Float]] = [] }
+        let other = Box()
+        let t = Thread {
+            ck_force_scalar(1)
+            other.products = [product(threads: 1), product(threads: 2)]
+            holding.signal()
+            release.wait()
+            ck_force_scalar(0)
+        }
+        t.start()
+        holding.wait()
+        // The other thread has the scalar kernels on now; this one does not.
+        let here = [product(threads: 1), product(threads: 2)]
+        release.signal()
+        #expect(here.allSatisfy { Compare.bitsEqual($0, native) }, "this thread kept its kernels")
+        #expect(other.products.count == 2 && other.products.allSatisfy { Compare.bitsEqual($0, scalar) }, "the other thread and its helpers ran scalar")
     }
 
     func matrix(_ type: GGMLType, rows: Int, cols: Int, seed: UInt64) -> (WeightMatrix, [Float]) {

@@ -106,7 +106,8 @@ struct RealEngineRunTests {
         let model = s.path("tiny-q8_0.gguf")
         try s.writeModel(to: model)
 
-        let run = try await s.coord(Self.startArgs(db: s.db, runId: "real", model: model, extra: ["--acceptance", "argmax"]),
+        // One lease at a time per worker (9 shards): neither worker can take the whole run.
+        let run = try await s.coord(Self.startArgs(db: s.db, runId: "real", model: model, extra: ["--acceptance", "argmax", "--credits", "1"]),
                                     seconds: 180)
         try #require(run.status == 0, "sirius-coord start exited \(String(describing: run.status)):\n\(run.output)")
 
@@ -121,6 +122,7 @@ struct RealEngineRunTests {
             }
         }
         #expect(rows.allSatisfy { $0.engine == "sirius" })
+        #expect(try Self.count(s.db, "SELECT COUNT(DISTINCT worker_id) FROM results") == 2, "both workers produced results")
         #expect(try Self.count(s.db, "SELECT COUNT(*) FROM example_failures") == 0)
         #expect(try Self.count(s.db, "SELECT COUNT(*) FROM runs WHERE status = 'completed'") == 1)
 

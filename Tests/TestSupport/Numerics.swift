@@ -6,9 +6,10 @@ import Darwin
 import CKernels
 import SiriusEngine
 
-/// Guards the process-wide kernel selection (`ck_force_scalar`). Tests that compare two runs for exact
-/// equality hold it shared; the test that switches to the scalar kernels holds it exclusively, so no
-/// exact comparison ever straddles a switch. (Swift Testing runs tests in parallel.)
+/// Runs test bodies under a kernel switch (`ck_force_scalar`, `ck_limit_avx512`). The switches are
+/// per thread in the kernels themselves (a switch on one test's thread never reaches another's);
+/// this lock adds that no two switching bodies overlap and that `stable` bodies never see a switch
+/// begin or end on their own thread.
 public final class KernelSelection: @unchecked Sendable {
     public static let shared = KernelSelection()
     private let lock: UnsafeMutablePointer<pthread_rwlock_t>

@@ -22,13 +22,19 @@ typedef struct {
 
 /// 1 when the AVX2/FMA/F16C kernels are in use on this CPU, 0 for the portable scalar kernels.
 int ck_has_avx2(void);
-/// Force the portable scalar kernels (for tests comparing both paths). 1 = scalar only.
+/// Force the portable scalar kernels (for tests comparing both paths). 1 = scalar only. Per thread:
+/// it applies to this thread's kernel calls (and to the pool helpers working for them), not to others.
 void ck_force_scalar(int on);
 
 /// 1 when the AVX-512 (F, BW, VL) kernels are in use on this CPU.
 int ck_has_avx512(void);
-/// Tests: 1 = use the AVX2 / AVX-VNNI kernels even where AVX-512 is available (process-wide).
+/// Tests: 1 = use the AVX2 / AVX-VNNI kernels even where AVX-512 is available (per thread, like
+/// ck_force_scalar).
 void ck_limit_avx512(int on);
+/// The calling thread's switches as bits (1: scalar forced, 2: AVX-512 hidden), and setting them:
+/// how the thread pool gives its helpers the kernels of the thread that handed them the work.
+int ck_selection_get(void);
+void ck_selection_set(int bits);
 
 /// Whether `type` is supported by these kernels.
 int ck_type_supported(int type);
