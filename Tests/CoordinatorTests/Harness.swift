@@ -116,6 +116,8 @@ struct ClusterPlan: Sendable {
     var decodes: FakeDecodeLog? = nil
     /// Workers keep their spools in `spoolRoot/<id>` (nil: in memory).
     var spoolRoot: URL? = nil
+    /// Adjusts the options of the n-th worker spawned (1-based).
+    var configure: (@Sendable (Int, inout WorkerOptions) -> Void)? = nil
 }
 
 struct ClusterOutcome: Sendable {
@@ -172,9 +174,11 @@ func runCluster(_ run: TestRun, _ plan: ClusterPlan, network: InMemoryNetwork = 
         func spawn() -> WorkerAgent {
             spawned += 1
             let decodes = plan.decodes
+            var options = workerOptions(id: "w\(spawned)", token: plan.workerToken ?? plan.token, credits: plan.credits,
+                                        spoolRoot: plan.spoolRoot)
+            plan.configure?(spawned, &options)
             let a = WorkerAgent(connector: network.connector(), engine: { FakeEngine(config: engineConfig, decodes: decodes) },
-                                options: workerOptions(id: "w\(spawned)", token: plan.workerToken ?? plan.token, credits: plan.credits,
-                                                       spoolRoot: plan.spoolRoot))
+                                options: options)
             a.start()
             return a
         }

@@ -36,6 +36,9 @@ public struct WorkerOptions: Sendable {
     public var drainTimeoutMs = 5000
     /// Coordinator silence (in heartbeat intervals) after which the worker reconnects.
     public var livenessIntervals = 4
+    /// Tests: after sending this many results, the I/O thread stops for `ms` (as `freeze(forMs:)`):
+    /// the worker then holds decoded results past its lease TTL at a known point (T7, T8).
+    public var freezeAfterResults: (count: Int, ms: Int)? = nil
 
     public init() {}
 }
@@ -168,6 +171,7 @@ public final class WorkerAgent: @unchecked Sendable {
     private var leasesWanted = 1
     /// Leases asked for (READY) and not yet assigned; the coordinator forgets them at a new HELLO.
     private var creditsOut = 0
+    private var resultsSent = 0
     /// The engine has produced an output: a batched worker asks for its full set of leases only then, so
     /// a worker whose model cannot load holds one lease, not a batch's worth.
     private var engineProven = false
@@ -416,6 +420,8 @@ public final class WorkerAgent: @unchecked Sendable {
             do { try disk?.append(runId: runId, configHash: job.configHash, msg) } catch { log("result spool: \(error); \(job.request.key) is kept in memory only") }
             spool[job.request.key] = SpoolEntry(frames: frames, lastSentMs: monotonicMs())
             if welcomed { transport?.send(frames) }
+            resultsSent += 1
+            if let f = options.freezeAfterResults, resultsSent == f.count { freeze(forMs: f.ms) }
             engineProven = true
             progress(job, hash: msg.resultHash)
             askForLeases()
