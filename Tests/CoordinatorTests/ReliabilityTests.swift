@@ -301,6 +301,98 @@ import Testing
         try run.checkDecodedOnce(decodes)
     }
 
+    /// T2: a worker dies while its engine is still loading the model: its lease expires and is
+    /// reassigned, nothing of it is stored. A load longer than the TTL without a kill expires nothing
+    /// (heartbeats come from the I/O thread while the engine loads).
+    @Test func t2_killedWhileLoadingVersusSlowLoad() async throws {
+        var config = TestRun.defaultConfig(examples: 8, shardSize: 4)
+        config.leaseTtlMs = 600
+        let base = try await baseline(config)
+
+        let slow = try TestRun(config: config)
+        var slowPlan = ClusterPlan(workers: 1)
+        slowPlan.engine.loadMs = 2000
+        #expect(await runCluster(slow, slowPlan).outcome == .completed)
+        #expect(try slow.count("SELECT COUNT(*) FROM leases WHERE run_id = ? AND state = 'expired'") == 0, "no false expiry while loading")
+        #expect(try slow.fingerprint() == base)
+
+        let killed = try TestRun(config: config)
+        let network = InMemoryNetwork()
+        let loading = WorkerAgent(connector: network.connector(), engine: {
+            var c = FakeEngineConfig(); c.loadMs = 60_000; return FakeEngine(config: c)
+        }, options: workerOptions(id: "loading"))
+        let stop = Locked(false)
+        let cluster = Task { await runCluster(killed, ClusterPlan(workers: 0), network: network, stop: stop) }
+        try await Task.sleep(for: .milliseconds(50))
+        loading.start()
+        let leased: Bool = await onThread {
+            let deadline = monotonicMs() + 10_000
+            while monotonicMs() < deadline {
+                if (try? killed.count("SELECT COUNT(*) FROM leases WHERE run_id = ? AND worker_id = 'loading'")) ?? 0 >= 1 { return true }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            return false
+        }
+        #expect(leased)
+        loading.kill()   // still in its 60 s load
+        let rescuer = WorkerAgent(connector: network.connector(), engine: { FakeEngine() }, options: workerOptions(id: "rescuer"))
+        rescuer.start()
+        let out = await cluster.value
+        rescuer.kill(); _ = await onThread { rescuer.waitForExit(timeoutMs: 5000) }
+        #expect(out.outcome == .completed)
+        #expect(try killed.count("SELECT COUNT(*) FROM leases WHERE run_id = ? AND worker_id = 'loading' AND state = 'expired'") >= 1)
+        #expect(try killed.count("SELECT COUNT(*) FROM results WHERE run_id = ? AND worker_id = 'loading'") == 0)
+        #expect(try killed.fingerprint() == base)
+        try killed.checkInvariants()
+    }
+
+    /// T15: a reader holding a read transaction on the database (as the `sqlite3` CLI would) for the
+    /// whole run: the coordinator's writes proceed (WAL), nothing is lost, the run equals the baseline.
+    @Test func t15_readerHoldsTheDatabase() async throws {
+        let config = TestRun.defaultConfig(examples: 16, shardSize: 4)
+        let base = try await baseline(config)
+        let run = try TestRun(config: config)
+        let reader = try DatabaseQueue(path: run.store.path)
+        let held = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        let readerThread = Thread {
+            try? reader.read { db in
+                _ = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM results")   // the snapshot starts here
+                held.signal()
+                done.wait()
+            }
+        }
+        readerThread.start()
+        held.wait()
+        var plan = ClusterPlan(workers: 2)
+        plan.engine.latencyMs = 2
+        let out = await runCluster(run, plan)
+        done.signal()
+        #expect(out.outcome == .completed)
+        #expect(out.stats?.read { $0.paused } == false)
+        #expect(try run.fingerprint() == base)
+        try run.checkInvariants()
+    }
+
+    /// T24: the coordinator restarts while every worker is down: the leases of the dead incarnation
+    /// expire after their grace period and new workers finish the run.
+    @Test func t24_restartWhileWorkersAreDown() async throws {
+        let config = TestRun.defaultConfig(examples: 16, shardSize: 4)
+        let base = try await baseline(config)
+        let run = try TestRun(config: config)
+        let stop = Locked(false)
+        var first = ClusterPlan(workers: 3)
+        first.engine.latencyMs = 10
+        first.whileRunning = { stats, _, _ in if stats.read({ $0.committed }) >= 10 { stop.withLock { $0 = true } } }
+        #expect(await runCluster(run, first, stop: stop).outcome == .stopped)   // its workers die with it
+        let open = try run.count("SELECT COUNT(*) FROM leases WHERE run_id = ? AND state = 'active'")
+        let second = await runCluster(run, ClusterPlan(workers: 2))
+        #expect(second.outcome == .completed)
+        #expect(open >= 1, "the first incarnation left leases behind")
+        #expect(try run.count("SELECT COUNT(*) FROM leases WHERE run_id = ? AND state = 'active'") == 0)
+        #expect(try run.fingerprint() == base)
+        try run.checkInvariants()
+    }
+
     /// T9: malformed and oversized messages are counted and dropped; the coordinator stays up and
     /// the run's results equal the baseline.
     @Test func t9_malformedMessages() async throws {
