@@ -59,7 +59,7 @@ let package = Package(
                     path: "Tests/CoordinatorTests"),
         // Real sirius-coord / sirius-worker processes on loopback (fake engine, and the real engine on a tiny
         // random model from TestSupport); needs both executables built.
-        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "SiriusProtocol", .product(name: "GRDB", package: "GRDB.swift")],
                     path: "Tests/IntegrationTests"),
     ],
     swiftLanguageModes: [.v6]

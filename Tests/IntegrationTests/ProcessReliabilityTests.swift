@@ -1,4 +1,5 @@
 import Foundation
+import SiriusProtocol
 import Testing
 
 /// §5 tests that need real processes and signals (fake engine, loopback only). Each is bounded in
@@ -121,6 +122,39 @@ struct ProcessReliabilityTests {
         let faulted = try c.expiredLeaseItems()
         let twice = Set(decodes.filter { $0.value > 1 }.keys)
         #expect(twice.isSubset(of: faulted), "decoded twice outside a faulted lease: \(twice.subtracting(faulted).sorted())")
+    }
+
+    /// T10 with a real worker process: a coordinator (here a bare ROUTER socket of the test) that
+    /// refuses its protocol version. The worker prints the accepted range and exits with status 3,
+    /// without retrying.
+    @Test func t10_refusedVersionExitsNonZero() async throws {
+        let c = try ProcessCluster()
+        defer { c.cleanup() }
+        let endpointBox = BlockingQueue<String>()
+        let helloBox = BlockingQueue<Hello>()
+        let server = Thread {
+            guard let s = try? ZMQServer(bind: "tcp://127.0.0.1:*") else { endpointBox.push(""); return }
+            endpointBox.push(s.endpoint)
+            let deadline = monotonicMs() + 20_000
+            while monotonicMs() < deadline {
+                guard let inbound = s.receive(timeoutMs: 100), let env = try? Framing.decode(inbound.frames),
+                      case .hello(let h) = env.message else { continue }
+                helloBox.push(h)
+                _ = s.send(to: inbound.peer, Framing.encode(.reject(Reject(reason: .version, supported: "9.x",
+                                                                            hint: "this coordinator speaks protocol 9.0")), header: Header()))
+                Thread.sleep(forTimeInterval: 1)
+                break
+            }
+            s.close()
+        }
+        server.start()
+        c.endpoint = endpointBox.pop(timeoutMs: 10_000) ?? ""
+        try #require(!c.endpoint.isEmpty)
+        let worker = try c.addWorker(id: "old")
+        let status = await worker.wait(seconds: 20)
+        #expect(status == 3, "\(worker.output)")
+        #expect(worker.output.contains("9.x"), "\(worker.output)")
+        #expect(helloBox.pop(timeoutMs: 0)?.workerId == "old")
     }
 
     /// T11: CURVE with a pinned key and a join token (forced on loopback with --secure). A wrong
