@@ -5,7 +5,9 @@ import SiriusProtocol
 /// How a coordinator loop ended.
 /// `abandoned`: nobody was left to do the work (every local worker exited for good and no worker
 /// is connected); `Coordinator.abandonReason` says why. The run stays resumable.
-enum RunOutcome: String, Sendable { case completed, cancelled, stopped, abandoned }
+/// `storeFailed`: the database cannot be written and retrying will not help (`StoreHealth.failed`);
+/// `Coordinator.storeFailure` says why and what to do.
+enum RunOutcome: String, Sendable { case completed, cancelled, stopped, abandoned, storeFailed }
 
 /// Operational settings of one coordinator incarnation (not part of the run's config hash).
 struct CoordinatorOptions: Sendable {
@@ -36,6 +38,8 @@ final class CoordinatorStats: @unchecked Sendable {
     private(set) var reassignments = 0
     private(set) var rejected = 0
     private(set) var paused = false
+    /// The store's health as the loop last saw it (`ok`, `paused: disk full at …`, `failed: …`).
+    private(set) var storeHealth = "ok"
     private(set) var leasesGranted = 0
     /// Microseconds from a RESULT's arrival to its ACK leaving (commit included).
     private(set) var ackLatencyUs: [Int64] = []
@@ -52,7 +56,7 @@ final class CoordinatorStats: @unchecked Sendable {
         }
     }
     fileprivate func latency(_ us: [Int64]) { update { s in if s.ackLatencyUs.count < 2_000_000 { s.ackLatencyUs += us } } }
-    fileprivate func setPaused(_ p: Bool) { update { $0.paused = p } }
+    fileprivate func setHealth(_ h: StoreHealth) { update { $0.paused = h != .ok; $0.storeHealth = h.description } }
 }
 
 /// Per-task progress for the live display.
@@ -63,10 +67,13 @@ struct ProgressSnapshot: Sendable {
     var paused: Bool
 }
 
-/// The scheduler (§4.3): one thread owns the ROUTER socket, the lease table and the store's
-/// write path. Results are committed in batches, then ACKed (§4.4); leases expire on the
-/// monotonic clock; a shard failing twice is split into single examples; an example failing
-/// `maxAttempts` times is declared failed.
+/// The coordinator of one run (§4.3): a thin event loop on one thread that owns the ROUTER socket
+/// and the store's write path, over three parts —
+/// - `Scheduler`: what is pending, leased, stored or failed (pure state, tested by itself);
+/// - `WorkerRegistry`: the sessions of connected workers, their credits and leases;
+/// - `ResultSink`: received results waiting to be committed, and the store's health.
+/// Messages come in (`handle`), results are committed in batches and only then ACKed (`flush`),
+/// leases are granted to workers with credits (`dispatch`) and expire on the monotonic clock.
 final class Coordinator {
     let store: Store
     let runId: String
@@ -78,69 +85,19 @@ final class Coordinator {
     private let heartbeatMs: Int
     private let leaseTtlMs: Int
 
-    private struct ShardEntry {
-        var row: Store.ShardRow
-        var keys: [ResultKey]
-        var failures: Int
-        var split: Bool
-        var attempts: Int
-    }
-
-    private enum Unit { case shard(Int), single(Int, ResultKey) }
-
-    private struct LeaseEntry {
-        var id: Int64
-        var shardId: Int
-        var workerId: String
-        var items: [ResultKey]
-        var attempt: Int
-        var expiresAt: Int64
-    }
-
-    private struct Session {
-        var workerId: String
-        var peer: Data
-        var hello: Hello
-        var credits = 0
-        var lastSeen: Int64
-        var leases: Set<Int64> = []
-    }
-
-    private struct PendingResult {
-        var peer: Data
-        var workerId: String
-        var message: ResultMessage
-        var receivedUs: Int64
-    }
-
-    private var shards: [Int: ShardEntry] = [:]
-    private var pending: [Unit] = []
-    private var leases: [Int64: LeaseEntry] = [:]
-    private var sessions: [String: Session] = [:]
-    private var peerToWorker: [Data: String] = [:]
-    private var committed: Set<ResultKey> = []
-    private var failed: Set<ResultKey> = []
-    private var failureCounts: [ResultKey: Int] = [:]
-    /// Results a reconnecting worker said it holds decoded (HELLO `spooled`), with the time by which
-    /// they must arrive: not leased again until then (after it, leased as usual).
-    private var awaitingSpool: [ResultKey: Int64] = [:]
-    private var shardOf: [ResultKey: Int] = [:]
+    private var scheduler: Scheduler
+    private var workers = WorkerRegistry()
+    private var sink = ResultSink()
     private var examples: [String: [String: Store.ExampleRow]] = [:]
     private var methods: [String: MethodSpec] = [:]
-    private var totalKeys = 0
-    private var keysPerTask: [String: Int] = [:]
-    private var nextLeaseId: Int64 = 0
     private var seq: UInt64 = 0
-    private var batch: [PendingResult] = []
-    private var paused = false
-    private var retrying = false
-    private var retryAtMs: Int64 = 0
-    private var retryBackoffMs: Int64 = 100
     private let sessionId = UUID().uuidString.lowercased()
     /// The last fatal error a worker reported (FAIL fatal_config or BYE "fatal: …").
     private(set) var lastWorkerFatal: String?
     /// Set when `run` returns `abandoned`: what happened, the workers' error, and what to do.
     private(set) var abandonReason: String?
+    /// Set when `run` returns `storeFailed`.
+    private(set) var storeFailure: String?
 
     /// Loads the run's state from the store and starts a new epoch (orphaning active leases).
     init(store: Store, runId: String, provider: any ExampleProvider, options: CoordinatorOptions = CoordinatorOptions()) throws {
@@ -154,40 +111,26 @@ final class Coordinator {
         heartbeatMs = options.heartbeatMs ?? run.config.heartbeatMs
         leaseTtlMs = options.leaseTtlMs ?? run.config.leaseTtlMs
         for m in config.methods { methods[m.name] = m }
+        var examples: [String: [String: Store.ExampleRow]] = [:]
         for e in try store.examples(runId) { examples[e.task, default: [:]][e.id] = e }
+        self.examples = examples
         let byOrd = Dictionary(grouping: examples.values.flatMap { $0.values }, by: \.task)
             .mapValues { $0.sorted { $0.ord < $1.ord } }
-        committed = try store.committedKeys(runId)
-        (failureCounts, failed) = try store.failureState(runId)
-        for s in try store.shards(runId) {
-            let rows = byOrd[s.task] ?? []
-            let keys = rows[s.firstOrd..<min(rows.count, s.firstOrd + s.count)].map {
-                ResultKey(task: s.task, exampleId: $0.id, method: s.method)
-            }
-            shards[s.shardId] = ShardEntry(row: s, keys: keys, failures: s.failures, split: s.split, attempts: s.attempts)
-            for k in keys { shardOf[k] = s.shardId }
-            totalKeys += keys.count
-            keysPerTask[s.task, default: 0] += keys.count
-        }
+        let (failureCounts, failed) = try store.failureState(runId)
+        let committed = try store.committedKeys(runId)
+        let shardRows = try store.shards(runId)
+        let openLeases = try store.openLeases(runId)
+        let nextLeaseId = try store.maxLeaseId() + 1
         epoch = try store.beginEpoch(runId)
-        nextLeaseId = try store.maxLeaseId() + 1
         // Orphaned leases get a grace period of one TTL to be re-adopted (§4.3).
-        let now = monotonicMs()
-        var leased: Set<ResultKey> = []
-        for l in try store.openLeases(runId) {
-            leases[l.leaseId] = LeaseEntry(id: l.leaseId, shardId: l.shardId, workerId: l.workerId, items: l.items,
-                                           attempt: l.attempt, expiresAt: now + Int64(leaseTtlMs))
-            leased.formUnion(l.items)
-        }
-        for id in shards.keys.sorted() {
-            let s = shards[id]!
-            let open = s.keys.filter { !committed.contains($0) && !failed.contains($0) && !leased.contains($0) }
-            if open.isEmpty { continue }
-            if s.split { pending += open.map { .single(id, $0) } } else { pending.append(.shard(id)) }
-        }
+        scheduler = Scheduler(shards: shardRows, keysOf: { s in
+            let rows = byOrd[s.task] ?? []
+            return rows[s.firstOrd..<min(rows.count, s.firstOrd + s.count)].map { ResultKey(task: s.task, exampleId: $0.id, method: s.method) }
+        }, committed: committed, failureCounts: failureCounts, failed: failed, openLeases: openLeases,
+           nextLeaseId: nextLeaseId, maxAttempts: config.maxAttempts, graceUntil: monotonicMs() + Int64(leaseTtlMs))
     }
 
-    var isComplete: Bool { committed.count + failed.count >= totalKeys }
+    var isComplete: Bool { scheduler.isComplete }
 
     // MARK: loop
 
@@ -199,7 +142,7 @@ final class Coordinator {
         var lastProgress: Int64 = 0
         var lastStatusCheck: Int64 = 0
         var lastGoneCheck: Int64 = 0
-        options.log("run \(runId) epoch \(epoch): \(committed.count)/\(totalKeys) results committed, \(failed.count) failed; listening on \(transport.endpoint)")
+        options.log("run \(runId) epoch \(epoch): \(scheduler.committed.count)/\(scheduler.totalKeys) results committed, \(scheduler.failed.count) failed; listening on \(transport.endpoint)")
         while true {
             if options.stop.current {
                 flush(transport)
@@ -214,14 +157,24 @@ final class Coordinator {
                 }
             }
             flush(transport)
+            if case .failed(let why) = sink.health { return stopForStore(why, transport) }
             let now = monotonicMs()
-            if paused { retryPaused(transport, now) }
-            if !paused { expireLeases(transport, now); releaseAwaitedResults(now) }
+            if sink.shouldRetry(now: now) { retryCommit(transport) }
+            if case .failed(let why) = sink.health { return stopForStore(why, transport) }
+            let paused = !sink.canCommit
+            if !paused {
+                for l in scheduler.expired(at: now) {
+                    options.log("lease \(l.id) of worker \(l.workerId) expired; reassigning its unfinished examples")
+                    failLease(l.id, reason: "lease_expired", transport)
+                }
+                scheduler.releaseAwaited(now: now)
+                applyEffects()
+            }
             if now - lastHeartbeat >= Int64(heartbeatMs) {
                 lastHeartbeat = now
-                for s in sessions.values {
+                for s in workers.all {
                     send(.heartbeat(Heartbeat(state: .coordinator)), to: s.peer, transport)
-                    if paused { extendLeases(of: s.workerId, now) }
+                    if paused { scheduler.extend(s.leases, now: now, ttlMs: leaseTtlMs) }
                 }
                 dropSilentWorkers(now)
             }
@@ -230,7 +183,7 @@ final class Coordinator {
                 lastProgress = now
                 options.progress(snapshot(elapsedMs: now - started))
             }
-            if isComplete && batch.isEmpty && !paused {
+            if scheduler.isComplete && sink.isEmpty && !paused {
                 finish(transport)
                 if let _ = options.progressEveryMs { options.progress(snapshot(elapsedMs: monotonicMs() - started)) }
                 return .completed
@@ -242,7 +195,7 @@ final class Coordinator {
                     return .cancelled
                 }
             }
-            if now - lastGoneCheck >= 100, sessions.isEmpty, batch.isEmpty {
+            if now - lastGoneCheck >= 100, workers.isEmpty, sink.isEmpty {
                 lastGoneCheck = now
                 if let gone = options.localWorkersGone() {
                     abandon(gone)
@@ -260,8 +213,26 @@ final class Coordinator {
     @discardableResult
     private func send(_ m: Message, to peer: Data, _ transport: any ServerTransport) -> SendStatus {
         let status = transport.send(to: peer, Framing.encode(m, header: header()))
-        if status == .unreachable, let w = peerToWorker[peer] { workerGone(w, transport, reason: "unreachable") }
+        if status == .unreachable, let w = workers.worker(at: peer) { workerGone(w, transport, reason: "unreachable") }
         return status
+    }
+
+    /// Writes what the scheduler decided (lease and shard states, failures) and logs its notes.
+    private func applyEffects() {
+        for e in scheduler.takeEffects() {
+            switch e {
+            case .leaseState(let id, let state):
+                tryWrite { try store.setLeaseState(id, state) }
+            case .shardState(let shardId, let state, let failures, let split):
+                if state == .pending { stats.add(reassigned: 1) }
+                tryWrite { try store.setShard(runId: runId, shardId: shardId, state: state, failures: failures, split: split) }
+            case .failure(let k, let attempt, let workerId, let errorClass, let message, let final):
+                tryWrite { try store.recordFailure(runId: runId, key: k, attempt: attempt, workerId: workerId, errorClass: errorClass,
+                                                   message: message, final: final) }
+            case .log(let line):
+                options.log(line)
+            }
+        }
     }
 
     private func handle(_ inbound: Inbound, _ transport: any ServerTransport) {
@@ -287,34 +258,28 @@ final class Coordinator {
             hello(h, version: env.version, peer: inbound.peer, transport)
             return
         }
-        guard let workerId = peerToWorker[inbound.peer], sessions[workerId] != nil else {
+        guard let workerId = workers.worker(at: inbound.peer) else {
             send(.heartbeat(Heartbeat(state: .helloRequired)), to: inbound.peer, transport)
             return
         }
         let now = monotonicMs()
-        sessions[workerId]?.lastSeen = now
-        extendLeases(of: workerId, now)
-        switch env.message {
-        case .result(let r):
+        workers.heard(from: workerId, now: now)
+        if let s = workers.session(workerId) { scheduler.extend(s.leases, now: now, ttlMs: leaseTtlMs) }
+        if case .result(let r) = env.message {
             stats.add(received: 1)
-            batch.append(PendingResult(peer: inbound.peer, workerId: workerId, message: r, receivedUs: monotonicUs()))
+            sink.receive(.init(peer: inbound.peer, workerId: workerId, message: r, receivedUs: monotonicUs()))
             return
-        default:
-            break
         }
         flush(transport)
         switch env.message {
         case .ready(let r):
-            if var s = sessions[workerId] {
-                s.credits = min(max(0, s.credits + r.credits), max(1, s.hello.maxCredits))
-                sessions[workerId] = s
-            }
+            workers.addCredits(r.credits, to: workerId)
         case .heartbeat:
             break
         case .shardDone(let d):
-            if let l = leases[d.leaseId], l.workerId == workerId { closeLease(d.leaseId, requeueRemaining: true) }
+            if scheduler.lease(d.leaseId)?.workerId == workerId { closeLease(d.leaseId, requeueRemaining: true) }
         case .fail(let f):
-            fail(f, workerId: workerId, transport)
+            fail(f, workerId: workerId)
         case .bye(let b):
             options.log("worker \(workerId) left: \(b.reason)")
             if b.reason.hasPrefix("fatal: ") { lastWorkerFatal = String(b.reason.dropFirst("fatal: ".count)) }
@@ -322,6 +287,7 @@ final class Coordinator {
         default:
             stats.malformed.record("unexpected_type")
         }
+        applyEffects()
     }
 
     private func hello(_ h: Hello, version: ProtocolVersion, peer: Data, _ transport: any ServerTransport) {
@@ -340,87 +306,82 @@ final class Coordinator {
             return reject(.numericsMismatch, "run \(runId) decodes with \(config.numerics) numerics; this worker runs \(n) (start it with --numerics \(config.numerics))")
         }
         let now = monotonicMs()
-        if let old = sessions[h.workerId], old.hello.pid != h.pid || old.hello.hostname != h.hostname,
+        if let old = workers.session(h.workerId), old.hello.pid != h.pid || old.hello.hostname != h.hostname,
            now - old.lastSeen < Int64(2 * heartbeatMs) {
             return reject(.duplicateWorkerId, "worker id \(h.workerId) is in use by \(old.hello.hostname) pid \(old.hello.pid)")
         }
         // Results it decoded and has not had acknowledged (a restart re-sends its spool): wait for
         // them instead of leasing them again.
-        for r in h.spooled ?? [] where r.runId == runId && r.configHash == config.configHash && shardOf[r.key] != nil && !committed.contains(r.key) && !failed.contains(r.key) {
-            awaitingSpool[r.key] = now + Int64(leaseTtlMs)
-        }
+        scheduler.awaitSpooled((h.spooled ?? []).filter { $0.runId == runId && $0.configHash == config.configHash }.map(\.key),
+                               until: now + Int64(leaseTtlMs))
         // A reconnect (same id): keep the leases it still holds, requeue the ones it lost.
-        let previous = sessions[h.workerId]
-        if let previous { peerToWorker[previous.peer] = nil }
-        var session = Session(workerId: h.workerId, peer: peer, hello: h, lastSeen: now)
+        var session = WorkerRegistry.Session(workerId: h.workerId, peer: peer, hello: h, lastSeen: now)
         let held = Set(h.heldLeases)
-        for (id, l) in leases where l.workerId == h.workerId && !held.contains(id) {
+        for id in scheduler.leases(of: h.workerId) where !held.contains(id) {
             closeLease(id, requeueRemaining: true, state: .expired)
         }
         var cancels: [Int64] = []
         for id in h.heldLeases {
-            if var l = leases[id], l.workerId == h.workerId {
-                l.expiresAt = now + Int64(leaseTtlMs)
-                leases[id] = l
+            if scheduler.readopt(id, by: h.workerId, now: now, ttlMs: leaseTtlMs) {
                 session.leases.insert(id)
-                tryWrite { try store.setLeaseState(id, .active) }
             } else {
                 cancels.append(id)
             }
         }
-        sessions[h.workerId] = session
-        peerToWorker[peer] = h.workerId
+        workers.admit(session)
+        applyEffects()
         tryWrite { try store.upsertWorker(h, proto: version, state: .connected) }
         send(.welcome(Welcome(sessionId: sessionId, epoch: epoch, minor: min(version.minor, SiriusProtocol.version.minor),
                               heartbeatMs: heartbeatMs, leaseTtlMs: leaseTtlMs, loadTtlMs: config.loadTtlMs,
                               maxResultBytes: SiriusProtocol.maxMessageBytes, shardSize: config.shardSize,
                               configHash: config.configHash)), to: peer, transport)
         for id in cancels { send(.cancel(Cancel(leaseId: id, reason: "expired_reassigned")), to: peer, transport) }
-        if paused { send(.pause(Notice(reason: "coordinator store full")), to: peer, transport) }
+        if !sink.canCommit { send(.pause(Notice(reason: "coordinator store full")), to: peer, transport) }
         options.log("worker \(h.workerId) joined from \(h.hostname) pid \(h.pid) (re-adopted \(session.leases.count) leases)")
-    }
-
-    private func extendLeases(of workerId: String, _ now: Int64) {
-        guard let s = sessions[workerId] else { return }
-        for id in s.leases { leases[id]?.expiresAt = now + Int64(leaseTtlMs) }
     }
 
     // MARK: results
 
     /// Commits the buffered results in one transaction, then ACKs them (never the other way round).
     private func flush(_ transport: any ServerTransport) {
-        guard !batch.isEmpty, !paused else { return }
-        let scored = batch.map { p -> Store.Scored in
+        guard !sink.isEmpty, sink.canCommit else { return }
+        commitBatch(transport)
+    }
+
+    private func commitBatch(_ transport: any ServerTransport) {
+        // Results for unknown examples (a confused or hostile peer) are dropped, never stored.
+        let known: (ResultSink.Received) -> Bool = { [examples, methods] r in
+            examples[r.message.key.task]?[r.message.key.exampleId] != nil && methods[r.message.key.method] != nil
+        }
+        let before = sink.batch.count
+        sink.keep(where: known)
+        if sink.batch.count != before { stats.malformed.record("unknown_example") }
+        let scored = sink.batch.map { p -> Store.Scored in
             let ex = examples[p.message.key.task]?[p.message.key.exampleId]
             let (extracted, correct) = provider.score(task: p.message.key.task, output: p.message.outcome.text,
                                                       reference: ex?.reference ?? "", exampleJSON: ex?.exampleJSON)
-            let lease = leases[p.message.leaseId]
+            let lease = scheduler.lease(p.message.leaseId)
             return Store.Scored(message: p.message, workerId: p.workerId, extracted: extracted, correct: correct,
                                 late: lease == nil || lease?.workerId != p.workerId)
         }
         let outcomes: [Store.CommitOutcome]
         do {
-            // Results for unknown examples (a confused or hostile peer) are dropped, never stored.
-            let valid = scored.filter { examples[$0.message.key.task]?[$0.message.key.exampleId] != nil && methods[$0.message.key.method] != nil }
-            if valid.count != scored.count { stats.malformed.record("unknown_example") }
-            let validKeys = Set(valid.map(\.message.key))
-            batch.removeAll { !validKeys.contains($0.message.key) }
-            outcomes = try store.commit(runId: runId, valid)
+            outcomes = try store.commit(runId: runId, scored)
         } catch {
-            enterPause(transport, error)
+            storeRefused(error, transport)
             return
         }
         var acks: [Data: [ResultKey]] = [:]
-        var touchedLeases: Set<Int64> = []
+        var touchedLeases: [Int64] = []
         var ins = 0, dup = 0, conf = 0
-        for (p, o) in zip(batch, outcomes) {
+        for (p, o) in zip(sink.batch, outcomes) {
             switch o {
-            case .inserted: ins += 1; committed.insert(p.message.key); failed.remove(p.message.key); awaitingSpool[p.message.key] = nil
+            case .inserted: ins += 1; scheduler.stored(p.message.key)
             case .duplicateSame: dup += 1
             case .duplicateConflict: conf += 1
             }
             acks[p.peer, default: []].append(p.message.key)
-            touchedLeases.insert(p.message.leaseId)
+            touchedLeases.append(p.message.leaseId)
         }
         stats.add(committed: ins, duplicates: dup, conflicts: conf)
         let drop = options.dropAcksAfterCommit.withLock { v -> Bool in
@@ -430,86 +391,76 @@ final class Coordinator {
         if !drop {
             for (peer, keys) in acks { send(.ack(Ack(keys: keys)), to: peer, transport) }
             let now = monotonicUs()
-            stats.latency(batch.map { now - $0.receivedUs })
+            stats.latency(sink.batch.map { now - $0.receivedUs })
         }
-        batch.removeAll(keepingCapacity: true)
-        for id in touchedLeases {
-            if let l = leases[id], l.items.allSatisfy({ committed.contains($0) || failed.contains($0) }) {
-                closeLease(id, requeueRemaining: false)
-            }
-        }
+        sink.clear()
+        for id in scheduler.leasesFinished(by: touchedLeases) { closeLease(id, requeueRemaining: false) }
+        applyEffects()
     }
 
-    private func enterPause(_ transport: any ServerTransport, _ error: any Error) {
-        let full = (error as? DatabaseError)?.isDiskFull ?? false
-        defer { paused = true }
-        if !paused && !retrying {
-            options.log(full ? "disk full at \(store.path): pausing the run; results stay in worker spools until space is freed"
-                             : "store error: \(error); pausing the run and retrying")
-            paused = true
-            stats.setPaused(true)
-            retryBackoffMs = 100
+    /// The store refused a write: pause (no ACK; workers keep their results) and retry with
+    /// back-off, or fail the run when retrying cannot help.
+    private func storeRefused(_ error: any Error, _ transport: any ServerTransport) {
+        let before = sink.commitFailed(error, path: store.path, now: monotonicMs())
+        stats.setHealth(sink.health)
+        guard before == .ok else { return }
+        switch sink.health {
+        case .paused(let why):
+            options.log(why == .diskFull(path: store.path)
+                ? "disk full at \(store.path): pausing the run; results stay in worker spools until space is freed"
+                : "store error: \(error); pausing the run and retrying")
             // Best effort: with the disk full this write may fail too; the log line above stays.
-            tryWrite { try store.setStatus(runId, .paused, note: full ? "disk full at \(store.path)" : "store error: \(error)") }
-            for s in sessions.values { send(.pause(Notice(reason: full ? "disk full at coordinator" : "store error")), to: s.peer, transport) }
+            tryWrite { try store.setStatus(runId, .paused, note: why.description) }
+            let notice = why == .diskFull(path: store.path) ? "disk full at coordinator" : "store error"
+            for s in workers.all { send(.pause(Notice(reason: notice)), to: s.peer, transport) }
+        case .failed(let why):
+            options.log("the run database cannot be written: \(why)")
+        case .ok:
+            break
         }
-        retryAtMs = monotonicMs() + retryBackoffMs
-        retryBackoffMs = min(retryBackoffMs * 2, 5000)
     }
 
-    private func retryPaused(_ transport: any ServerTransport, _ now: Int64) {
-        guard now >= retryAtMs else { return }
-        paused = false
-        retrying = true
-        flush(transport)
-        retrying = false
-        if !paused {
-            options.log("store writable again: resuming")
-            stats.setPaused(false)
-            tryWrite { try store.setStatus(runId, .running) }
-            for s in sessions.values { send(.resume(Notice(reason: "store writable")), to: s.peer, transport) }
+    /// Paused and the retry time has come: commit what is waiting; once that works (or nothing was
+    /// waiting: the next commit tests the store), the run resumes.
+    private func retryCommit(_ transport: any ServerTransport) {
+        if !sink.isEmpty {
+            commitBatch(transport)
+            guard sink.isEmpty else { return }   // refused again: the sink has set the next retry
         }
+        guard case .paused = sink.health else { return }
+        sink.recovered()
+        stats.setHealth(.ok)
+        options.log("store writable again: resuming")
+        tryWrite { try store.setStatus(runId, .running) }
+        for s in workers.all { send(.resume(Notice(reason: "store writable")), to: s.peer, transport) }
+    }
+
+    /// The store failed for good: workers are told to stop, the run is left as it is (resumable once
+    /// the database is fixed).
+    private func stopForStore(_ why: String, _ transport: any ServerTransport) -> RunOutcome {
+        storeFailure = why
+        for s in workers.all { send(.shutdown(Notice(reason: "coordinator database failed: \(why)")), to: s.peer, transport) }
+        Thread.sleep(forTimeInterval: 0.05)
+        return .storeFailed
     }
 
     // MARK: leases
 
     private func dispatch(_ transport: any ServerTransport) {
-        while !pending.isEmpty {
-            guard let wid = sessions.values.filter({ $0.credits > 0 })
-                .max(by: { ($0.credits, -$0.leases.count, $1.workerId) < ($1.credits, -$1.leases.count, $0.workerId) })?.workerId
-            else { return }
-            let unit = pending.removeFirst()
-            let shardId: Int
-            let items: [ResultKey]
-            switch unit {
-            case .shard(let id):
-                shardId = id
-                let busy = Set(leases.values.filter { $0.shardId == id }.flatMap(\.items))
-                items = shards[id]!.keys.filter { !committed.contains($0) && !failed.contains($0) && !busy.contains($0) && awaitingSpool[$0] == nil }
-            case .single(let id, let k):
-                shardId = id
-                items = committed.contains(k) || failed.contains(k) || awaitingSpool[k] != nil ? [] : [k]
-            }
-            if items.isEmpty { continue }
-            let skip = shards[shardId]!.keys.filter { committed.contains($0) }
-            let leaseId = nextLeaseId
-            nextLeaseId += 1
-            shards[shardId]!.attempts += 1
-            let attempt = shards[shardId]!.attempts
-            let expires = monotonicMs() + Int64(leaseTtlMs)
+        while scheduler.hasPendingWork, let wid = workers.nextForLease() {
+            guard let g = scheduler.grant(to: wid, now: monotonicMs(), ttlMs: leaseTtlMs) else { return }
+            let l = g.lease
             do {
-                try store.grantLease(runId: runId, leaseId: leaseId, shardId: shardId, workerId: wid, attempt: attempt,
-                                     epoch: epoch, expiresAt: Store.now() + Int64(leaseTtlMs), items: items)
+                try store.grantLease(runId: runId, leaseId: l.id, shardId: l.shardId, workerId: wid, attempt: l.attempt,
+                                     epoch: epoch, expiresAt: Store.now() + Int64(leaseTtlMs), items: l.items)
             } catch {
-                pending.insert(unit, at: 0)
-                enterPause(transport, error)
+                scheduler.revoke(g)
+                storeRefused(error, transport)
                 return
             }
-            leases[leaseId] = LeaseEntry(id: leaseId, shardId: shardId, workerId: wid, items: items, attempt: attempt, expiresAt: expires)
-            sessions[wid]!.credits -= 1
-            sessions[wid]!.leases.insert(leaseId)
+            workers.assign(l.id, to: wid)
             stats.add(granted: 1)
-            let requests = items.map { k -> ExampleRequest in
+            let requests = l.items.map { k -> ExampleRequest in
                 let e = examples[k.task]![k.exampleId]!
                 return ExampleRequest(task: k.task, exampleId: k.exampleId, prompt: e.prompt, stop: e.stop,
                                       maxNewTokens: e.maxNewTokens ?? config.maxNewTokens, method: methods[k.method]!,
@@ -518,114 +469,57 @@ final class Coordinator {
                                       maxTotalTokens: e.maxTotalTokens,
                                       timingSample: e.ord < config.timingSample ? true : nil)
             }
-            send(.assign(Assign(leaseId: leaseId, shardId: shardId, attempt: attempt, expiresInMs: leaseTtlMs,
+            send(.assign(Assign(leaseId: l.id, shardId: l.shardId, attempt: l.attempt, expiresInMs: leaseTtlMs,
                                 engine: config.engine, model: config.model, configHash: config.configHash,
-                                runSeed: config.runSeed, items: requests, skip: skip)),
-                 to: sessions[wid]?.peer ?? Data(), transport)
+                                runSeed: config.runSeed, items: requests, skip: g.skip)),
+                 to: workers.session(wid)?.peer ?? Data(), transport)
         }
     }
 
-    /// Closes a lease. `requeueRemaining`: examples neither committed nor failed go back to pending.
     private func closeLease(_ id: Int64, requeueRemaining: Bool, state: LeaseState = .completed) {
-        guard let l = leases.removeValue(forKey: id) else { return }
-        sessions[l.workerId]?.leases.remove(id)
-        let remaining = l.items.filter { !committed.contains($0) && !failed.contains($0) }
-        let finalState: LeaseState = remaining.isEmpty ? .completed : state
-        tryWrite { try store.setLeaseState(id, finalState) }
-        if requeueRemaining && !remaining.isEmpty { requeue(l.shardId, remaining) }
-        if remaining.isEmpty, let s = shards[l.shardId], s.keys.allSatisfy({ committed.contains($0) || failed.contains($0) }) {
-            tryWrite { try store.setShard(runId: runId, shardId: l.shardId, state: s.keys.allSatisfy { committed.contains($0) } ? .done : .failed,
-                                          failures: s.failures, split: s.split) }
-        }
+        if let l = scheduler.lease(id) { workers.release(id, from: l.workerId) }
+        scheduler.close(id, requeueRemaining: requeueRemaining, state: state)
     }
 
-    private func requeue(_ shardId: Int, _ keys: [ResultKey]) {
-        guard let s = shards[shardId] else { return }
-        stats.add(reassigned: 1)
-        if s.split {
-            pending.insert(contentsOf: keys.map { .single(shardId, $0) }, at: 0)
-        } else {
-            pending.insert(.shard(shardId), at: 0)
-        }
-        tryWrite { try store.setShard(runId: runId, shardId: shardId, state: .pending, failures: s.failures, split: s.split) }
-    }
-
-    /// A lease that ended without finishing (expiry, worker death): counts against its examples.
+    /// A lease that ended without finishing (expiry, worker death): counts against its examples,
+    /// and the worker (if still connected) is told to drop it.
     private func failLease(_ id: Int64, reason: String, _ transport: any ServerTransport) {
-        guard let l = leases[id] else { return }
-        let remaining = l.items.filter { !committed.contains($0) && !failed.contains($0) }
-        if var s = shards[l.shardId] {
-            s.failures += 1
-            if s.failures >= 2 { s.split = true }
-            shards[l.shardId] = s
-        }
-        for k in remaining { countFailure(k, attempt: l.attempt, workerId: l.workerId, errorClass: reason, message: "lease \(id) \(reason)") }
-        closeLease(id, requeueRemaining: true, state: .expired)
-        if let peer = sessions[l.workerId]?.peer {
+        guard let l = scheduler.lease(id) else { return }
+        workers.release(id, from: l.workerId)
+        scheduler.fail(id, reason: reason)
+        if let peer = workers.session(l.workerId)?.peer {
             _ = transport.send(to: peer, Framing.encode(.cancel(Cancel(leaseId: id, reason: "expired_reassigned")), header: header()))
         }
     }
 
-    private func countFailure(_ k: ResultKey, attempt: Int, workerId: String, errorClass: String, message: String) {
-        failureCounts[k, default: 0] += 1
-        tryWrite { try store.recordFailure(runId: runId, key: k, attempt: attempt, workerId: workerId, errorClass: errorClass,
-                                           message: message, final: false) }
-        if failureCounts[k]! >= config.maxAttempts {
-            failed.insert(k)
-            options.log("example \(k) failed \(failureCounts[k]!) times: declared failed (\(message))")
-            tryWrite { try store.recordFailure(runId: runId, key: k, attempt: attempt, workerId: workerId, errorClass: errorClass,
-                                               message: "declared failed after \(failureCounts[k]!) attempts: \(message)", final: true) }
-        }
-    }
-
-    private func fail(_ f: Fail, workerId: String, _ transport: any ServerTransport) {
+    private func fail(_ f: Fail, workerId: String) {
         if f.errorClass == .fatalConfig { lastWorkerFatal = f.message }
         if let k = f.key {
-            guard !committed.contains(k), !failed.contains(k) else { return }
-            countFailure(k, attempt: leases[f.leaseId]?.attempt ?? 0, workerId: workerId, errorClass: f.errorClass.rawValue, message: f.message)
-        } else if leases[f.leaseId]?.workerId == workerId {
+            scheduler.countFailure(k, attempt: scheduler.lease(f.leaseId)?.attempt ?? 0, workerId: workerId,
+                                   errorClass: f.errorClass.rawValue, message: f.message)
+        } else if scheduler.lease(f.leaseId)?.workerId == workerId {
             options.log("worker \(workerId) cannot run lease \(f.leaseId): \(f.message)")
             closeLease(f.leaseId, requeueRemaining: true, state: .cancelled)
         }
     }
 
-    /// Awaited spooled results that did not arrive in time go back to the queue.
-    private func releaseAwaitedResults(_ now: Int64) {
-        guard !awaitingSpool.isEmpty else { return }
-        for (k, deadline) in awaitingSpool where deadline < now {
-            awaitingSpool[k] = nil
-            if !committed.contains(k), !failed.contains(k), let shard = shardOf[k] {
-                options.log("result \(k) announced by a worker's spool did not arrive; leasing it again")
-                requeue(shard, [k])
-            }
-        }
-    }
-
-    private func expireLeases(_ transport: any ServerTransport, _ now: Int64) {
-        for (id, l) in leases where l.expiresAt < now {
-            options.log("lease \(id) of worker \(l.workerId) expired; reassigning its unfinished examples")
-            failLease(id, reason: "lease_expired", transport)
-        }
-    }
-
     private func workerGone(_ workerId: String, _ transport: any ServerTransport, reason: String) {
-        guard let s = sessions.removeValue(forKey: workerId) else { return }
-        peerToWorker[s.peer] = nil
+        guard let s = workers.remove(workerId) else { return }
         tryWrite { try store.setWorkerState(workerId, reason == "bye" ? .left : .lost) }
-        for id in s.leases {
+        for id in s.leases.sorted() {
             if reason == "bye" {
-                closeLease(id, requeueRemaining: true, state: .cancelled)
+                scheduler.close(id, requeueRemaining: true, state: .cancelled)
             } else {
                 failLease(id, reason: "worker_lost", transport)
             }
         }
+        applyEffects()
     }
 
     private func dropSilentWorkers(_ now: Int64) {
-        for (w, s) in sessions where now - s.lastSeen > Int64(max(leaseTtlMs, 4 * heartbeatMs)) {
-            sessions[w] = nil
-            peerToWorker[s.peer] = nil
-            tryWrite { try store.setWorkerState(w, .silent) }
+        for s in workers.silent(now: now, limitMs: max(leaseTtlMs, 4 * heartbeatMs)) {
+            workers.remove(s.workerId)
+            tryWrite { try store.setWorkerState(s.workerId, .silent) }
             // Its leases expire on their own timers.
         }
     }
@@ -638,23 +532,23 @@ final class Coordinator {
             try store.saveMetrics(runId: runId, report.deterministicRows)
             try store.setStatus(runId, .completed)
         }
-        for s in sessions.values {
+        for s in workers.all {
             send(.shutdown(Notice(reason: "run \(runId) completed")), to: s.peer, transport)
             tryWrite { try store.setWorkerState(s.workerId, .left) }
         }
         Thread.sleep(forTimeInterval: 0.05)
-        options.log("run \(runId) completed: \(committed.count) results, \(failed.count) failed")
+        options.log("run \(runId) completed: \(scheduler.committed.count) results, \(scheduler.failed.count) failed")
     }
 
     private func cancelAll(_ transport: any ServerTransport) {
-        for (id, l) in leases {
-            if let peer = sessions[l.workerId]?.peer {
+        for id in scheduler.leases.keys.sorted() {
+            if let l = scheduler.lease(id), let peer = workers.session(l.workerId)?.peer {
                 send(.cancel(Cancel(leaseId: id, reason: "run_cancelled")), to: peer, transport)
             }
-            tryWrite { try store.setLeaseState(id, .cancelled) }
         }
-        leases.removeAll()
-        for s in sessions.values {
+        scheduler.releaseAll(state: .cancelled)
+        applyEffects()
+        for s in workers.all {
             send(.shutdown(Notice(reason: "run \(runId) cancelled")), to: s.peer, transport)
             tryWrite { try store.setWorkerState(s.workerId, .left) }
         }
@@ -665,9 +559,10 @@ final class Coordinator {
     /// Nobody is left to work: unfinished leases are released (not counted as failures, so the run
     /// resumes cleanly) and the reason is kept for the caller.
     private func abandon(_ gone: String) {
-        for id in Array(leases.keys) { closeLease(id, requeueRemaining: true, state: .cancelled) }
-        let open = totalKeys - committed.count - failed.count
-        var reason = "\(gone); no worker is connected, \(open) of \(totalKeys) results still to do."
+        scheduler.releaseAll(state: .cancelled)
+        applyEffects()
+        let open = scheduler.totalKeys - scheduler.committed.count - scheduler.failed.count
+        var reason = "\(gone); no worker is connected, \(open) of \(scheduler.totalKeys) results still to do."
         if let f = lastWorkerFatal { reason += "\nworker error: \(f)" }
         abandonReason = reason
         tryWrite { try store.setStatus(runId, .running, note: "stopped: no workers left\(lastWorkerFatal.map { " (\($0))" } ?? "")") }
@@ -675,11 +570,7 @@ final class Coordinator {
     }
 
     private func snapshot(elapsedMs: Int64) -> ProgressSnapshot {
-        var done: [String: Int] = [:], bad: [String: Int] = [:]
-        for k in committed { done[k.task, default: 0] += 1 }
-        for k in failed { bad[k.task, default: 0] += 1 }
-        return ProgressSnapshot(perTask: keysPerTask.keys.sorted().map { ($0, done[$0] ?? 0, bad[$0] ?? 0, keysPerTask[$0]!) },
-                                elapsedS: Double(elapsedMs) / 1000, workers: sessions.count, paused: paused)
+        ProgressSnapshot(perTask: scheduler.progress(), elapsedS: Double(elapsedMs) / 1000, workers: workers.count, paused: !sink.canCommit)
     }
 
     private func tryWrite(_ body: () throws -> Void) {

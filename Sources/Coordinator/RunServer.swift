@@ -63,7 +63,7 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
             endpointBox.push(.success(server.endpoint))
             let outcome = coordinator.run(transport: server)
             server.close()
-            outcomeBox.push(.success((outcome, coordinator.stats, coordinator.abandonReason)))
+            outcomeBox.push(.success((outcome, coordinator.stats, outcome == .storeFailed ? coordinator.storeFailure : coordinator.abandonReason)))
         } catch {
             let e = CoordinatorError("\(error)")
             endpointBox.push(.failure(e))
@@ -89,7 +89,7 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
         launcherBox.withLock { $0 = l }
     }
     let servedFromUs = monotonicUs()
-    let (outcome, stats, abandonReason) = try outcomeBox.pop(timeoutMs: -1)!.get()
+    let (outcome, stats, reason) = try outcomeBox.pop(timeoutMs: -1)!.get()
     let servedS = Double(monotonicUs() - servedFromUs) / 1e6
     launcher?.stopAll()
     switch outcome {
@@ -102,6 +102,8 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
         print("run \(runId) interrupted; continue with `sirius-coord resume \(runId)`")
     case .abandoned:
         print("run \(runId) stopped: no workers left; continue with `sirius-coord resume \(runId)` once they can work")
+    case .storeFailed:
+        print("run \(runId) stopped: its database cannot be written")
     }
     let (acks, results) = stats.read { ($0.ackLatencyUs, $0.resultsReceived) }
     let committedCount = stats.read { $0.committed }
@@ -109,10 +111,16 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
     log("\(results) results received, \(committedCount) committed, \(stats.read { $0.duplicates }) duplicates, \(stats.malformed.total) malformed dropped; ACK latency p50 \(percentile(acks, 0.5)) µs, p99 \(percentile(acks, 0.99)) µs")
     if outcome == .abandoned {
         throw CoordinatorError("""
-            run \(runId) stopped: \(abandonReason ?? "every local worker has exited")
+            run \(runId) stopped: \(reason ?? "every local worker has exited")
             Fix the cause first: the workers open the run's model \(run.config.model.debugDescription) with engine \(run.config.engine); \
             if it cannot be loaded, start a new run with a --model the workers can load, or put the model at that path. \
             The run is kept: `sirius-coord resume \(runId)` continues it (committed results stay committed).
+            """)
+    }
+    if outcome == .storeFailed {
+        throw CoordinatorError("""
+            run \(runId) stopped: the run database \(store.path) cannot be written: \(reason ?? "unknown error")
+            Results already committed stay; the workers' unacknowledged results are decoded again after `sirius-coord resume \(runId)`.
             """)
     }
     return outcome

@@ -560,6 +560,35 @@ import Testing
         try run.checkDecodedOnce(decodes)
     }
 
+    /// A database that cannot be written at all (here read-only, as after a remount): the run stops
+    /// with `storeFailed` instead of retrying forever, the workers are told, committed results stay;
+    /// once the database is writable again, `resume` completes the run = baseline.
+    @Test func unwritableDatabaseFailsTheRunResumably() async throws {
+        let config = TestRun.defaultConfig(examples: 16, shardSize: 4)
+        let base = try await baseline(config)
+        let run = try TestRun(config: config)
+        var plan = ClusterPlan(workers: 2)
+        plan.engine.latencyMs = 5
+        let broken = Locked(false)
+        plan.whileRunning = { stats, _, _ in
+            if !broken.current, stats.read({ $0.committed }) >= 5 {
+                broken.withLock { $0 = true }
+                try? run.store.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA query_only = 1") }
+            }
+        }
+        let out = await runCluster(run, plan)
+        #expect(out.outcome == .storeFailed)
+        #expect(out.stats?.read { $0.storeHealth.hasPrefix("failed: ") && $0.storeHealth.contains("read-only") } == true,
+                "\(out.stats?.read { $0.storeHealth } ?? "nil")")
+        #expect(out.exits.contains { if case .shutdown(let r) = $0 { r.contains("database") } else { false } })
+        try await run.store.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA query_only = 0") }
+        let stored = try run.count("SELECT COUNT(*) FROM results WHERE run_id = ?")
+        #expect(stored >= 5)
+        #expect(await runCluster(run, ClusterPlan(workers: 2)).outcome == .completed)
+        #expect(try run.fingerprint() == base)
+        try run.checkInvariants()
+    }
+
     /// T23: cancel from another process (a status change in the database): leases cancelled,
     /// run `cancelled`, partial results kept.
     @Test func t23_cancel() async throws {

@@ -1,0 +1,73 @@
+import Foundation
+import SiriusProtocol
+
+/// The workers the coordinator has a session with: who is behind which peer, what each offered in
+/// HELLO, its credits (leases it asked for) and the leases it holds. No I/O.
+struct WorkerRegistry {
+    struct Session {
+        var workerId: String
+        var peer: Data
+        var hello: Hello
+        var credits = 0
+        var lastSeen: Int64
+        var leases: Set<Int64> = []
+    }
+
+    private(set) var sessions: [String: Session] = [:]
+    private var peerToWorker: [Data: String] = [:]
+
+    var isEmpty: Bool { sessions.isEmpty }
+    var count: Int { sessions.count }
+    var all: [Session] { sessions.keys.sorted().map { sessions[$0]! } }
+
+    func session(_ workerId: String) -> Session? { sessions[workerId] }
+
+    /// The worker with a session behind `peer`, if any.
+    func worker(at peer: Data) -> String? {
+        guard let w = peerToWorker[peer], sessions[w] != nil else { return nil }
+        return w
+    }
+
+    /// A worker (new, or the same id reconnecting from another peer) starts a session.
+    mutating func admit(_ s: Session) {
+        if let old = sessions[s.workerId] { peerToWorker[old.peer] = nil }
+        sessions[s.workerId] = s
+        peerToWorker[s.peer] = s.workerId
+    }
+
+    @discardableResult
+    mutating func remove(_ workerId: String) -> Session? {
+        guard let s = sessions.removeValue(forKey: workerId) else { return nil }
+        peerToWorker[s.peer] = nil
+        return s
+    }
+
+    mutating func heard(from workerId: String, now: Int64) { sessions[workerId]?.lastSeen = now }
+
+    /// READY: the worker wants `n` more leases (never more than it offered in HELLO, at least one).
+    mutating func addCredits(_ n: Int, to workerId: String) {
+        guard var s = sessions[workerId] else { return }
+        s.credits = min(max(0, s.credits + n), max(1, s.hello.maxCredits))
+        sessions[workerId] = s
+    }
+
+    mutating func assign(_ leaseId: Int64, to workerId: String) {
+        sessions[workerId]?.credits -= 1
+        sessions[workerId]?.leases.insert(leaseId)
+    }
+
+    mutating func adopt(_ leaseId: Int64, by workerId: String) { sessions[workerId]?.leases.insert(leaseId) }
+
+    mutating func release(_ leaseId: Int64, from workerId: String) { sessions[workerId]?.leases.remove(leaseId) }
+
+    /// Who gets the next lease: the most credits, then the fewest leases held, then the smallest id.
+    func nextForLease() -> String? {
+        sessions.values.filter { $0.credits > 0 }
+            .max(by: { ($0.credits, -$0.leases.count, $1.workerId) < ($1.credits, -$1.leases.count, $0.workerId) })?.workerId
+    }
+
+    /// Sessions not heard from for longer than `limitMs`.
+    func silent(now: Int64, limitMs: Int) -> [Session] {
+        sessions.values.filter { now - $0.lastSeen > Int64(limitMs) }.sorted { $0.workerId < $1.workerId }
+    }
+}
