@@ -462,12 +462,9 @@ final class Coordinator {
             stats.add(granted: 1)
             let requests = l.items.map { k -> ExampleRequest in
                 let e = examples[k.task]![k.exampleId]!
-                return ExampleRequest(task: k.task, exampleId: k.exampleId, prompt: e.prompt, stop: e.stop,
-                                      maxNewTokens: e.maxNewTokens ?? config.maxNewTokens, method: methods[k.method]!,
+                return ExampleRequest(task: k.task, exampleId: k.exampleId, input: e.input, method: methods[k.method]!,
                                       seed: exampleSeed(runSeed: config.runSeed, task: k.task, exampleId: k.exampleId),
-                                      promptSegments: e.promptSegments, addBOS: e.addBOS, chat: e.chat,
-                                      maxTotalTokens: e.maxTotalTokens,
-                                      timingSample: e.ord < config.timingSample ? true : nil)
+                                      defaultMaxNewTokens: config.maxNewTokens, timingSample: e.ord < config.timingSample ? true : nil)
             }
             send(.assign(Assign(leaseId: l.id, shardId: l.shardId, attempt: l.attempt, expiresInMs: leaseTtlMs,
                                 engine: config.engine, model: config.model, configHash: config.configHash,

@@ -6,16 +6,13 @@ import SiriusTasks
 /// in the database, so a run is self-contained).
 struct RunExample: Sendable, Equatable {
     var id: String
-    var prompt: String
+    /// What the engine needs of it (prompt, stop strings, limits): stored as one JSON document.
+    var input: ExampleInput
     var reference: String
-    var stop: [String]
-    var maxNewTokens: Int?
-    var promptSegments: [String]? = nil
-    var addBOS: Bool? = nil
-    var chat: Bool? = nil
-    var maxTotalTokens: Int? = nil
     /// The task's own example record (JSON), kept so scoring needs nothing but the database.
     var exampleJSON: String? = nil
+
+    var prompt: String { input.prompt }
 }
 
 /// A task's examples in canonical order, and how its outputs are scored.
@@ -48,8 +45,7 @@ struct SyntheticProvider: ExampleProvider {
         let examples = (0..<count).map { i -> RunExample in
             let id = String(format: "%06d", i)
             let prompt = "Question \(i) of \(task): what number is the fake engine thinking of?"
-            return RunExample(id: id, prompt: prompt, reference: String(FakeEngine.oracle(prompt)), stop: ["\n\n"],
-                               maxNewTokens: nil)
+            return RunExample(id: id, input: ExampleInput(prompt: prompt, stop: ["\n\n"]), reference: String(FakeEngine.oracle(prompt)))
         }
         return LoadedTask(name: task, datasetRev: "synthetic-v1", examples: examples)
     }
@@ -95,9 +91,10 @@ struct DefaultProvider: ExampleProvider {
             case .newTokens(let n): newTokens = n
             case .totalTokens(let n): total = n; newTokens = n
             }
-            return RunExample(id: e.id, prompt: req.prompt.text, reference: e.reference, stop: req.stopStrings,
-                              maxNewTokens: newTokens, promptSegments: req.prompt.segments, addBOS: req.prompt.addBOS,
-                              chat: req.prompt.chat, maxTotalTokens: total,
+            let input = ExampleInput(prompt: req.prompt.text, stop: req.stopStrings, maxNewTokens: newTokens,
+                                     promptSegments: req.prompt.segments, addBOS: req.prompt.addBOS, chat: req.prompt.chat,
+                                     maxTotalTokens: total)
+            return RunExample(id: e.id, input: input, reference: e.reference,
                               exampleJSON: String(decoding: try enc.encode(e), as: UTF8.self))
         }
         return LoadedTask(name: task, datasetRev: digest.hex, examples: examples)

@@ -129,18 +129,28 @@ final class Store: Sendable {
             ALTER TABLE workers_v4 RENAME TO workers;
             """)
         }
+        // One stored request per example: the engine's part of it as one JSON document
+        // (`ExampleInput`) instead of a column per field, so a new request field needs no migration.
+        m.registerMigration("v5") { db in
+            try db.execute(sql: """
+            ALTER TABLE examples ADD COLUMN request_json TEXT;
+            UPDATE examples SET request_json = json_object(
+              'prompt', prompt, 'stop', json(stop_json), 'maxNewTokens', max_new_tokens,
+              'promptSegments', CASE WHEN segments_json IS NULL THEN NULL ELSE json(segments_json) END,
+              'addBOS', CASE WHEN add_bos IS NULL THEN NULL WHEN add_bos THEN json('true') ELSE json('false') END,
+              'chat', CASE WHEN chat IS NULL THEN NULL WHEN chat THEN json('true') ELSE json('false') END,
+              'maxTotalTokens', max_total_tokens);
+            ALTER TABLE examples DROP COLUMN prompt;
+            ALTER TABLE examples DROP COLUMN stop_json;
+            ALTER TABLE examples DROP COLUMN max_new_tokens;
+            ALTER TABLE examples DROP COLUMN segments_json;
+            ALTER TABLE examples DROP COLUMN add_bos;
+            ALTER TABLE examples DROP COLUMN chat;
+            ALTER TABLE examples DROP COLUMN max_total_tokens;
+            """)
+        }
         return m
     }
-
-    /// The columns of `results`, in the order `commit` binds them.
-    static let resultColumns = [
-        "run_id", "task", "example_id", "method", "lease_id", "worker_id", "attempt", "engine", "device",
-        "output_text", "extracted_answer", "correct", "stop_reason", "prompt_tokens", "gen_tokens",
-        "periods", "advanced_tokens", "rollbacks", "rolled_back_tokens", "sparse_steps", "dense_passes", "tokens_verified",
-        "model_density", "param_density", "prefill_s", "sparse_s", "verify_s", "decode_s", "total_s",
-        "numerics", "threads", "batch_size", "decoded_alone", "reused_prompt_tokens",
-        "result_hash", "committed_at",
-    ]
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -169,19 +179,13 @@ final class Store: Sendable {
                 """, arguments: [id, Store.now(), config.json, config.configHash, Int64(bitPattern: config.runSeed),
                                  Int(SiriusProtocol.version.major), "sirius-coord dev"])
             var shardId = 0
-            let enc = JSONEncoder()
             for task in tasks {
                 var digest = StableHasher()
                 for e in task.examples { digest.combine(e.id); digest.combine(e.prompt); digest.combine(e.reference) }
                 try db.execute(sql: "INSERT INTO tasks VALUES (?, ?, ?, ?, ?)",
                                arguments: [id, task.name, task.datasetRev, task.examples.count, digest.hex])
                 for (ord, e) in task.examples.enumerated() {
-                    try db.execute(sql: "INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", arguments: [
-                        id, task.name, e.id, ord, e.prompt, e.reference,
-                        String(decoding: try enc.encode(e.stop), as: UTF8.self), e.maxNewTokens,
-                        StableHasher.hash(e.prompt).description,
-                        try e.promptSegments.map { String(decoding: try enc.encode($0), as: UTF8.self) },
-                        e.addBOS.map { $0 ? 1 : 0 }, e.chat.map { $0 ? 1 : 0 }, e.maxTotalTokens, e.exampleJSON])
+                    try ExampleRecord(runId: id, task: task.name, ord: ord, example: e).insert(db)
                 }
                 var first = 0
                 while first < task.examples.count {
@@ -254,14 +258,8 @@ final class Store: Sendable {
         var task: String
         var id: String
         var ord: Int
-        var prompt: String
         var reference: String
-        var stop: [String]
-        var maxNewTokens: Int?
-        var promptSegments: [String]?
-        var addBOS: Bool?
-        var chat: Bool?
-        var maxTotalTokens: Int?
+        var input: ExampleInput
         var exampleJSON: String?
     }
 
@@ -286,17 +284,8 @@ final class Store: Sendable {
 
     func examples(_ id: String) throws -> [ExampleRow] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM examples WHERE run_id = ? ORDER BY task, ord", arguments: [id]).map { r in
-                let stop: String = r["stop_json"]
-                let segments: String? = r["segments_json"]
-                let bos: Int? = r["add_bos"], chat: Int? = r["chat"]
-                return ExampleRow(task: r["task"], id: r["example_id"], ord: r["ord"], prompt: r["prompt"],
-                                  reference: r["reference"],
-                                  stop: (try? JSONDecoder().decode([String].self, from: Data(stop.utf8))) ?? [],
-                                  maxNewTokens: r["max_new_tokens"],
-                                  promptSegments: segments.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) },
-                                  addBOS: bos.map { $0 != 0 }, chat: chat.map { $0 != 0 },
-                                  maxTotalTokens: r["max_total_tokens"], exampleJSON: r["example_json"])
+            try ExampleRecord.filter(Column("run_id") == id).order(Column("task"), Column("ord")).fetchAll(db).map { r in
+                ExampleRow(task: r.task, id: r.exampleId, ord: r.ord, reference: r.reference, input: try r.input(), exampleJSON: r.exampleJSON)
             }
         }
     }
@@ -425,24 +414,9 @@ final class Store: Sendable {
             out.reserveCapacity(batch.count)
             let now = Store.now()
             for s in batch {
-                let m = s.message, o = m.outcome, c = o.counters, k = m.key
-                let x = o.execution
-                let values: [(any DatabaseValueConvertible)?] = [
-                    runId, k.task, k.exampleId, k.method, m.leaseId, s.workerId, m.attempt, m.engine, m.device,
-                    o.text, s.extracted, s.correct.map { $0 ? 1 : 0 }, o.stopReason, o.promptTokens, o.generatedTokens,
-                    c.periods, c.advancedTokens, c.rollbacks, c.rolledBackTokens, c.sparseSteps, c.densePasses, c.tokensVerified,
-                    o.modelDensity, o.paramDensity, o.timings.prefillSeconds, o.timings.sparseSeconds, o.timings.verifySeconds,
-                    o.timings.decodeSeconds, o.timings.totalSeconds,
-                    x?.numerics, x?.threads, x?.batchSize, x.map { $0.decodedAlone ? 1 : 0 }, x?.reusedPromptTokens,
-                    m.resultHash, now,
-                ]
-                precondition(values.count == Store.resultColumns.count)
-                try db.execute(sql: """
-                    INSERT INTO results (\(Store.resultColumns.joined(separator: ", ")))
-                    VALUES (\(Array(repeating: "?", count: values.count).joined(separator: ", ")))
-                    ON CONFLICT DO NOTHING
-                    """, arguments: StatementArguments(values))
-                if db.changesCount == 1 {
+                let m = s.message, k = m.key
+                let inserted = try ResultRecord(runId: runId, s, committedAt: now).insertIgnoringDuplicate(db)
+                if inserted {
                     out.append(.inserted)
                     if s.late { try event(db, runId, s, .lateAccepted, now) }
                 } else {

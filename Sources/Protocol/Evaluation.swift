@@ -12,6 +12,27 @@ public struct ResultKey: Codable, Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(task)/\(exampleId)/\(method)" }
 }
 
+/// The part of an engine request that belongs to the example (the same under every method): what a
+/// run stores once per example, as one JSON document. A new request field is added here and to
+/// `ExampleRequest`, and nowhere in the store.
+public struct ExampleInput: Codable, Sendable, Equatable {
+    /// Fully rendered prompt text.
+    public var prompt: String
+    public var stop: [String]
+    /// nil: the run's `maxNewTokens`.
+    public var maxNewTokens: Int?
+    public var promptSegments: [String]?
+    public var addBOS: Bool?
+    public var chat: Bool?
+    public var maxTotalTokens: Int?
+
+    public init(prompt: String, stop: [String], maxNewTokens: Int? = nil, promptSegments: [String]? = nil,
+                addBOS: Bool? = nil, chat: Bool? = nil, maxTotalTokens: Int? = nil) {
+        self.prompt = prompt; self.stop = stop; self.maxNewTokens = maxNewTokens; self.promptSegments = promptSegments
+        self.addBOS = addBOS; self.chat = chat; self.maxTotalTokens = maxTotalTokens
+    }
+}
+
 /// What the worker hands the engine for one example. Everything the engine needs is here, so a
 /// worker holds no dataset: the prompt is already rendered (few-shot included) by the coordinator.
 public struct ExampleRequest: Codable, Sendable, Equatable {
@@ -49,6 +70,15 @@ public struct ExampleRequest: Codable, Sendable, Equatable {
     }
 
     public var key: ResultKey { ResultKey(task: task, exampleId: exampleId, method: method.name) }
+
+    /// The request for `input` under `method`.
+    public init(task: String, exampleId: String, input: ExampleInput, method: MethodSpec, seed: UInt64,
+                defaultMaxNewTokens: Int, timingSample: Bool? = nil) {
+        self.init(task: task, exampleId: exampleId, prompt: input.prompt, stop: input.stop,
+                  maxNewTokens: input.maxNewTokens ?? defaultMaxNewTokens, method: method, seed: seed,
+                  promptSegments: input.promptSegments, addBOS: input.addBOS, chat: input.chat,
+                  maxTotalTokens: input.maxTotalTokens, timingSample: timingSample)
+    }
 }
 
 /// What the engine returns for one example.

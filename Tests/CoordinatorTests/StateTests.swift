@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import SiriusProtocol
 import Testing
 @testable import sirius_coord
 
@@ -55,5 +56,48 @@ import Testing
         #expect(throws: DatabaseError.self) {
             try store.pool.write { try $0.execute(sql: "UPDATE workers SET state = 'sleeping' WHERE worker_id = 'old'") }
         }
+    }
+}
+
+/// v5 turns an example's request columns into one JSON document; rows of a v4 database come through
+/// with every field, and what createRun stores now reads back as it was given.
+@Suite struct ExampleRecordTests {
+    @Test func v4ExamplesMigrateIntoRequestJSON() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sirius-records-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("old.sqlite").path
+        let queue = try DatabaseQueue(path: path)
+        try Store.migrator.migrate(queue, upTo: "v4")
+        try queue.write { db in
+            try db.execute(sql: """
+                INSERT INTO runs (run_id, created_at, status, config_json, config_hash, run_seed, proto_major, code_version, epoch)
+                VALUES ('r', 0, 'pending', '{}', 'h', 0, 2, 'dev', 0);
+                INSERT INTO tasks VALUES ('r', 't', 'rev', 2, 'd');
+                INSERT INTO examples VALUES ('r', 't', 'a', 0, 'Q: "x"?\nA:', 'ref', '["\\n\\n","Q:"]', 64, 'ph', '["Q: \\"x\\"?","\\nA:"]', 1, 0, 512, '{"id":"a"}');
+                INSERT INTO examples VALUES ('r', 't', 'b', 1, 'plain', 'ref2', '[]', NULL, 'ph2', NULL, NULL, NULL, NULL, NULL);
+                """)
+        }
+        try queue.close()
+        let rows = try Store(path: path).examples("r")
+        #expect(rows.map(\.id) == ["a", "b"])
+        #expect(rows[0].input == ExampleInput(prompt: "Q: \"x\"?\nA:", stop: ["\n\n", "Q:"], maxNewTokens: 64,
+                                              promptSegments: ["Q: \"x\"?", "\nA:"], addBOS: true, chat: false, maxTotalTokens: 512))
+        #expect(rows[0].reference == "ref" && rows[0].exampleJSON == "{\"id\":\"a\"}")
+        #expect(rows[1].input == ExampleInput(prompt: "plain", stop: []))
+    }
+
+    @Test func createdExamplesReadBackAsGiven() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sirius-records-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(path: dir.appendingPathComponent("runs.sqlite").path)
+        let input = ExampleInput(prompt: "P", stop: ["\n"], maxNewTokens: 9, promptSegments: ["P"], addBOS: true, chat: nil, maxTotalTokens: 99)
+        var config = RunConfig()
+        config.tasks = ["t"]
+        try store.createRun(id: "r", config: config, tasks: [LoadedTask(name: "t", datasetRev: "v", examples: [
+            RunExample(id: "e1", input: input, reference: "R", exampleJSON: "{}")])])
+        let rows = try store.examples("r")
+        #expect(rows.count == 1 && rows[0].input == input && rows[0].reference == "R" && rows[0].ord == 0)
     }
 }

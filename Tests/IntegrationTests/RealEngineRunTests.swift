@@ -85,7 +85,7 @@ struct RealEngineRunTests {
 
     static func prompts(_ db: String) throws -> [(id: String, prompt: String)] {
         try DatabaseQueue(path: db).read { d in
-            try GRDB.Row.fetchAll(d, sql: "SELECT example_id, prompt FROM examples ORDER BY ord").map { ($0[0], $0[1]) }
+            try GRDB.Row.fetchAll(d, sql: "SELECT example_id, json_extract(request_json, '$.prompt') FROM examples ORDER BY ord").map { ($0[0], $0[1]) }
         }
     }
 
