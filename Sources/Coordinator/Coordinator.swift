@@ -446,8 +446,14 @@ final class Coordinator {
 
     // MARK: leases
 
+    /// Leases pending work to workers by free slots: a worker gets another lease while the examples
+    /// it holds unfinished are fewer than its batch size (so a batch-8 worker keeps 8 in flight plus
+    /// at most one shard's worth queued, a batch-1 worker one lease), within the credits it asked for.
     private func dispatch(_ transport: any ServerTransport) {
-        while scheduler.hasPendingWork, let wid = workers.nextForLease() {
+        let hasFreeSlot: (WorkerRegistry.Session) -> Bool = { s in
+            self.scheduler.unfinished(of: s.workerId) < WorkerRegistry.slots(s)
+        }
+        while scheduler.hasPendingWork, let wid = workers.nextForLease(hasFreeSlot: hasFreeSlot) {
             guard let g = scheduler.grant(to: wid, now: monotonicMs(), ttlMs: leaseTtlMs) else { return }
             let l = g.lease
             do {

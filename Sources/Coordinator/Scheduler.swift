@@ -161,6 +161,11 @@ struct Scheduler {
 
     func leases(of workerId: String) -> [Int64] { leases.values.filter { $0.workerId == workerId }.map(\.id).sorted() }
 
+    /// Examples leased to `workerId` and neither stored nor failed yet: the slots it has filled.
+    func unfinished(of workerId: String) -> Int {
+        leases.values.reduce(0) { n, l in l.workerId == workerId ? n + l.items.filter { !isSettled($0) }.count : n }
+    }
+
     func lease(_ id: Int64) -> Lease? { leases[id] }
 
     /// Ends a lease. `requeueRemaining`: its examples neither stored nor failed go back to pending.

@@ -60,9 +60,13 @@ struct WorkerRegistry {
 
     mutating func release(_ leaseId: Int64, from workerId: String) { sessions[workerId]?.leases.remove(leaseId) }
 
-    /// Who gets the next lease: the most credits, then the fewest leases held, then the smallest id.
-    func nextForLease() -> String? {
-        sessions.values.filter { $0.credits > 0 }
+    /// Examples a worker decodes at once (HELLO `batchSize`; 1 when it did not say).
+    static func slots(_ s: Session) -> Int { max(1, s.hello.batchSize ?? 1) }
+
+    /// Who gets the next lease among the workers with credits that `hasFreeSlot`: the most credits,
+    /// then the fewest leases held, then the smallest id.
+    func nextForLease(hasFreeSlot: (Session) -> Bool) -> String? {
+        sessions.values.filter { $0.credits > 0 && hasFreeSlot($0) }
             .max(by: { ($0.credits, -$0.leases.count, $1.workerId) < ($1.credits, -$1.leases.count, $0.workerId) })?.workerId
     }
 

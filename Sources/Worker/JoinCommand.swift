@@ -49,7 +49,7 @@ struct JoinCommand: ParsableCommand {
     var prefixCacheMib: Int = WorkerDefaults.prefixCacheMiB
     @Option(name: .long, help: "exact (matches transformers; the runs' default) or fast (8-bit activations). A run refuses a worker with other numerics.")
     var numerics: Numerics = .exact
-    @Option(name: .long, help: "Leases held at once (default: enough to keep the batch full).")
+    @Option(name: .long, help: "Leases asked for at once (default: enough to keep the batch full); the coordinator grants another only while this worker holds fewer unfinished examples than its --batch-size.")
     var credits: Int?
     @Option(name: .long, help: "Give up after this many seconds without an answer from the coordinator (0: never).")
     var giveUpAfter: Int = 0

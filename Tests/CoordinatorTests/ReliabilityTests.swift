@@ -589,6 +589,37 @@ import Testing
         try run.checkInvariants()
     }
 
+    /// Leases by free slots: a worker that decodes 8 at once (HELLO batch size) holds two shards of
+    /// 4 and gets a third only when one of its examples is done; a batch-1 worker holds one lease.
+    @Test func leasesFollowEachWorkersBatchSize() async throws {
+        let config = TestRun.defaultConfig(examples: 24, shardSize: 4)
+        let base = try await baseline(config)
+        let run = try TestRun(config: config)
+        var plan = ClusterPlan(workers: 2)
+        plan.engine.latencyMs = 15
+        plan.configure = { n, o in if n == 1 { o.batchSize = 8; o.credits = 10 } else { o.credits = 10 } }
+        let most = Locked<[String: Int]>([:])
+        plan.whileRunning = { _, _, _ in
+            let rows = (try? run.store.pool.read { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT l.worker_id AS w, COUNT(*) AS n FROM leases l, json_each(l.items_json) j
+                    WHERE l.run_id = ? AND l.state = 'active' AND NOT EXISTS (SELECT 1 FROM results r WHERE r.run_id = l.run_id
+                      AND r.task = json_extract(j.value, '$.task') AND r.example_id = json_extract(j.value, '$.exampleId')
+                      AND r.method = json_extract(j.value, '$.method'))
+                    GROUP BY l.worker_id
+                    """, arguments: [run.runId])
+            }) ?? []
+            most.withLock { m in for r in rows { m[r["w"], default: 0] = max(m[r["w"], default: 0], r["n"]) } }
+        }
+        let out = await runCluster(run, plan)
+        #expect(out.outcome == .completed)
+        let m = most.current
+        #expect((m["w1"] ?? 0) > 4 && (m["w1"] ?? 0) <= 8 + 4 - 1, "batch-8 worker's unfinished examples at most: \(m)")
+        #expect((m["w2"] ?? 0) >= 1 && (m["w2"] ?? 0) <= 4, "batch-1 worker holds one shard: \(m)")
+        #expect(try run.fingerprint() == base)
+        try run.checkInvariants()
+    }
+
     /// T23: cancel from another process (a status change in the database): leases cancelled,
     /// run `cancelled`, partial results kept.
     @Test func t23_cancel() async throws {
