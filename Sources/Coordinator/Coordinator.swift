@@ -506,16 +506,15 @@ final class Coordinator {
         }
     }
 
+    /// A worker's session ends. After BYE its leases are handed back at once (no failure counted).
+    /// When its connection is gone ("unreachable") the leases keep their TTL, as for a silent worker:
+    /// a connection blip that libzmq heals in milliseconds, followed by a HELLO naming the held leases,
+    /// costs nothing; a dead worker's leases expire and count their failures then.
     private func workerGone(_ workerId: String, _ transport: any ServerTransport, reason: String) {
         guard let s = workers.remove(workerId) else { return }
         tryWrite { try store.setWorkerState(workerId, reason == "bye" ? .left : .lost) }
-        for id in s.leases.sorted() {
-            if reason == "bye" {
-                scheduler.close(id, requeueRemaining: true, state: .cancelled)
-            } else {
-                failLease(id, reason: "worker_lost", transport)
-            }
-        }
+        guard reason == "bye" else { return }
+        for id in s.leases.sorted() { scheduler.close(id, requeueRemaining: true, state: .cancelled) }
         applyEffects()
     }
 

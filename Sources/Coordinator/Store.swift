@@ -152,7 +152,11 @@ final class Store: Sendable {
         return m
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    /// Wall-clock milliseconds, for the record only (`granted_at`, `committed_at`, …): leases, retries
+    /// and heartbeats run on the monotonic clock, so a wall-clock jump changes nothing but these
+    /// columns. `wallClockOffsetMs` shifts it (tests: T25).
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) + wallClockOffsetMs.current }
+    static let wallClockOffsetMs = Locked<Int64>(0)
 
     // MARK: runs
 

@@ -246,3 +246,10 @@ final class RawClient {
                           maxCredits: 1, token: token, heldLeases: [], spoolCount: 0)), version: version)
     }
 }
+
+/// VmHWM of this process, KiB (0 where /proc is absent).
+func peakRSSKiB() -> Int {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
+    return Int(line.split(separator: " ").dropFirst().first { Int($0) != nil } ?? "") ?? 0
+}

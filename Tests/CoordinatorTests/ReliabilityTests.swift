@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import SiriusMethod
 import Testing
 @testable import SiriusProtocol
 @testable import sirius_coord
@@ -617,6 +618,54 @@ import Testing
         #expect((m["w1"] ?? 0) > 4 && (m["w1"] ?? 0) <= 8 + 4 - 1, "batch-8 worker's unfinished examples at most: \(m)")
         #expect((m["w2"] ?? 0) >= 1 && (m["w2"] ?? 0) <= 4, "batch-1 worker holds one shard: \(m)")
         #expect(try run.fingerprint() == base)
+        try run.checkInvariants()
+    }
+
+    /// T25: the wall clock jumps an hour forward, then two hours back, in the middle of a run. Leases
+    /// live on the monotonic clock: none expires, nothing is decoded twice, results = baseline.
+    @Test func t25_wallClockJumps() async throws {
+        let config = TestRun.defaultConfig(examples: 16, shardSize: 4)
+        let base = try await baseline(config)
+        let run = try TestRun(config: config)
+        let decodes = FakeDecodeLog()
+        var plan = ClusterPlan(workers: 2)
+        plan.engine.latencyMs = 10
+        plan.decodes = decodes
+        plan.whileRunning = { stats, _, _ in
+            let n = stats.read { $0.committed }
+            if n >= 10 && n < 25 { Store.wallClockOffsetMs.withLock { $0 = 3_600_000 } }
+            if n >= 25 { Store.wallClockOffsetMs.withLock { $0 = -3_600_000 } }
+        }
+        let out = await runCluster(run, plan)
+        Store.wallClockOffsetMs.withLock { $0 = 0 }
+        #expect(out.outcome == .completed)
+        #expect(try run.count("SELECT COUNT(*) FROM leases WHERE run_id = ? AND state = 'expired'") == 0)
+        #expect(decodes.repeated.isEmpty)
+        // The jumps are visible in the record, and only there.
+        let span = try run.count("SELECT MAX(committed_at) - MIN(committed_at) FROM results WHERE run_id = ?")
+        #expect(span > 3_000_000, "committed_at spans the jumps: \(span) ms")
+        #expect(try run.fingerprint() == base)
+        try run.checkInvariants()
+    }
+
+    /// T21, reduced to what a CI run affords: 20,000 examples at 0 ms on 8 workers with credits of
+    /// 4. No silent drops (every result committed exactly once: counts and invariants), no
+    /// duplicates, and the coordinator's memory bounded (this process's peak RSS grows by < 400 MiB).
+    @Test(.timeLimit(.minutes(3))) func t21_floodOfTinyExamples() async throws {
+        var config = TestRun.defaultConfig(examples: 20_000, shardSize: 50)
+        config.methods = [MethodSpec.full]
+        let run = try TestRun(config: config)
+        let before = peakRSSKiB()
+        var plan = ClusterPlan(workers: 8)
+        plan.credits = 4
+        plan.timeoutMs = 150_000
+        let out = await runCluster(run, plan)
+        #expect(out.outcome == .completed)
+        #expect(try run.count("SELECT COUNT(*) FROM results WHERE run_id = ?") == 20_000)
+        #expect(try run.count("SELECT COUNT(*) FROM result_events WHERE run_id = ?") == 0)
+        #expect(out.stats?.read { $0.committed } == 20_000)
+        let grown = (peakRSSKiB() - before) / 1024
+        #expect(grown < 400, "peak RSS grew by \(grown) MiB")
         try run.checkInvariants()
     }
 
