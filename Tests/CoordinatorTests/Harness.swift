@@ -253,3 +253,38 @@ func peakRSSKiB() -> Int {
           let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
     return Int(line.split(separator: " ").dropFirst().first { Int($0) != nil } ?? "") ?? 0
 }
+
+/// A coordinator serving a run on a real ZeroMQ socket on loopback, on its own thread (the thread
+/// owns socket and loop, as in `serve`).
+struct ZMQCoordinator: Sendable {
+    let endpoint: String
+    let stats: CoordinatorStats
+    /// Receives the loop's outcome when it ends.
+    let outcome: BlockingQueue<RunOutcome>
+
+    static func start(_ run: TestRun, log: (@Sendable (String) -> Void)? = nil) async throws -> ZMQCoordinator {
+        let endpointBox = BlockingQueue<String>()
+        let statsBox = BlockingQueue<CoordinatorStats>()
+        let outcome = BlockingQueue<RunOutcome>()
+        let loop = Thread {
+            do {
+                let server = try ZMQServer(bind: "tcp://127.0.0.1:*")
+                var options = CoordinatorOptions()
+                if let log { options.log = log }
+                let coordinator = try Coordinator(store: run.store, runId: run.runId, provider: SyntheticProvider(), options: options)
+                endpointBox.push(server.endpoint)
+                statsBox.push(coordinator.stats)
+                outcome.push(coordinator.run(transport: server))
+                server.close()
+            } catch {
+                Issue.record("coordinator failed to start: \(error)")
+                endpointBox.push("")
+            }
+        }
+        loop.start()
+        let endpoint: String = await onThread { endpointBox.pop(timeoutMs: 10_000) ?? "" }
+        try #require(!endpoint.isEmpty)
+        let stats = try #require(await onThread { statsBox.pop(timeoutMs: 10_000) })
+        return ZMQCoordinator(endpoint: endpoint, stats: stats, outcome: outcome)
+    }
+}

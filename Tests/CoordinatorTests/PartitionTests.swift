@@ -382,29 +382,9 @@ final class SteppedEngine: EvaluationEngine {
         let run = try TestRun(config: config)
 
         // The coordinator thread owns its socket and loop, as in `serve`.
-        let endpointBox = BlockingQueue<String>()
-        let statsBox = BlockingQueue<CoordinatorStats>()
-        let outcome = BlockingQueue<RunOutcome>()
         let coordinatorLog = Locked<[String]>([])
-        let loop = Thread {
-            do {
-                let server = try ZMQServer(bind: "tcp://127.0.0.1:*")
-                var options = CoordinatorOptions()
-                options.log = { line in coordinatorLog.withLock { $0.append("\(monotonicMs()) \(line)") } }
-                let coordinator = try Coordinator(store: run.store, runId: run.runId, provider: SyntheticProvider(), options: options)
-                endpointBox.push(server.endpoint)
-                statsBox.push(coordinator.stats)
-                outcome.push(coordinator.run(transport: server))
-                server.close()
-            } catch {
-                Issue.record("coordinator failed to start: \(error)")
-                endpointBox.push("")
-            }
-        }
-        loop.start()
-        let endpoint: String = await onThread { endpointBox.pop(timeoutMs: 10_000) ?? "" }
-        try #require(!endpoint.isEmpty)
-        let stats = try #require(await onThread { statsBox.pop(timeoutMs: 10_000) })
+        let coordinator = try await ZMQCoordinator.start(run, log: { line in coordinatorLog.withLock { $0.append("\(monotonicMs()) \(line)") } })
+        let (endpoint, stats, outcome) = (coordinator.endpoint, coordinator.stats, coordinator.outcome)
         let coordPort = try #require(UInt16(endpoint.split(separator: ":").last ?? ""))
         let proxy = try FaultProxy(upstreamPort: coordPort)
         defer { proxy.stop() }

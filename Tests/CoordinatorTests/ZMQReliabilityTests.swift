@@ -28,27 +28,8 @@ import Testing
         let config = TestRun.defaultConfig(examples: 12, shardSize: 4)
         let base = try await baseline(config)
         let run = try TestRun(config: config)
-        // The coordinator thread owns its socket and loop, as in `serve`.
-        let endpointBox = BlockingQueue<String>()
-        let statsBox = BlockingQueue<CoordinatorStats>()
-        let outcome = BlockingQueue<RunOutcome>()
-        let loop = Thread {
-            do {
-                let server = try ZMQServer(bind: "tcp://127.0.0.1:*")
-                let coordinator = try Coordinator(store: run.store, runId: run.runId, provider: SyntheticProvider())
-                endpointBox.push(server.endpoint)
-                statsBox.push(coordinator.stats)
-                outcome.push(coordinator.run(transport: server))
-                server.close()
-            } catch {
-                Issue.record("coordinator failed to start: \(error)")
-                endpointBox.push("")
-            }
-        }
-        loop.start()
-        let endpoint: String = await onThread { endpointBox.pop(timeoutMs: 10_000) ?? "" }
-        try #require(!endpoint.isEmpty)
-        let stats = try #require(await onThread { statsBox.pop(timeoutMs: 10_000) })
+        let coordinator = try await ZMQCoordinator.start(run)
+        let (endpoint, stats, outcome) = (coordinator.endpoint, coordinator.stats, coordinator.outcome)
 
         // 1. Bytes that are not ZMTP at all, twice (one connection each).
         try rawTCP(endpoint, Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
