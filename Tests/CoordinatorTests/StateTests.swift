@@ -101,3 +101,20 @@ import Testing
         #expect(rows.count == 1 && rows[0].input == input && rows[0].reference == "R" && rows[0].ord == 0)
     }
 }
+
+@Suite struct ResultRecordTests {
+    /// The hand-written encoding writes exactly the record's columns, and they are the table's.
+    @Test func encodesEveryColumnOfTheTable() throws {
+        let outcome = ExampleOutcome(text: "t", promptTokens: 1, generatedTokens: 2, stopReason: "eos")
+        let msg = ResultMessage(leaseId: 1, attempt: 1, key: ResultKey(task: "t", exampleId: "e", method: "full"), engine: "fake",
+                                device: "cpu", outcome: outcome)
+        let r = ResultRecord(runId: "r", Store.Scored(message: msg, workerId: "w", extracted: nil, correct: true, late: false), committedAt: 5)
+        #expect(Set(try r.databaseDictionary.keys) == Set(ResultRecord.columns))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sirius-records-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try Store(path: dir.appendingPathComponent("runs.sqlite").path)
+        let tableColumns = try store.pool.read { try $0.columns(in: "results").map(\.name) }
+        #expect(Set(tableColumns) == Set(ResultRecord.columns))
+    }
+}
