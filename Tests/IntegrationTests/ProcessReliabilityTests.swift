@@ -93,6 +93,13 @@ struct ProcessReliabilityTests {
         var workers: [String: Spawned] = [:]
         for i in 1...4 { workers["w\(i)"] = try c.addWorker(id: "w\(i)", env: env) }
         try await c.waitFor("SELECT COUNT(*) FROM results", atLeast: 72 * 4 / 10)
+        // …and w3 (restarted later) holds at least 2 examples not yet stored, so it has work to decode
+        // while the coordinator is down (between two leases it may hold none).
+        try await c.waitFor("""
+            SELECT COUNT(*) FROM leases l, json_each(l.items_json) j WHERE l.worker_id = 'w3' AND l.state = 'active'
+            AND NOT EXISTS (SELECT 1 FROM results r WHERE r.task = json_extract(j.value, '$.task')
+              AND r.example_id = json_extract(j.value, '$.exampleId') AND r.method = json_extract(j.value, '$.method'))
+            """, atLeast: 2)
         c.coordinator!.signal(SIGKILL)
         _ = await c.coordinator!.wait(seconds: 5)
         // The workers go on decoding what they hold, with nobody to acknowledge it.
