@@ -24,6 +24,9 @@ struct CoordinatorOptions: Sendable {
     /// Why the local workers are all gone for good (nil while any is alive, or when none were
     /// spawned). Checked while no worker is connected: a non-nil answer ends the loop (`abandoned`).
     var localWorkersGone: @Sendable () -> String? = { nil }
+    /// Lease nothing until this many workers have joined (`--wait-for-workers`); once leasing has
+    /// started it goes on whoever leaves.
+    var waitForWorkers = 0
     /// Test hook: simulates the coordinator dying between COMMIT and ACK (T5) for this many results.
     var dropAcksAfterCommit = Locked(0)
 }
@@ -91,6 +94,7 @@ final class Coordinator {
     private var examples: [String: [String: Store.ExampleRow]] = [:]
     private var methods: [String: MethodSpec] = [:]
     private var seq: UInt64 = 0
+    private var leasingStarted = false
     private let sessionId = UUID().uuidString.lowercased()
     /// The last fatal error a worker reported (FAIL fatal_config or BYE "fatal: …").
     private(set) var lastWorkerFatal: String?
@@ -174,7 +178,7 @@ final class Coordinator {
                 lastHeartbeat = now
                 for s in workers.all {
                     send(.heartbeat(Heartbeat(state: .coordinator)), to: s.peer, transport)
-                    if paused { scheduler.extend(s.leases, now: now, ttlMs: leaseTtlMs) }
+                    if paused { scheduler.extend(scheduler.leases(of: s.workerId), now: now, ttlMs: leaseTtlMs) }
                 }
                 dropSilentWorkers(now)
             }
@@ -264,7 +268,7 @@ final class Coordinator {
         }
         let now = monotonicMs()
         workers.heard(from: workerId, now: now)
-        if let s = workers.session(workerId) { scheduler.extend(s.leases, now: now, ttlMs: leaseTtlMs) }
+        scheduler.extend(scheduler.leases(of: workerId), now: now, ttlMs: leaseTtlMs)
         if case .result(let r) = env.message {
             stats.add(received: 1)
             sink.receive(.init(peer: inbound.peer, workerId: workerId, message: r, receivedUs: monotonicUs()))
@@ -277,7 +281,7 @@ final class Coordinator {
         case .heartbeat:
             break
         case .shardDone(let d):
-            if scheduler.lease(d.leaseId)?.workerId == workerId { closeLease(d.leaseId, requeueRemaining: true) }
+            if scheduler.lease(d.leaseId)?.workerId == workerId { scheduler.close(d.leaseId, requeueRemaining: true) }
         case .fail(let f):
             fail(f, workerId: workerId)
         case .bye(let b):
@@ -315,18 +319,14 @@ final class Coordinator {
         scheduler.awaitSpooled((h.spooled ?? []).filter { $0.runId == runId && $0.configHash == config.configHash }.map(\.key),
                                until: now + Int64(leaseTtlMs))
         // A reconnect (same id): keep the leases it still holds, requeue the ones it lost.
-        var session = WorkerRegistry.Session(workerId: h.workerId, peer: peer, hello: h, lastSeen: now)
+        let session = WorkerRegistry.Session(workerId: h.workerId, peer: peer, hello: h, lastSeen: now)
         let held = Set(h.heldLeases)
         for id in scheduler.leases(of: h.workerId) where !held.contains(id) {
-            closeLease(id, requeueRemaining: true, state: .expired)
+            scheduler.close(id, requeueRemaining: true, state: .expired)
         }
         var cancels: [Int64] = []
         for id in h.heldLeases {
-            if scheduler.readopt(id, by: h.workerId, now: now, ttlMs: leaseTtlMs) {
-                session.leases.insert(id)
-            } else {
-                cancels.append(id)
-            }
+            if !scheduler.readopt(id, by: h.workerId, now: now, ttlMs: leaseTtlMs) { cancels.append(id) }
         }
         workers.admit(session)
         applyEffects()
@@ -337,7 +337,7 @@ final class Coordinator {
                               configHash: config.configHash)), to: peer, transport)
         for id in cancels { send(.cancel(Cancel(leaseId: id, reason: "expired_reassigned")), to: peer, transport) }
         if !sink.canCommit { send(.pause(Notice(reason: "coordinator store full")), to: peer, transport) }
-        options.log("worker \(h.workerId) joined from \(h.hostname) pid \(h.pid) (re-adopted \(session.leases.count) leases)")
+        options.log("worker \(h.workerId) joined from \(h.hostname) pid \(h.pid) (re-adopted \(h.heldLeases.count - cancels.count) leases)")
     }
 
     // MARK: results
@@ -394,7 +394,7 @@ final class Coordinator {
             stats.latency(sink.batch.map { now - $0.receivedUs })
         }
         sink.clear()
-        for id in scheduler.leasesFinished(by: touchedLeases) { closeLease(id, requeueRemaining: false) }
+        for id in scheduler.leasesFinished(by: touchedLeases) { scheduler.close(id, requeueRemaining: false) }
         applyEffects()
     }
 
@@ -450,10 +450,15 @@ final class Coordinator {
     /// it holds unfinished are fewer than its batch size (so a batch-8 worker keeps 8 in flight plus
     /// at most one shard's worth queued, a batch-1 worker one lease), within the credits it asked for.
     private func dispatch(_ transport: any ServerTransport) {
+        if !leasingStarted {
+            guard workers.count >= options.waitForWorkers else { return }
+            leasingStarted = true
+        }
         let hasFreeSlot: (WorkerRegistry.Session) -> Bool = { s in
             self.scheduler.unfinished(of: s.workerId) < WorkerRegistry.slots(s)
         }
-        while scheduler.hasPendingWork, let wid = workers.nextForLease(hasFreeSlot: hasFreeSlot) {
+        while scheduler.hasPendingWork,
+              let wid = workers.nextForLease(hasFreeSlot: hasFreeSlot, leasesHeld: { self.scheduler.leases(of: $0).count }) {
             guard let g = scheduler.grant(to: wid, now: monotonicMs(), ttlMs: leaseTtlMs) else { return }
             let l = g.lease
             do {
@@ -464,7 +469,7 @@ final class Coordinator {
                 storeRefused(error, transport)
                 return
             }
-            workers.assign(l.id, to: wid)
+            workers.spendCredit(of: wid)
             stats.add(granted: 1)
             let requests = l.items.map { k -> ExampleRequest in
                 let e = examples[k.task]![k.exampleId]!
@@ -479,16 +484,10 @@ final class Coordinator {
         }
     }
 
-    private func closeLease(_ id: Int64, requeueRemaining: Bool, state: LeaseState = .completed) {
-        if let l = scheduler.lease(id) { workers.release(id, from: l.workerId) }
-        scheduler.close(id, requeueRemaining: requeueRemaining, state: state)
-    }
-
     /// A lease that ended without finishing (expiry, worker death): counts against its examples,
     /// and the worker (if still connected) is told to drop it.
     private func failLease(_ id: Int64, reason: String, _ transport: any ServerTransport) {
         guard let l = scheduler.lease(id) else { return }
-        workers.release(id, from: l.workerId)
         scheduler.fail(id, reason: reason)
         if let peer = workers.session(l.workerId)?.peer {
             _ = transport.send(to: peer, Framing.encode(.cancel(Cancel(leaseId: id, reason: "expired_reassigned")), header: header()))
@@ -502,7 +501,7 @@ final class Coordinator {
                                    errorClass: f.errorClass.rawValue, message: f.message)
         } else if scheduler.lease(f.leaseId)?.workerId == workerId {
             options.log("worker \(workerId) cannot run lease \(f.leaseId): \(f.message)")
-            closeLease(f.leaseId, requeueRemaining: true, state: .cancelled)
+            scheduler.close(f.leaseId, requeueRemaining: true, state: .cancelled)
         }
     }
 
@@ -511,10 +510,10 @@ final class Coordinator {
     /// a connection blip that libzmq heals in milliseconds, followed by a HELLO naming the held leases,
     /// costs nothing; a dead worker's leases expire and count their failures then.
     private func workerGone(_ workerId: String, _ transport: any ServerTransport, reason: String) {
-        guard let s = workers.remove(workerId) else { return }
+        guard workers.remove(workerId) != nil else { return }
         tryWrite { try store.setWorkerState(workerId, reason == "bye" ? .left : .lost) }
         guard reason == "bye" else { return }
-        for id in s.leases.sorted() { scheduler.close(id, requeueRemaining: true, state: .cancelled) }
+        for id in scheduler.leases(of: workerId) { scheduler.close(id, requeueRemaining: true, state: .cancelled) }
         applyEffects()
     }
 

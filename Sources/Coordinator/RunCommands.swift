@@ -30,6 +30,8 @@ struct StoreOptions: ParsableArguments {
 struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: "Local `sirius-worker join` processes to spawn (0: wait for remote workers only).")
     var workers: Int = 2
+    @Option(name: .long, help: "Lease nothing until this many workers have joined (then lease as usual, whoever leaves). Default 0: start with the first.")
+    var waitForWorkers: Int = 0
     @Option(name: .long, help: "Address to bind. Loopback by default; any other address needs CURVE (automatic) or --insecure.")
     var bind: String = "tcp://127.0.0.1:*"
     @Flag(name: .long, help: "Allow a non-loopback bind without encryption or join token (not recommended).")

@@ -40,6 +40,7 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
     copts.token = secrets?.token
     copts.heartbeatMs = options.heartbeatMs
     copts.leaseTtlMs = options.leaseTtlMs
+    copts.waitForWorkers = options.waitForWorkers
     copts.stop = stop
     copts.log = log
     // Set once the local workers are launched: lets the loop stop when they are all gone for good.

@@ -13,7 +13,6 @@ import SiriusProtocol
 /// without fault (BYE, cancel) requeues its examples and counts nothing.
 struct Scheduler {
     struct Shard {
-        var row: Store.ShardRow
         /// Its examples, in canonical order.
         var keys: [ResultKey]
         var failures: Int
@@ -76,7 +75,7 @@ struct Scheduler {
         self.nextLeaseId = nextLeaseId
         for s in rows {
             let keys = keysOf(s)
-            shards[s.shardId] = Shard(row: s, keys: keys, failures: s.failures, split: s.split, attempts: s.attempts)
+            shards[s.shardId] = Shard(keys: keys, failures: s.failures, split: s.split, attempts: s.attempts)
             for k in keys { shardOf[k] = s.shardId }
             totalKeys += keys.count
             keysPerTask[s.task, default: 0] += keys.count
@@ -225,7 +224,7 @@ struct Scheduler {
         awaitingSpool[k] = nil
     }
 
-    /// Lease ids that `keys` closes: those whose examples are now all settled.
+    /// Those of `leaseIds` whose examples are now all settled.
     func leasesFinished(by leaseIds: some Sequence<Int64>) -> [Int64] {
         Set(leaseIds).filter { id in leases[id].map { $0.items.allSatisfy(isSettled) } ?? false }.sorted()
     }

@@ -2,7 +2,8 @@ import Foundation
 import SiriusProtocol
 
 /// The workers the coordinator has a session with: who is behind which peer, what each offered in
-/// HELLO, its credits (leases it asked for) and the leases it holds. No I/O.
+/// HELLO and its credits (leases it asked for). The leases it holds are the scheduler's
+/// (`Scheduler.leases(of:)`). No I/O.
 struct WorkerRegistry {
     struct Session {
         var workerId: String
@@ -10,7 +11,6 @@ struct WorkerRegistry {
         var hello: Hello
         var credits = 0
         var lastSeen: Int64
-        var leases: Set<Int64> = []
     }
 
     private(set) var sessions: [String: Session] = [:]
@@ -51,23 +51,18 @@ struct WorkerRegistry {
         sessions[workerId] = s
     }
 
-    mutating func assign(_ leaseId: Int64, to workerId: String) {
-        sessions[workerId]?.credits -= 1
-        sessions[workerId]?.leases.insert(leaseId)
-    }
-
-    mutating func adopt(_ leaseId: Int64, by workerId: String) { sessions[workerId]?.leases.insert(leaseId) }
-
-    mutating func release(_ leaseId: Int64, from workerId: String) { sessions[workerId]?.leases.remove(leaseId) }
+    /// A lease was granted to the worker: one credit used.
+    mutating func spendCredit(of workerId: String) { sessions[workerId]?.credits -= 1 }
 
     /// Examples a worker decodes at once (HELLO `batchSize`; 1 when it did not say).
     static func slots(_ s: Session) -> Int { max(1, s.hello.batchSize ?? 1) }
 
     /// Who gets the next lease among the workers with credits that `hasFreeSlot`: the most credits,
-    /// then the fewest leases held, then the smallest id.
-    func nextForLease(hasFreeSlot: (Session) -> Bool) -> String? {
+    /// then the fewest leases held (`leasesHeld`), then the smallest id.
+    func nextForLease(hasFreeSlot: (Session) -> Bool, leasesHeld: (String) -> Int) -> String? {
         sessions.values.filter { $0.credits > 0 && hasFreeSlot($0) }
-            .max(by: { ($0.credits, -$0.leases.count, $1.workerId) < ($1.credits, -$1.leases.count, $0.workerId) })?.workerId
+            .map { ($0.credits, -leasesHeld($0.workerId), $0.workerId) }
+            .max(by: { ($0.0, $0.1, $1.2) < ($1.0, $1.1, $0.2) })?.2
     }
 
     /// Sessions not heard from for longer than `limitMs`.

@@ -130,6 +130,7 @@ func workerOptions(id: String, token: String? = nil, credits: Int = 1, spoolRoot
     var o = WorkerOptions()
     o.workerId = id
     o.spoolDirectory = spoolRoot?.appendingPathComponent(id)
+    o.recordAcknowledged = true
     o.token = token
     o.credits = credits
     o.helloTimeoutMs = 300

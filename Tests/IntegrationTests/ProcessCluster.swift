@@ -145,22 +145,6 @@ final class ProcessCluster: @unchecked Sendable {
         throw ClusterError("timed out waiting for \(sql) ≥ \(n)")
     }
 
-    /// The first column of the first row of `sql`, if any.
-    func string(_ sql: String) throws -> String? {
-        let q = try DatabaseQueue(path: db)
-        return try q.read { try String.fetchOne($0, sql: sql) }
-    }
-
-    /// Polls until `sql` returns a row; its first column.
-    func waitForString(_ sql: String, seconds: Double = 30) async throws -> String {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if let v = try? string(sql) { return v }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw ClusterError("timed out waiting for a row of \(sql)")
-    }
-
     /// Result hashes and deterministic metrics: what must equal the baseline. `hashes: false` for the
     /// nondeterministic fake engine (its texts differ per decode; answers and counters do not).
     func fingerprint(hashes: Bool = true) throws -> [String] {

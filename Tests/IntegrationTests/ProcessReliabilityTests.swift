@@ -93,21 +93,18 @@ struct ProcessReliabilityTests {
         var workers: [String: Spawned] = [:]
         for i in 1...4 { workers["w\(i)"] = try c.addWorker(id: "w\(i)", env: env) }
         try await c.waitFor("SELECT COUNT(*) FROM results", atLeast: 72 * 4 / 10)
-        // The victim (restarted later) is a worker holding at least 2 examples not yet stored, so it
-        // has work to decode while the coordinator is down (between two leases a worker holds none).
-        let victim = try await c.waitForString("""
-            SELECT l.worker_id FROM leases l, json_each(l.items_json) j WHERE l.state = 'active'
-            AND NOT EXISTS (SELECT 1 FROM results r WHERE r.task = json_extract(j.value, '$.task')
-              AND r.example_id = json_extract(j.value, '$.exampleId') AND r.method = json_extract(j.value, '$.method'))
-            GROUP BY l.worker_id HAVING COUNT(*) >= 2 ORDER BY l.worker_id LIMIT 1
-            """)
-        let other = ["w1", "w2", "w3", "w4"].first { $0 != victim }!
         c.coordinator!.signal(SIGKILL)
         _ = await c.coordinator!.wait(seconds: 5)
-        // The workers go on decoding what they hold, with nobody to acknowledge it.
+        // The workers go on decoding what they hold, with nobody to acknowledge it. The victim
+        // (restarted later with its id) is the worker whose disk spool holds the most by then.
         try await Task.sleep(for: .milliseconds(400))
+        func spoolCount(_ id: String) -> Int {
+            ((try? FileManager.default.contentsOfDirectory(atPath: c.spoolDirectory(id).path)) ?? []).filter { $0.hasSuffix(".result") }.count
+        }
+        let victim = ["w1", "w2", "w3", "w4"].max { (spoolCount($0), $1) < (spoolCount($1), $0) }!
+        let other = ["w1", "w2", "w3", "w4"].first { $0 != victim }!
         for id in [victim, other] { workers[id]!.signal(SIGKILL); _ = await workers[id]!.wait(seconds: 5) }
-        let spooled = try FileManager.default.contentsOfDirectory(atPath: c.spoolDirectory(victim).path).filter { $0.hasSuffix(".result") }.count
+        let spooled = spoolCount(victim)
         let committedBefore = try c.count("SELECT COUNT(*) FROM results")
         // A TTL of 3 s: the orphaned leases wait that long for the restarted victim's HELLO even on a
         // loaded machine.

@@ -106,8 +106,10 @@ struct RealEngineRunTests {
         let model = s.path("tiny-q8_0.gguf")
         try s.writeModel(to: model)
 
-        // One lease at a time per worker (9 shards): neither worker can take the whole run.
-        let run = try await s.coord(Self.startArgs(db: s.db, runId: "real", model: model, extra: ["--acceptance", "argmax", "--credits", "1"]),
+        // Leasing starts once both workers have joined, one lease at a time each (9 shards): neither
+        // can take the whole run.
+        let run = try await s.coord(Self.startArgs(db: s.db, runId: "real", model: model,
+                                                   extra: ["--acceptance", "argmax", "--credits", "1", "--wait-for-workers", "2"]),
                                     seconds: 180)
         try #require(run.status == 0, "sirius-coord start exited \(String(describing: run.status)):\n\(run.output)")
 

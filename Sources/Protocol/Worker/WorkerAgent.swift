@@ -39,6 +39,8 @@ public struct WorkerOptions: Sendable {
     /// Tests: after sending this many results, the I/O thread stops for `ms` (as `freeze(forMs:)`):
     /// the worker then holds decoded results past its lease TTL at a known point (T7, T8).
     public var freezeAfterResults: (count: Int, ms: Int)? = nil
+    /// Tests: keep every acknowledged key (`WorkerAgent.acknowledged`); off, nothing grows with the run.
+    public var recordAcknowledged = false
 
     public init() {}
 }
@@ -133,7 +135,7 @@ public final class WorkerAgent: @unchecked Sendable {
     public func freeze(forMs ms: Int) { frozenUntilMs.withLock { $0 = monotonicMs() + Int64(ms) } }
 
     /// Results the coordinator has acknowledged to this worker (run, key): what it promised to have
-    /// stored.
+    /// stored (kept only with `WorkerOptions.recordAcknowledged`).
     public var acknowledged: Set<SpooledResult> { acknowledgedKeys.current }
 
     private struct HeldLease {
@@ -388,7 +390,9 @@ public final class WorkerAgent: @unchecked Sendable {
             for k in a.keys where spool.removeValue(forKey: k) != nil {
                 disk?.remove(runId: runId, key: k)
             }
-            acknowledgedKeys.withLock { set in for k in a.keys { set.insert(SpooledResult(runId: runId, configHash: configHash, key: k)) } }
+            if options.recordAcknowledged {
+                acknowledgedKeys.withLock { set in for k in a.keys { set.insert(SpooledResult(runId: runId, configHash: configHash, key: k)) } }
+            }
         case .cancel(let c):
             host.cancel(lease: c.leaseId)
             if held.removeValue(forKey: c.leaseId) != nil { askForLeases() }
