@@ -20,6 +20,11 @@ struct MethodMetrics: Codable, Sendable, Equatable {
     var accuracyHigh: Double
     /// correct / results.
     var accuracyCompleted: Double
+    /// Examples whose output gave an answer at all (the task's extractor found one): a sparse model's
+    /// collapse shows here first. With a 95 % Wilson interval over n.
+    var answered: Int
+    var answeredLow: Double
+    var answeredHigh: Double
     /// The paper's parameter-count density d (§5.2) and our byte-based model density (§11).
     var density: Double?
     var modelDensity: Double?
@@ -38,9 +43,15 @@ struct MethodMetrics: Codable, Sendable, Equatable {
     var tokensPerSecond: Double?
     /// Seconds per token relative to `full` on the same task, over the results decoded alone.
     var timeRatioToFull: Double?
-    /// Fraction of examples where this method's extracted answer equals `full`'s.
+    /// Agreement with `full`: the fraction of the examples where both this method and `full` gave an
+    /// answer on which the two answers are equal (`agreementN` such examples). Examples without an
+    /// answer on either side are left out: two unanswered examples do not agree.
     var agreementWithFull: Double?
     var agreementN: Int
+    /// The fraction of the examples with a result of both this method and `full` (`identicalN`) whose
+    /// output text is identical to `full`'s.
+    var identicalToFull: Double?
+    var identicalN: Int
 }
 
 struct TaskReport: Codable, Sendable, Equatable {
@@ -95,11 +106,13 @@ struct RunReport: Codable, Sendable {
                 rows.append((t.task, m.method, "accuracy", m.accuracy, m.n))
                 rows.append((t.task, m.method, "accuracy_completed", m.accuracyCompleted, m.results))
                 rows.append((t.task, m.method, "correct", Double(m.correct), m.n))
+                rows.append((t.task, m.method, "answered", Double(m.answered), m.n))
                 rows.append((t.task, m.method, "failed", Double(m.failed), m.n))
                 rows.append((t.task, m.method, "generated_tokens", Double(m.generatedTokens), m.results))
                 if let a = m.aal { rows.append((t.task, m.method, "aal", a, m.results)) }
                 if let e = m.effectiveDensity { rows.append((t.task, m.method, "effective_density", e, m.results)) }
                 if let g = m.agreementWithFull { rows.append((t.task, m.method, "agreement_with_full", g, m.agreementN)) }
+                if let g = m.identicalToFull { rows.append((t.task, m.method, "identical_to_full", g, m.identicalN)) }
             }
         }
         return rows.map { (task: $0.0, method: $0.1, metric: $0.2, value: $0.3, n: $0.4) }
@@ -125,7 +138,8 @@ enum Metrics {
                 SELECT task, method, COUNT(*), COALESCE(SUM(correct), 0), SUM(gen_tokens), SUM(periods), SUM(advanced_tokens),
                        COALESCE(SUM(CASE WHEN COALESCE(decoded_alone, 1) = 1 THEN total_s END), 0), MAX(param_density), MAX(model_density),
                        SUM(rollbacks), SUM(COALESCE(decoded_alone, 1)),
-                       COALESCE(SUM(CASE WHEN COALESCE(decoded_alone, 1) = 1 THEN gen_tokens END), 0)
+                       COALESCE(SUM(CASE WHEN COALESCE(decoded_alone, 1) = 1 THEN gen_tokens END), 0),
+                       SUM(extracted_answer IS NOT NULL)
                 FROM results WHERE run_id = ? GROUP BY task, method
                 """, arguments: [runId])
             var byKey: [String: Row] = [:]
@@ -137,12 +151,17 @@ enum Metrics {
                   SELECT 1 FROM results r WHERE r.run_id = f.run_id AND r.task = f.task AND r.example_id = f.example_id AND r.method = f.method)
                 GROUP BY f.task, f.method
                 """, arguments: [runId]) { failedBy["\(r[0] as String)\u{0}\(r[1] as String)"] = r[2] }
-            var agreeBy: [String: (Int, Int)] = [:]
+            // Per (task, method), over the examples that also have a `full` result: both answered, equal
+            // answers among those, all pairs, identical output texts.
+            var agreeBy: [String: (bothAnswered: Int, agree: Int, pairs: Int, identical: Int)] = [:]
             for r in try Row.fetchAll(db, sql: """
-                SELECT r.task, r.method, COUNT(*), SUM(r.extracted_answer IS f.extracted_answer)
+                SELECT r.task, r.method,
+                       COALESCE(SUM(r.extracted_answer IS NOT NULL AND f.extracted_answer IS NOT NULL), 0),
+                       COALESCE(SUM(r.extracted_answer IS NOT NULL AND r.extracted_answer = f.extracted_answer), 0),
+                       COUNT(*), COALESCE(SUM(r.output_text = f.output_text), 0)
                 FROM results r JOIN results f ON f.run_id = r.run_id AND f.task = r.task AND f.example_id = r.example_id AND f.method = 'full'
                 WHERE r.run_id = ? GROUP BY r.task, r.method
-                """, arguments: [runId]) { agreeBy["\(r[0] as String)\u{0}\(r[1] as String)"] = (r[2], r[3]) }
+                """, arguments: [runId]) { agreeBy["\(r[0] as String)\u{0}\(r[1] as String)"] = (r[2], r[3], r[4], r[5]) }
             let devices = try String.fetchAll(db, sql: "SELECT DISTINCT device || ' (' || engine || ')' FROM results WHERE run_id = ? ORDER BY 1", arguments: [runId])
             let conflicts = try Int.fetchOne(db, sql: "SELECT COUNT(DISTINCT task || '/' || example_id || '/' || method) FROM result_events WHERE run_id = ? AND kind = 'duplicate_conflict'", arguments: [runId]) ?? 0
 
@@ -165,6 +184,8 @@ enum Metrics {
                     let d = r?[8] as Double?
                     let md = r?[9] as Double?
                     let ci = wilsonInterval(correct, n)
+                    let answered = r?[13] as Int? ?? 0
+                    let ai = wilsonInterval(answered, n)
                     let aal = DecodeCounters.aal(advancedTokens: advanced, periods: periods)
                     var ed: Double? = nil
                     if let aal, let d, spec.kind == .sirius { ed = DecodeCounters.effectiveDensity(period: spec.period, paramDensity: d, aal: aal) }
@@ -174,11 +195,14 @@ enum Metrics {
                         failed: failedBy[key] ?? 0, accuracy: n > 0 ? Double(correct) / Double(n) : 0,
                         accuracyLow: ci.low, accuracyHigh: ci.high,
                         accuracyCompleted: results > 0 ? Double(correct) / Double(results) : 0,
+                        answered: answered, answeredLow: ai.low, answeredHigh: ai.high,
                         density: d, modelDensity: md, period: spec.kind == .sirius ? spec.period : nil, aal: aal, effectiveDensity: ed,
                         generatedTokens: gen, rollbacks: r?[10] as Int? ?? 0, timedResults: timed, timedSeconds: secs, timedTokens: timedGen,
                         tokensPerSecond: secs > 0 ? Double(timedGen) / secs : nil, timeRatioToFull: nil,
-                        agreementWithFull: spec.kind == .full || agree == nil || agree!.0 == 0 ? nil : Double(agree!.1) / Double(agree!.0),
-                        agreementN: spec.kind == .full ? 0 : agree?.0 ?? 0)
+                        agreementWithFull: spec.kind == .full ? nil : agree.flatMap { $0.bothAnswered > 0 ? Double($0.agree) / Double($0.bothAnswered) : nil },
+                        agreementN: spec.kind == .full ? 0 : agree?.bothAnswered ?? 0,
+                        identicalToFull: spec.kind == .full ? nil : agree.flatMap { $0.pairs > 0 ? Double($0.identical) / Double($0.pairs) : nil },
+                        identicalN: spec.kind == .full ? 0 : agree?.pairs ?? 0)
                     if spec.kind == .full, timedGen > 0, secs > 0 { fullSecPerTok = secs / Double(timedGen) }
                     ms.append(m)
                 }
@@ -210,85 +234,5 @@ enum Metrics {
             FROM results WHERE run_id = ? AND reused_prompt_tokens IS NOT NULL
             """, arguments: [runId]), let n = r[1] as Int?, n > 0 else { return nil }
         return PrefixReuse(hits: r[0] as Int? ?? 0, results: n, reusedTokens: r[2] as Int? ?? 0, promptTokens: r[3] as Int? ?? 0)
-    }
-}
-
-/// Renders a `RunReport` as Markdown (the paper's table plus what it lacks), CSV or JSON.
-enum ReportFormat: String, CaseIterable, Sendable { case md, csv, json }
-
-enum ReportRenderer {
-    static func render(_ r: RunReport, _ format: ReportFormat, config: RunConfig) -> String {
-        switch format {
-        case .json:
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            return String(decoding: (try? enc.encode(r)) ?? Data(), as: UTF8.self)
-        case .csv:
-            var out = "task,method,kind,n,results,correct,failed,accuracy,ci_low,ci_high,accuracy_completed,param_density,model_density,period,aal,effective_density,generated_tokens,timed_results,timed_s,tokens_per_s,time_ratio_to_full,agreement_with_full\n"
-            for t in r.tasks {
-                for m in t.methods {
-                    let cols: [String] = [
-                        t.task, m.method, m.kind, "\(m.n)", "\(m.results)", "\(m.correct)", "\(m.failed)", f(m.accuracy, 4),
-                        f(m.accuracyLow, 4), f(m.accuracyHigh, 4), f(m.accuracyCompleted, 4), o(m.density, 2), o(m.modelDensity, 3),
-                        m.period.map(String.init) ?? "", o(m.aal, 3), o(m.effectiveDensity, 3), "\(m.generatedTokens)",
-                        "\(m.timedResults)", f(m.timedSeconds, 3), o(m.tokensPerSecond, 1), o(m.timeRatioToFull, 3), o(m.agreementWithFull, 4)]
-                    out += cols.map(csvField).joined(separator: ",") + "\n"
-                }
-            }
-            return out
-        case .md:
-            var out = "# Run \(r.runId) — \(r.status)\(r.note.map { " (\($0))" } ?? "")\n\n"
-            out += "Model `\(r.model)`, engine `\(r.engine)`, \(r.numerics) numerics, run seed \(r.runSeed). Devices: \(r.devices.joined(separator: ", ")).\n"
-            if let t = r.throughput {
-                out += String(format: "Throughput: %d results in %.0f s = %.2f results/s; %.1f generated tokens/s per worker thread (%d workers, %d threads).\n",
-                              t.results, t.seconds, t.resultsPerSecond, t.tokensPerSecondPerThread, t.workers, t.workerThreads)
-            }
-            if let p = r.prefixReuse {
-                out += String(format: "Prefix cache: %d of %d results reused a cached prefix; %d of %d prompt tokens (%.1f %%) came from it.\n",
-                              p.hits, p.results, p.reusedTokens, p.promptTokens, 100 * Double(p.reusedTokens) / Double(max(1, p.promptTokens)))
-            }
-            if let c = r.codeExecution {
-                out += c.contains("none") ? "**Generated code ran without isolation** (--unsafe-code-execution): \(c).\n"
-                    : "Generated code ran in \(c) (no network, read-only system, private work directory).\n"
-            }
-            if r.devices.count > 1 { out += "**Mixed-device run**: numerics may differ between devices.\n" }
-            if r.duplicateConflicts > 0 { out += "**Non-determinism observed: \(r.duplicateConflicts) examples** had conflicting duplicate results (first kept).\n" }
-            for t in r.tasks {
-                out += "\n## \(t.task) (n = \(t.n))\n\n"
-                let full = t.methods.first { $0.kind == "full" }
-                let sparse = t.methods.filter { $0.kind == "sparse" }
-                if !sparse.isEmpty {
-                    out += "| Sparse method | Full | Sparse | Density | Sirius | AAL | Eff. density |\n|---|---|---|---|---|---|---|\n"
-                    for s in sparse {
-                        let spec = config.methods.first { $0.name == s.method }
-                        let sir = t.methods.first { m in
-                            guard m.kind == "sirius", let ms = config.methods.first(where: { $0.name == m.method }) else { return false }
-                            return ms.sparsity == spec?.sparsity && ms.density == spec?.density
-                        }
-                        let period = sir?.period.map { "/\($0)" } ?? ""
-                        out += "| \(s.method) | \(full.map { pct($0.accuracy) } ?? "–") | \(pct(s.accuracy)) | \(o(s.density, 2)) | \(sir.map { pct($0.accuracy) } ?? "–") | \(sir.flatMap { $0.aal }.map { f($0, 2) + period } ?? "–") | \(o(sir?.effectiveDensity, 3)) |\n"
-                    }
-                    out += "\n"
-                }
-                out += "| Method | Accuracy [95 % CI] | Completed-only | Results | Failed | Agreement with full | Tokens/s | Time ratio to full | AAL | Eff. density |\n|---|---|---|---|---|---|---|---|---|---|\n"
-                for m in t.methods {
-                    out += "| \(m.method) | \(pct(m.accuracy)) [\(pct(m.accuracyLow)), \(pct(m.accuracyHigh))] | \(pct(m.accuracyCompleted)) | \(m.results)/\(m.n) | \(m.failed) | \(m.agreementWithFull.map(pct) ?? "–") | \(o(m.tokensPerSecond, 1)) | \(o(m.timeRatioToFull, 3)) | \(o(m.aal, 2)) | \(o(m.effectiveDensity, 3)) |\n"
-                }
-                if t.methods.contains(where: { $0.failed > 0 }) {
-                    out += "\nAccuracy counts failed examples as wrong (strict); completed-only divides by the examples that produced a result.\n"
-                }
-            }
-            let timed = r.tasks.flatMap(\.methods).map(\.timedResults)
-            out += "\nTokens/s and time ratios are wall-clock latency of the examples decoded alone (the timing sample: \(timed.min() ?? 0)–\(timed.max() ?? 0) per task and method; a batched example's wall-clock is not its latency); throughput counts the whole run. Everything else is recomputed from the stored rows.\n"
-            return out
-        }
-    }
-
-    static func f(_ v: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", v) }
-    static func o(_ v: Double?, _ digits: Int) -> String { v.map { f($0, digits) } ?? "–" }
-    static func pct(_ v: Double) -> String { String(format: "%.1f%%", v * 100) }
-    static func csvField(_ s: String) -> String {
-        let s = s == "–" ? "" : s
-        return s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
     }
 }

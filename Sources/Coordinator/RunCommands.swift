@@ -6,6 +6,8 @@ import SiriusProtocol
 import SiriusTasks
 
 extension AcceptanceRule: ExpressibleByArgument {}
+extension CATSMode: ExpressibleByArgument {}
+extension ReportFormat: ExpressibleByArgument {}
 
 /// `on` / `off` switches.
 enum Switch: String, ExpressibleByArgument, CaseIterable { case on, off }
@@ -58,8 +60,22 @@ struct ServeOptions: ParsableArguments {
     var quiet = false
     @Flag(name: .long, help: "synchronous=FULL: an ACK survives power loss, not only a crash.")
     var durable = false
-    @Option(name: .long, help: "Final report format: md, csv or json.")
-    var format: String = "md"
+    @Option(name: .long, help: "Final report printed at the end: md, csv, json or html.")
+    var format: ReportFormat = .md
+    @Option(name: .long, help: ArgumentHelp("Also write the run's HTML report (figures and tables, one self-contained file) here; 'none' to skip. Default: sirius-reports/RUN.html beside the database.", valueName: "file"))
+    var htmlReport: String?
+
+    func validate() throws {
+        if format.isDirectory { throw ValidationError("--format \(format.rawValue) writes a directory: use `sirius-coord report RUN --format \(format.rawValue) --out DIR` after the run") }
+    }
+
+    /// Where the HTML report of `runId` goes (nil: not written).
+    func htmlReportPath(runId: String, db: String) -> String? {
+        if htmlReport == "none" { return nil }
+        if let htmlReport { return htmlReport }
+        let dir = (db as NSString).deletingLastPathComponent
+        return ((dir.isEmpty ? "." : dir) as NSString).appendingPathComponent("sirius-reports/\(runId).html")
+    }
 }
 
 struct StartCommand: ParsableCommand {
@@ -113,21 +129,37 @@ struct StartCommand: ParsableCommand {
     var numerics: String?
     @Option(name: .long, help: "Examples per (task, method) decoded alone for the report's latency figures (default \(RunConfig.defaultTimingSample)).")
     var timingSample: Int?
+    @Option(name: .long, help: ArgumentHelp("Sweep one knob over values, expanding the sparse and Sirius methods: density=0.3,0.4,0.5 (also period=…, threshold=…, width=…).", valueName: "knob=values"))
+    var sweep: String?
+    @Option(name: .long, help: "CATS neuron choice: topk (default) or threshold (per-layer thresholds from --calibration).")
+    var catsMode: CATSMode?
+    @Option(name: .long, help: ArgumentHelp("A CATS calibration (sirius-worker calibrate --out FILE), repeatable: one per density; it travels inside the run.", valueName: "file"))
+    var calibration: [String] = []
     @Option(help: .hidden) var kernelSize: Int?
 
     func run() throws {
-        var config = try runFile.map(RunConfig.load) ?? RunConfig()
+        var config: RunConfig
+        do { config = try runFile.map(RunConfig.load) ?? RunConfig() } catch { throw ValidationError("\(error)") }
         if let model { config.model = model }
         if let engine { config.engine = engine }
         if !tasks.isEmpty { config.tasks = tasks }
         if !methods.isEmpty {
-            let base = MethodSpec(kind: .sirius, period: kernelSize ?? period, threshold: threshold, acceptance: acceptance,
+            var base = MethodSpec(kind: .sirius, period: kernelSize ?? period, threshold: threshold, acceptance: acceptance,
                                   acceptanceTemperature: acceptanceTemperature, treeWidth: treeWidth)
+            base.catsMode = catsMode ?? MethodDefaults.catsMode
+            // The calibration is attached per density below (applySweep); a placeholder passes validation here.
+            if base.catsMode == .threshold { base.calibration = CATSCalibration(density: 0, thresholds: [], model: "", samples: 0) }
             do {
                 config.methods = try methods.map { try MethodSpec.parse($0, base: base) }
             } catch {
                 throw ValidationError("\(error)")
             }
+        }
+        do {
+            if let sweep { config.sweep = try MethodSweep.parse(sweep) }
+            try config.applySweep(calibrations: try calibration.map { try CATSCalibration.load(path: $0) })
+        } catch {
+            throw ValidationError("\(error)")
         }
         if let numerics { config.numerics = numerics }
         if let timingSample { config.timingSample = timingSample }
@@ -164,7 +196,7 @@ struct ResumeCommand: ParsableCommand {
         guard let row = try db.run(id) else { throw ValidationError("no run \(id) in \(store.db)") }
         if row.status == .completed {
             print("run \(id) is already complete")
-            print(ReportRenderer.render(try Metrics.compute(store: db, runId: id), ReportFormat(rawValue: serveOptions.format) ?? .md, config: row.config))
+            print(ReportRenderer.render(try Metrics.compute(store: db, runId: id), serveOptions.format, config: row.config))
             return
         }
         if row.config.configHash != row.configHash {
@@ -234,18 +266,44 @@ extension StatusCommand {
 
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "report", abstract: "The paper's table per task, recomputed from the stored rows.")
+        commandName: "report", abstract: "The run's report, recomputed from the stored rows.",
+        discussion: """
+            md, csv and json print to standard output (or --out FILE); html is one self-contained page with \
+            the figures (accuracy against density with 95 % intervals, answered, AAL, effective density, the \
+            τ trade-off, speed) and the tables; lm-eval writes lm-evaluation-harness's results_*.json and \
+            samples_*.jsonl into --out DIR.
+            Examples:
+              sirius-coord report
+              sirius-coord report RUN --format html --out run.html
+              sirius-coord report RUN --format lm-eval --out lm-eval-results/
+            """)
 
     @OptionGroup var store: StoreOptions
     @Argument(help: "Run id (default: the latest run).") var runId: String?
-    @Option(name: .long, help: "md, csv or json.") var format: String = "md"
+    @Option(name: .long, help: "md, csv, json, html or lm-eval.") var format: ReportFormat = .md
+    @Option(name: .long, help: ArgumentHelp("Write to this file (a directory for lm-eval) instead of standard output.", valueName: "path"))
+    var out: String?
+
+    func validate() throws {
+        if format.isDirectory && out == nil { throw ValidationError("--format \(format.rawValue) writes files into a directory: add --out DIR") }
+    }
 
     func run() throws {
-        guard let f = ReportFormat(rawValue: format) else { throw ValidationError("--format must be md, csv or json") }
         let db = try store.open()
         let id = try store.runId(runId, db)
         guard let r = try db.run(id) else { throw ValidationError("no run \(id) in \(store.db)") }
-        print(ReportRenderer.render(try Metrics.compute(store: db, runId: id), f, config: r.config))
+        if format.isDirectory, let out {
+            let files = try ReportOutput.writeDirectory(format, store: db, runId: id, directory: out)
+            for f in files { print("wrote \(f.path)") }
+            return
+        }
+        let text = ReportRenderer.render(try Metrics.compute(store: db, runId: id), format, config: r.config)
+        if let out {
+            try ReportOutput.write(text, to: out)
+            print("wrote \(out)")
+        } else {
+            print(text)
+        }
     }
 }
 

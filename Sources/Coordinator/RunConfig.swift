@@ -1,4 +1,5 @@
 import Foundation
+import SiriusMethod
 import SiriusProtocol
 
 /// Everything that defines a run's results (§4.5 `runs.config_json`). Timing knobs (heartbeat,
@@ -9,6 +10,9 @@ struct RunConfig: Codable, Sendable, Equatable {
     var engine: String = "fake"
     var tasks: [String] = ["synthetic:64"]
     var methods: [MethodSpec] = RunConfig.defaultMethods
+    /// A sweep of one knob (`applySweep` expands `methods` over it once, when the run is made; kept so
+    /// that reports draw the swept knob).
+    var sweep: MethodSweep? = nil
     var runSeed: UInt64 = 1234
     var shardSize: Int = 8
     /// Examples per task (nil: all).
@@ -40,7 +44,7 @@ struct RunConfig: Codable, Sendable, Equatable {
     ]
 
     enum CodingKeys: String, CodingKey {
-        case model, engine, tasks, methods, runSeed, shardSize, limit, maxNewTokens, maxAttempts
+        case model, engine, tasks, methods, sweep, runSeed, shardSize, limit, maxNewTokens, maxAttempts
         case heartbeatMs, leaseTtlMs, loadTtlMs, numerics, batchSize, prefixCache, timingSample
     }
 
@@ -53,6 +57,7 @@ struct RunConfig: Codable, Sendable, Equatable {
         engine = try c.decodeIfPresent(String.self, forKey: .engine) ?? d.engine
         tasks = try c.decodeIfPresent([String].self, forKey: .tasks) ?? d.tasks
         methods = try c.decodeIfPresent([MethodSpec].self, forKey: .methods) ?? d.methods
+        sweep = try c.decodeIfPresent(MethodSweep.self, forKey: .sweep)
         runSeed = try c.decodeIfPresent(UInt64.self, forKey: .runSeed) ?? d.runSeed
         shardSize = try c.decodeIfPresent(Int.self, forKey: .shardSize) ?? d.shardSize
         limit = try c.decodeIfPresent(Int.self, forKey: .limit)
@@ -83,6 +88,20 @@ struct RunConfig: Codable, Sendable, Equatable {
         }
     }
 
+    /// Expands `methods` over `sweep` (once: a stored run's methods are already expanded), then gives
+    /// each CATS threshold-mode method the calibration of its density from `calibrations`.
+    mutating func applySweep(calibrations: [CATSCalibration] = []) throws {
+        if let sweep { methods = try sweep.expand(methods) }
+        for i in methods.indices where methods[i].isSparse && methods[i].sparsity == .cats && methods[i].catsMode == .threshold {
+            if let c = calibrations.first(where: { $0.density == methods[i].density }) {
+                methods[i].calibration = c
+            } else if methods[i].calibration?.density != methods[i].density {
+                let have = calibrations.map { MethodSpec.format($0.density) }
+                throw CoordinatorError("\(methods[i].name) runs CATS in threshold mode at density \(MethodSpec.format(methods[i].density)) but no calibration for that density was given\(have.isEmpty ? "" : " (have: \(have.joined(separator: ", ")))"). Fix: `sirius-worker calibrate --density \(MethodSpec.format(methods[i].density)) --out cats-\(MethodSpec.format(methods[i].density)).json`, then pass --calibration with that file")
+            }
+        }
+    }
+
     /// Hash of the fields that determine results; `resume` refuses a different one (T22).
     var configHash: String {
         var h = StableHasher()
@@ -105,7 +124,11 @@ struct RunConfig: Codable, Sendable, Equatable {
 
     static func load(path: String) throws -> RunConfig {
         do {
-            return try JSONDecoder().decode(RunConfig.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+            var c = try JSONDecoder().decode(RunConfig.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+            try c.applySweep()
+            return c
+        } catch let e as CoordinatorError {
+            throw CoordinatorError("run file \(path): \(e.description)")
         } catch {
             throw CoordinatorError("cannot read run file \(path): \(error)")
         }

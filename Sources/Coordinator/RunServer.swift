@@ -29,7 +29,7 @@ func codeExecutionProvider(store: Store, run: Store.RunRow, unsafe: Bool) throws
 /// provider, the transport security, the coordinator loop on its own thread (it owns the socket), the
 /// local workers, and the report at the end.
 func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutcome {
-    guard let format = ReportFormat(rawValue: options.format) else { throw ValidationError("--format must be md, csv or json") }
+    let format = options.format
     guard let run = try store.run(runId) else { throw CoordinatorError("no run \(runId)") }
     let provider = try codeExecutionProvider(store: store, run: run, unsafe: options.unsafeCodeExecution)
     let secrets = try transportSecrets(options)
@@ -97,6 +97,14 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
     case .completed:
         let report = try Metrics.compute(store: store, runId: runId)
         print(ReportRenderer.render(report, format, config: run.config))
+        if let path = options.htmlReportPath(runId: runId, db: store.path) {
+            do {
+                try ReportOutput.write(ReportRenderer.render(report, .html, config: run.config), to: path)
+                print("HTML report (figures and tables): \(path)")
+            } catch {
+                log("could not write the HTML report: \(error) (the results are stored; `sirius-coord report \(runId) --format html --out FILE`)")
+            }
+        }
     case .cancelled:
         print("run \(runId) cancelled; partial results kept (`sirius-coord report \(runId)`)")
     case .stopped:

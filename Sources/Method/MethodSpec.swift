@@ -101,21 +101,28 @@ public struct MethodSpec: Codable, Sendable, Hashable, CustomStringConvertible {
     /// nodes and the root).
     public var extraCachePositions: Int { kind == .sirius ? (period - 1) * treeWidth + 1 : 0 }
 
-    static func format(_ d: Double) -> String {
+    public static func format(_ d: Double) -> String {
         d == d.rounded() ? String(Int(d)) : String(d)
     }
 
     /// Parses the method syntax; `base` supplies the knobs the syntax does not name (period, threshold,
-    /// acceptance, temperature, tree width, CATS mode, calibration).
+    /// acceptance, temperature, tree width, CATS mode, calibration). A Sirius method may name its own
+    /// period, threshold and tree width after a comma: `sirius/griffin@0.5,period=8,threshold=0.05`
+    /// (the names a sweep gives its methods).
     public static func parse(_ text: String, base: MethodSpec = MethodSpec(kind: .sirius)) throws -> MethodSpec {
         let s = text.trimmingCharacters(in: .whitespaces)
-        if s == "full" { return .full }
-        var rest = Substring(s)
+        let pieces = s.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let head = pieces[0]
+        if head == "full" {
+            guard pieces.count == 1 else { throw MethodError("\(text.debugDescription): full takes no options") }
+            return .full
+        }
+        var rest = Substring(head)
         var kind = MethodKind.sparse
         if rest.hasPrefix("sirius/") { kind = .sirius; rest = rest.dropFirst("sirius/".count) }
         let parts = rest.split(separator: "@", omittingEmptySubsequences: false)
         guard let sp = parts.first.flatMap({ SparsityKind(rawValue: String($0)) }), parts.count <= 2 else {
-            throw MethodError("bad method \(text.debugDescription): use full, griffin@D, cats@D, sirius/griffin@D or sirius/cats@D (D = density kept, 0–1)")
+            throw MethodError("bad method \(text.debugDescription): use full, griffin@D, cats@D, sirius/griffin@D or sirius/cats@D (D = density kept, 0–1), optionally followed by ,period=K ,threshold=T ,width=W for Sirius")
         }
         var density = base.density
         if parts.count == 2 {
@@ -126,9 +133,27 @@ public struct MethodSpec: Codable, Sendable, Hashable, CustomStringConvertible {
         }
         var m = base
         m.kind = kind; m.sparsity = sp; m.density = density
+        for option in pieces.dropFirst() {
+            let kv = option.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kind == .sirius, kv.count == 2, let key = MethodOption(rawValue: kv[0]), let value = Double(kv[1]) else {
+                throw MethodError("bad option \(option.debugDescription) in \(text.debugDescription): a Sirius method takes period=K, threshold=T or width=W (e.g. sirius/griffin@0.5,period=8)")
+            }
+            try m.set(key, value)
+        }
         m.name = s
         try m.validate()
         return m
+    }
+
+    /// Sets one knob by its option name (method syntax and sweeps).
+    public mutating func set(_ option: MethodOption, _ value: Double) throws {
+        switch option {
+        case .density: density = value
+        case .threshold: threshold = value
+        case .period, .width:
+            guard value == value.rounded() else { throw MethodError("\(option.rawValue) must be a whole number, not \(value)") }
+            if option == .period { period = Int(value) } else { treeWidth = Int(value) }
+        }
     }
 
     /// Checks every knob's range; the error names the knob and its allowed values.
@@ -179,6 +204,71 @@ public struct MethodSpec: Codable, Sendable, Hashable, CustomStringConvertible {
         try c.encode(treeWidth, forKey: .treeWidth)
         try c.encode(acceptance, forKey: .acceptance)
         if acceptanceTemperature != MethodDefaults.acceptanceTemperature { try c.encode(acceptanceTemperature, forKey: .acceptanceTemperature) }
+    }
+}
+
+/// The knobs a method's name or a sweep may set.
+public enum MethodOption: String, Codable, Sendable, CaseIterable {
+    case density, period, threshold, width
+}
+
+/// A sweep: one knob over several values, expanding the methods that use it (sirius-coord start --sweep
+/// density=0.3,0.5,0.7). `density` expands the sparse and Sirius methods, `period`, `threshold` and
+/// `width` the Sirius methods; `full` stays once.
+public struct MethodSweep: Codable, Sendable, Hashable {
+    public var parameter: MethodOption
+    public var values: [Double]
+
+    public init(parameter: MethodOption, values: [Double]) { self.parameter = parameter; self.values = values }
+
+    /// `density=0.3,0.4,0.5`.
+    public static func parse(_ text: String) throws -> MethodSweep {
+        let kv = text.split(separator: "=", maxSplits: 1).map(String.init)
+        guard kv.count == 2, let p = MethodOption(rawValue: kv[0].trimmingCharacters(in: .whitespaces)) else {
+            throw MethodError("bad sweep \(text.debugDescription): write KNOB=V1,V2,… with KNOB one of \(MethodOption.allCases.map(\.rawValue).joined(separator: ", ")), e.g. density=0.3,0.4,0.5,0.6,0.7")
+        }
+        var values: [Double] = []
+        for v in kv[1].split(separator: ",") {
+            guard let d = Double(v.trimmingCharacters(in: .whitespaces)) else {
+                throw MethodError("bad value \(String(v).debugDescription) in sweep \(text.debugDescription): values are numbers separated by commas")
+            }
+            values.append(d)
+        }
+        guard !values.isEmpty, Set(values).count == values.count else {
+            throw MethodError("sweep \(text.debugDescription) needs one or more distinct values")
+        }
+        return MethodSweep(parameter: p, values: values)
+    }
+
+    /// Whether the sweep changes `m`.
+    public func applies(to m: MethodSpec) -> Bool {
+        switch parameter {
+        case .density: m.kind != .full
+        case .period, .threshold, .width: m.kind == .sirius
+        }
+    }
+
+    /// The methods over the values, in order: each method the sweep applies to becomes one method per
+    /// value (named by the method syntax, with the knob after a comma unless it is the density); the
+    /// others stay once. Duplicate names are kept once.
+    public func expand(_ methods: [MethodSpec]) throws -> [MethodSpec] {
+        var out: [MethodSpec] = [], seen: Set<String> = []
+        for m in methods {
+            let variants: [MethodSpec]
+            if applies(to: m) {
+                variants = try values.map { v in
+                    var x = m
+                    try x.set(parameter, v)
+                    x.name = parameter == .density ? x.syntax : "\(x.syntax),\(parameter.rawValue)=\(MethodSpec.format(v))"
+                    try x.validate()
+                    return x
+                }
+            } else {
+                variants = [m]
+            }
+            for v in variants where seen.insert(v.name).inserted { out.append(v) }
+        }
+        return out
     }
 }
 

@@ -26,7 +26,7 @@ import SiriusTasks
         #expect(sirius.effectiveDensity != nil)
         #expect(sirius.agreementWithFull != nil)
         let md = ReportRenderer.render(report, .md, config: run.config)
-        #expect(md.contains("| Sparse method | Full | Sparse | Density | Sirius | AAL | Eff. density |"))
+        #expect(md.contains("| Sparse method | Param. density | Full | Sparse | Sirius | Answered: full / sparse / Sirius | AAL | Eff. density |"))
         let csv = ReportRenderer.render(report, .csv, config: run.config)
         #expect(csv.split(separator: "\n").count == 1 + run.config.methods.count)
         let json = ReportRenderer.render(report, .json, config: run.config)
@@ -51,7 +51,7 @@ import SiriusTasks
         #expect(unsafe.sandbox.configuration.isolation == PythonSandbox.Isolation.none)
         #expect(try run.store.run(run.runId)?.codeExecution == "bubblewrap, then none")
         let md = ReportRenderer.render(try Metrics.compute(store: run.store, runId: run.runId), .md, config: run.config)
-        #expect(md.contains("**Generated code ran without isolation** (--unsafe-code-execution): bubblewrap, then none."), "\(md)")
+        #expect(md.contains("**Generated code ran without isolation (--unsafe-code-execution): bubblewrap, then none.**"), "\(md)")
     }
 
     @Test func configHashIgnoresTimingKnobs() {
