@@ -25,10 +25,13 @@ struct MethodMetrics: Codable, Sendable, Equatable {
     var answered: Int
     var answeredLow: Double
     var answeredHigh: Double
-    /// The paper's parameter-count density d (§5.2) and our byte-based model density (§11).
+    /// The method's density (kept fraction of MLP neurons; nil for full), the paper's parameter-count
+    /// density d (§5.2) and our byte-based model density (§11).
     var density: Double?
+    var paramDensity: Double?
     var modelDensity: Double?
     var period: Int?
+    var threshold: Double?
     /// Σ advanced tokens / Σ periods (final periods excluded by the engine).
     var aal: Double?
     /// ((K − 1)·d + 1) / AAL (§5.3).
@@ -196,7 +199,9 @@ enum Metrics {
                         accuracyLow: ci.low, accuracyHigh: ci.high,
                         accuracyCompleted: results > 0 ? Double(correct) / Double(results) : 0,
                         answered: answered, answeredLow: ai.low, answeredHigh: ai.high,
-                        density: d, modelDensity: md, period: spec.kind == .sirius ? spec.period : nil, aal: aal, effectiveDensity: ed,
+                        density: spec.kind == .full ? nil : spec.density, paramDensity: d, modelDensity: md,
+                        period: spec.kind == .sirius ? spec.period : nil, threshold: spec.kind == .sirius ? spec.threshold : nil,
+                        aal: aal, effectiveDensity: ed,
                         generatedTokens: gen, rollbacks: r?[10] as Int? ?? 0, timedResults: timed, timedSeconds: secs, timedTokens: timedGen,
                         tokensPerSecond: secs > 0 ? Double(timedGen) / secs : nil, timeRatioToFull: nil,
                         agreementWithFull: spec.kind == .full ? nil : agree.flatMap { $0.bothAnswered > 0 ? Double($0.agree) / Double($0.bothAnswered) : nil },

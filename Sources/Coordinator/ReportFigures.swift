@@ -13,7 +13,10 @@ enum ReportFigures {
         /// Already drawn SVG (bar charts).
         var svg: String?
 
-        func render(standalone: Bool = false) -> String { svg ?? chart?.svg(standalone: standalone) ?? "" }
+        func render(standalone: Bool = false) -> String {
+            if let svg { return standalone ? svg.replacingOccurrences(of: "<svg ", with: "<svg xmlns=\"http://www.w3.org/2000/svg\" ", options: .anchored) : svg }
+            return chart?.svg(standalone: standalone) ?? ""
+        }
     }
 
     /// A curve's identity: the methods of one series differ only in the knob on the x axis.

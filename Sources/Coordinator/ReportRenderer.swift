@@ -5,9 +5,11 @@ import Foundation
 enum ReportFormat: String, CaseIterable, Sendable {
     case md, csv, json, html
     case lmEval = "lm-eval"
+    /// The HTML report's figures, one standalone .svg file each.
+    case svg
 
     /// Written into a directory (`--out DIR`) rather than one text.
-    var isDirectory: Bool { self == .lmEval }
+    var isDirectory: Bool { self == .lmEval || self == .svg }
 }
 
 enum ReportRenderer {
@@ -18,13 +20,13 @@ enum ReportRenderer {
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             return String(decoding: (try? enc.encode(r)) ?? Data(), as: UTF8.self)
         case .csv:
-            var out = "task,method,kind,n,results,correct,failed,accuracy,ci_low,ci_high,accuracy_completed,answered,answered_ci_low,answered_ci_high,param_density,model_density,period,aal,effective_density,generated_tokens,timed_results,timed_s,tokens_per_s,time_ratio_to_full,agreement_with_full,agreement_n,identical_to_full,identical_n\n"
+            var out = "task,method,kind,n,results,correct,failed,accuracy,ci_low,ci_high,accuracy_completed,answered,answered_ci_low,answered_ci_high,density,param_density,model_density,period,aal,effective_density,generated_tokens,timed_results,timed_s,tokens_per_s,time_ratio_to_full,agreement_with_full,agreement_n,identical_to_full,identical_n\n"
             for t in r.tasks {
                 for m in t.methods {
                     let cols: [String] = [
                         t.task, m.method, m.kind, "\(m.n)", "\(m.results)", "\(m.correct)", "\(m.failed)", f(m.accuracy, 4),
                         f(m.accuracyLow, 4), f(m.accuracyHigh, 4), f(m.accuracyCompleted, 4),
-                        "\(m.answered)", f(m.answeredLow, 4), f(m.answeredHigh, 4), o(m.density, 2), o(m.modelDensity, 3),
+                        "\(m.answered)", f(m.answeredLow, 4), f(m.answeredHigh, 4), o(m.density, 2), o(m.paramDensity, 2), o(m.modelDensity, 3),
                         m.period.map(String.init) ?? "", o(m.aal, 3), o(m.effectiveDensity, 3), "\(m.generatedTokens)",
                         "\(m.timedResults)", f(m.timedSeconds, 3), o(m.tokensPerSecond, 1), o(m.timeRatioToFull, 3),
                         o(m.agreementWithFull, 4), "\(m.agreementN)", o(m.identicalToFull, 4), "\(m.identicalN)"]
@@ -34,8 +36,8 @@ enum ReportRenderer {
             return out
         case .html:
             return HTMLReport.render(r, config: config)
-        case .lmEval:
-            preconditionFailure("lm-eval output is a directory: ReportOutput.write")
+        case .lmEval, .svg:
+            preconditionFailure("\(format.rawValue) output is a directory: ReportOutput.writeDirectory")
         case .md:
             var out = "# Run \(r.runId) — \(r.status)\(r.note.map { " (\($0))" } ?? "")\n\n"
             for fact in facts(r) { out += (fact.warning ? "**\(fact.text)**" : fact.text) + "\n" }
@@ -96,13 +98,13 @@ enum ReportRenderer {
         let full = t.methods.first { $0.kind == "full" }
         let sparse = t.methods.filter { $0.kind == "sparse" }
         guard !sparse.isEmpty else { return nil }
-        var table = Table(header: ["Sparse method", "Param. density", "Full", "Sparse", "Sirius", "Answered: full / sparse / Sirius", "AAL", "Eff. density"], rows: [])
+        var table = Table(header: ["Sparse method", "Density (param.)", "Full", "Sparse", "Sirius", "Answered: full / sparse / Sirius", "AAL", "Eff. density"], rows: [])
         for s in sparse {
             let corrections: [MethodMetrics?] = siriusMatching(s, in: t, config: config)?.map { $0 } ?? [nil]
             for sir in corrections {
                 let period = sir?.period.map { "/\($0)" } ?? ""
                 let answered = [full, s, sir].map { $0.map { "\($0.answered)" } ?? "–" }.joined(separator: " / ")
-                table.rows.append(["\(s.method)\(sir.map { " → \($0.method)" } ?? "")", o(s.density, 2), full.map { pct($0.accuracy) } ?? "–",
+                table.rows.append(["\(s.method)\(sir.map { " → \($0.method)" } ?? "")", "\(o(s.density, 2)) (\(o(s.paramDensity, 2)))", full.map { pct($0.accuracy) } ?? "–",
                                    pct(s.accuracy), sir.map { pct($0.accuracy) } ?? "–", answered,
                                    sir.flatMap { $0.aal }.map { f($0, 2) + period } ?? "–", o(sir?.effectiveDensity, 3)])
             }
@@ -169,6 +171,18 @@ enum ReportOutput {
         }
         switch format {
         case .lmEval: return try LMEvalExport.write(store: store, runId: runId, directory: dir)
+        case .svg:
+            guard let run = try store.run(runId) else { throw CoordinatorError("no run \(runId) in \(store.path)") }
+            let report = try Metrics.compute(store: store, runId: runId)
+            var files: [URL] = []
+            for t in report.tasks {
+                for f in ReportFigures.figures(for: t, config: run.config) {
+                    let url = dir.appendingPathComponent("\(f.id).svg")
+                    try write(f.render(standalone: true), to: url.path)
+                    files.append(url)
+                }
+            }
+            return files
         default: throw CoordinatorError("--format \(format.rawValue) prints one text; use --out FILE")
         }
     }

@@ -26,7 +26,7 @@ import SiriusTasks
         #expect(sirius.effectiveDensity != nil)
         #expect(sirius.agreementWithFull != nil)
         let md = ReportRenderer.render(report, .md, config: run.config)
-        #expect(md.contains("| Sparse method | Param. density | Full | Sparse | Sirius | Answered: full / sparse / Sirius | AAL | Eff. density |"))
+        #expect(md.contains("| Sparse method | Density (param.) | Full | Sparse | Sirius | Answered: full / sparse / Sirius | AAL | Eff. density |"))
         let csv = ReportRenderer.render(report, .csv, config: run.config)
         #expect(csv.split(separator: "\n").count == 1 + run.config.methods.count)
         let json = ReportRenderer.render(report, .json, config: run.config)

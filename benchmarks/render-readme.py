@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Regenerates the README's result tables from the data files they name (never edited by hand).
+
+    python3 benchmarks/render-readme.py            # rewrite the generated blocks of README.md
+    python3 benchmarks/render-readme.py --check    # exit 1 if README.md differs from its data
+
+A generated block sits between
+    <!-- generated: NAME (source: PATH) -->
+    <!-- end generated: NAME -->
+and NAME picks the renderer below. Sources:
+  - throughput: benchmarks/results/throughput-*.json and batch-curve.json (benchmarks/eval-throughput.sh,
+    sirius-worker bench --batch-sizes … -o json), through benchmarks/render-throughput.py;
+  - report:PATH: a run's report as JSON (`sirius-coord report RUN --format json > PATH`), the paper-style
+    table of every sparse method with its Sirius correction: accuracy with its 95 % interval,
+    answered, AAL and effective density;
+  - figure:PATH: an SVG figure written by `sirius-coord report RUN --format svg --out DIR`.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+readme = os.path.join(root, "README.md")
+block = re.compile(r"(<!-- generated: (\S+) \(source: ([^)]+)\) -->\n)(.*?)(<!-- end generated: \2 -->)", re.S)
+
+
+def pct(x):
+    return "%.0f %%" % (100 * x)
+
+
+def interval(m):
+    return "%s [%.0f, %.0f]" % (pct(m["accuracy"]), 100 * m["accuracyLow"], 100 * m["accuracyHigh"])
+
+
+def report_table(path):
+    r = json.load(open(os.path.join(root, path)))
+    out = []
+    for t in r["tasks"]:
+        ms = t["methods"]
+        full = next((m for m in ms if m["kind"] == "full"), None)
+        sparse = [m for m in ms if m["kind"] == "sparse"]
+        out.append("| %s, n = %d | density | accuracy [95 %% CI] | answered | agreement with full | AAL | eff. density |" % (t["task"], t["n"]))
+        out.append("|---|---:|---|---:|---:|---:|---:|")
+        if full:
+            out.append("| full | 1 | %s | %d | – | – | – |" % (interval(full), full["answered"]))
+        for s in sorted(sparse, key=lambda m: (m["method"].split("@")[0], m.get("density") or 0)):
+            rows = [s] + [m for m in ms if m["kind"] == "sirius" and m.get("density") == s.get("density")
+                          and m["method"].split("/")[1].split("@")[0] == s["method"].split("@")[0]]
+            for m in rows:
+                agree = "%s (n = %d)" % (pct(m["agreementWithFull"]), m["agreementN"]) if m.get("agreementWithFull") is not None else "–"
+                aal = "%.2f/%d" % (m["aal"], m["period"]) if m.get("aal") is not None else "–"
+                eff = "%.3f" % m["effectiveDensity"] if m.get("effectiveDensity") is not None else "–"
+                out.append("| %s | %g | %s | %d | %s | %s | %s |" % (m["method"], m["density"], interval(m), m["answered"], agree, aal, eff))
+        tp = r.get("throughput")
+        note = "Run `%s`, %s numerics, %s." % (r["runId"], r["numerics"], ", ".join(r["devices"]))
+        if tp:
+            note += " %d results in %.0f s (%.2f results/s, %d workers)." % (tp["results"], tp["seconds"], tp["results"] / max(tp["seconds"], 1e-9), tp["workers"])
+        out.append("")
+        out.append(note)
+    return "\n".join(out) + "\n"
+
+
+def figure(path):
+    name = os.path.splitext(os.path.basename(path))[0]
+    if not os.path.exists(os.path.join(root, path)):
+        raise SystemExit("render-readme: %s is missing (write it with `sirius-coord report RUN --format svg --out DIR`)" % path)
+    return "![%s](%s)\n" % (name, path)
+
+
+def throughput(_):
+    return subprocess.run([sys.executable, os.path.join(root, "benchmarks", "render-throughput.py")],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def render(name, source):
+    if name == "throughput":
+        return throughput(source)
+    if name.startswith("report"):
+        return report_table(source)
+    if name.startswith("figure"):
+        return figure(source)
+    raise SystemExit("render-readme: no renderer for block %r" % name)
+
+
+def main():
+    text = open(readme).read()
+    new = block.sub(lambda m: m.group(1) + render(m.group(2), m.group(3).strip()) + m.group(5), text)
+    if "--check" in sys.argv:
+        if new != text:
+            print("render-readme: README.md differs from its data; run python3 benchmarks/render-readme.py", file=sys.stderr)
+            sys.exit(1)
+        print("render-readme: README.md matches its data (%d blocks)" % len(block.findall(text)))
+        return
+    open(readme, "w").write(new)
+    print("render-readme: %d blocks regenerated" % len(block.findall(new)))
+
+
+if __name__ == "__main__":
+    main()
