@@ -23,13 +23,15 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ",
                        providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
         // Hot quantised dot-product kernels (AVX2 with a scalar fallback chosen at run time).
         .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
         // The method vocabulary shared by every other target: method spec, defaults, counters.
         .target(name: "SiriusMethod", path: "Sources/Method"),
         .target(name: "SiriusEngine", dependencies: ["CKernels", "COpenBLAS", "SiriusMethod"], path: "Sources/Engine"),
-        .target(name: "SiriusTasks", path: "Sources/Tasks"),
+        .target(name: "SiriusTasks", dependencies: ["CZlib"], path: "Sources/Tasks"),
         .target(name: "SiriusProtocol", dependencies: ["CZMQ", "SiriusMethod"], path: "Sources/Protocol"),
 
         .executableTarget(
