@@ -14,7 +14,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
@@ -39,7 +38,6 @@ let package = Package(
             dependencies: [
                 "SiriusTasks", "SiriusProtocol", "SiriusMethod",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Sources/Coordinator"),
@@ -48,7 +46,6 @@ let package = Package(
             dependencies: [
                 "SiriusEngine", "SiriusTasks", "SiriusProtocol", "SiriusMethod",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Worker"),
 
