@@ -14,7 +14,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
@@ -23,13 +22,15 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ",
                        providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
         // Hot quantised dot-product kernels (AVX2 with a scalar fallback chosen at run time).
         .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
         // The method vocabulary shared by every other target: method spec, defaults, counters.
         .target(name: "SiriusMethod", path: "Sources/Method"),
         .target(name: "SiriusEngine", dependencies: ["CKernels", "COpenBLAS", "SiriusMethod"], path: "Sources/Engine"),
-        .target(name: "SiriusTasks", path: "Sources/Tasks"),
+        .target(name: "SiriusTasks", dependencies: ["CZlib"], path: "Sources/Tasks"),
         .target(name: "SiriusProtocol", dependencies: ["CZMQ", "SiriusMethod"], path: "Sources/Protocol"),
 
         .executableTarget(
@@ -37,7 +38,6 @@ let package = Package(
             dependencies: [
                 "SiriusTasks", "SiriusProtocol", "SiriusMethod",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Sources/Coordinator"),
@@ -46,7 +46,6 @@ let package = Package(
             dependencies: [
                 "SiriusEngine", "SiriusTasks", "SiriusProtocol", "SiriusMethod",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Worker"),
 

@@ -33,7 +33,12 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
     guard let run = try store.run(runId) else { throw CoordinatorError("no run \(runId)") }
     let provider = try codeExecutionProvider(store: store, run: run, unsafe: options.unsafeCodeExecution)
     let secrets = try transportSecrets(options)
-    let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("sirius-coord: \($0)\n".utf8)) }
+    // On a terminal the live progress is redrawn in place; log lines go above it, through the printer.
+    let progress = options.quiet ? nil : ProgressPrinter(store: store, runId: runId)
+    let log: @Sendable (String) -> Void = { message in
+        let line = "sirius-coord: \(message)\n"
+        if let progress { progress.log(line) } else { FileHandle.standardError.write(Data(line.utf8)) }
+    }
     let stop = stopOnSignals()
 
     var copts = CoordinatorOptions()
@@ -46,10 +51,9 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
     // Set once the local workers are launched: lets the loop stop when they are all gone for good.
     let launcherBox = Locked<WorkerLauncher?>(nil)
     copts.localWorkersGone = { launcherBox.current?.goneReason }
-    if !options.quiet {
+    if let progress {
         copts.progressEveryMs = 2000
-        let printer = ProgressPrinter(store: store, runId: runId)
-        copts.progress = { printer.print($0) }
+        copts.progress = { progress.print($0) }
     }
     let coordOptions = copts
     let endpointBox = BlockingQueue<Result<String, CoordinatorError>>()
@@ -83,14 +87,18 @@ func serve(store: Store, runId: String, options: ServeOptions) throws -> RunOutc
 
     var launcher: WorkerLauncher? = nil
     if options.workers > 0 {
+        // Under a live frame the workers' lines go above it, through the printer, instead of under it.
+        var workerOutput: (@Sendable (String) -> Void)? = nil
+        if let progress, progress.mode == .terminal { workerOutput = { progress.log($0) } }
         let l = WorkerLauncher(executable: WorkerLauncher.defaultWorkerPath(), arguments: join.localArguments(options, run.config),
-                               respawnBudget: options.workers * 4 + 8, log: log)
+                               respawnBudget: options.workers * 4 + 8, log: log, output: workerOutput)
         do { try l.launch(count: options.workers) } catch { stop.withLock { $0 = true }; throw error }
         launcher = l
         launcherBox.withLock { $0 = l }
     }
     let servedFromUs = monotonicUs()
     let (outcome, stats, reason) = try outcomeBox.pop(timeoutMs: -1)!.get()
+    progress?.finish()
     let servedS = Double(monotonicUs() - servedFromUs) / 1e6
     launcher?.stopAll()
     switch outcome {
@@ -210,33 +218,3 @@ func percentile(_ xs: [Int64], _ p: Double) -> Int64 {
     let s = xs.sorted()
     return s[min(s.count - 1, Int(Double(s.count - 1) * p + 0.5))]
 }
-
-/// Live progress: per task done/total, rate, ETA, running accuracy and AAL per method.
-final class ProgressPrinter: @unchecked Sendable {
-    let store: Store
-    let runId: String
-    private var firstDone: Int? = nil
-
-    init(store: Store, runId: String) { self.store = store; self.runId = runId }
-
-    func print(_ s: ProgressSnapshot) {
-        let done = s.perTask.reduce(0) { $0 + $1.done + $1.failed }
-        let total = s.perTask.reduce(0) { $0 + $1.total }
-        if firstDone == nil { firstDone = done }
-        let rate = s.elapsedS > 0 ? Double(done - (firstDone ?? 0)) / s.elapsedS : 0
-        var line = String(format: "[%6.1fs] %d workers%@", s.elapsedS, s.workers, s.paused ? " PAUSED (store full)" : "")
-        let report = try? Metrics.compute(store: store, runId: runId)
-        for t in s.perTask {
-            let eta = rate > 0 ? String(format: "%.0fs", Double(total - done) / rate) : "?"
-            line += String(format: " | %@ %d/%d", t.task, t.done + t.failed, t.total)
-            if t.failed > 0 { line += " (\(t.failed) failed)" }
-            line += String(format: " %.1f/s ETA %@", rate, eta)
-            for m in report?.tasks.first(where: { $0.task == t.task })?.methods ?? [] where m.results > 0 {
-                line += String(format: " · %@ %.1f%%", m.method, m.accuracyCompleted * 100)
-                if let aal = m.aal { line += String(format: " AAL %.2f", aal) }
-            }
-        }
-        FileHandle.standardError.write(Data((line + "\n").utf8))
-    }
-}
-

@@ -16,12 +16,18 @@ final class WorkerLauncher: @unchecked Sendable {
     private var respawnsPending = 0
     private var lastExit: (status: Int32, signalled: Bool)?
     let log: @Sendable (String) -> Void
+    /// Where the workers' output goes, a whole line (with its newline) at a time; nil: the workers
+    /// inherit this process's standard output and error. Set when the live progress is drawn in
+    /// place, so that it can write the workers' lines above itself instead of drawing over them.
+    let output: (@Sendable (String) -> Void)?
 
-    init(executable: URL, arguments: [String], respawnBudget: Int, log: @escaping @Sendable (String) -> Void) {
+    init(executable: URL, arguments: [String], respawnBudget: Int, log: @escaping @Sendable (String) -> Void,
+         output: (@Sendable (String) -> Void)? = nil) {
         self.executable = executable
         self.arguments = arguments
         self.respawnBudget = respawnBudget
         self.log = log
+        self.output = output
     }
 
     /// `sirius-worker` next to this executable, or `$SIRIUS_WORKER`.
@@ -43,6 +49,27 @@ final class WorkerLauncher: @unchecked Sendable {
         p.executableURL = executable
         p.arguments = arguments
         p.terminationHandler = { [weak self] proc in self?.exited(proc) }
+        if let output {
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = pipe
+            let pending = Locked(Data())
+            pipe.fileHandleForReading.readabilityHandler = { handle in
+                let data = handle.availableData
+                if data.isEmpty { handle.readabilityHandler = nil } // end of file: the worker has exited
+                // Whole lines go out as they come; at the end of the file, what is left (with a newline).
+                let lines = pending.withLock { buffered -> Data? in
+                    buffered.append(data)
+                    let end = data.isEmpty ? buffered.endIndex : (buffered.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? buffered.startIndex)
+                    guard end > buffered.startIndex else { return nil }
+                    var lines = Data(buffered[buffered.startIndex..<end])
+                    buffered = Data(buffered[end...])
+                    if lines.last != UInt8(ascii: "\n") { lines.append(UInt8(ascii: "\n")) }
+                    return lines
+                }
+                if let lines { output(String(decoding: lines, as: UTF8.self)) }
+            }
+        }
         // Listed before it runs: a worker that exits at once must not stay listed as running.
         lock.lock(); processes.append(p); launched += 1; if respawn { respawnsPending -= 1 }; lock.unlock()
         do { try p.run() } catch {

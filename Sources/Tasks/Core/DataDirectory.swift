@@ -48,8 +48,14 @@ public struct DataDirectory: Sendable, Hashable {
         if file.path.hasSuffix(".gz") {
             do {
                 data = try Gzip.decompress(data)
-            } catch {
-                throw TaskError.malformed(path: url.path, line: nil, field: nil, message: "not a valid gzip file: \(error)")
+            } catch let failure as Gzip.Failure {
+                if case .zlib = failure {
+                    throw TaskError.malformed(path: url.path, line: nil, field: nil, message: "cannot decompress: \(failure)")
+                }
+                throw TaskError.malformed(path: url.path, line: nil, field: nil, message: """
+                    not a valid gzip file: \(failure). The copy on disk is damaged: delete it and fetch it again \
+                    (tools/fetch-data.sh and tools/setup.sh fetch only missing files). \(file.howToGet)
+                    """)
             }
         }
         guard let text = String(data: data, encoding: .utf8) else {

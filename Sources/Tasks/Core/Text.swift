@@ -53,8 +53,9 @@ func pythonStrip(_ s: String) -> String {
     s.trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
-/// A compiled regular expression with the few Python `re` operations the metrics use.
-struct Regex: @unchecked Sendable { // NSRegularExpression is immutable and thread-safe
+/// A compiled regular expression (NSRegularExpression) with the few Python `re` operations the metrics
+/// use. Not named `Regex`: that would shadow the standard library's `Regex` in this module.
+struct TextPattern: @unchecked Sendable { // NSRegularExpression is immutable and thread-safe
     let expression: NSRegularExpression
 
     init(_ pattern: String, dotAll: Bool = false) {

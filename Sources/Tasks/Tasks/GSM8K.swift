@@ -17,7 +17,7 @@ public struct GSM8K: BenchmarkTask {
     public static let stopStrings = ["Question:", "</s>", "<|im_end|>"]
     public static let generationLimit = GenerationLimit.newTokens(256)
     public static let metricNames = ["strict-match", "flexible-extract"]
-    static let strict = Regex("#### (\\-?[0-9\\.\\,]+)")
+    static let strict = TextPattern("#### (\\-?[0-9\\.\\,]+)")
 
     public let examples: [TaskExample]
     let train: [(question: String, answer: String)]

@@ -13,7 +13,7 @@ public struct GSM8KCoT: BenchmarkTask {
     public static let stopStrings = ["Q:", "</s>", "<|im_end|>"]
     public static let generationLimit = GenerationLimit.newTokens(256)
     public static let metricNames = ["strict-match", "flexible-extract"]
-    static let strict = Regex("The answer is (\\-?[0-9\\.\\,]+).")
+    static let strict = TextPattern("The answer is (\\-?[0-9\\.\\,]+).")
     static let placeholder = "Q: {{question}}\nA:"
 
     public let examples: [TaskExample]

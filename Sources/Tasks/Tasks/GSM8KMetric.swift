@@ -4,12 +4,12 @@ import Foundation
 /// `ignore_case` and `regexes_to_ignore` applied to prediction and reference alike.
 enum GSM8KMetric {
     /// `flexible-extract`: the last number-like run in the text.
-    static let flexible = Regex("(-?[$0-9.,]{2,})|(-?[0-9]+)")
-    static let ignored = [Regex(","), Regex("\\$"), Regex("(?s).*#### "), Regex("\\.$")]
+    static let flexible = TextPattern("(-?[$0-9.,]{2,})|(-?[0-9]+)")
+    static let ignored = [TextPattern(","), TextPattern("\\$"), TextPattern("(?s).*#### "), TextPattern("\\.$")]
 
     /// lm-eval's `RegexFilter`: `findall`, pick one match (first or last), the first non-empty
     /// group of it, stripped; `nil` where lm-eval falls back to `"[invalid]"`.
-    static func filter(_ text: String, _ regex: Regex, last: Bool) -> String? {
+    static func filter(_ text: String, _ regex: TextPattern, last: Bool) -> String? {
         let matches = regex.findAll(text)
         guard let match = last ? matches.last : matches.first else { return nil }
         guard let group = match.compactMap({ $0 }).first(where: { !$0.isEmpty }) else { return nil }
@@ -25,7 +25,7 @@ enum GSM8KMetric {
     }
 
     /// Scores with both filters; `strict` is the task's strict-match regex.
-    static func score(_ completion: String, reference: String, strict: Regex, stops: [String]) -> ExampleScore {
+    static func score(_ completion: String, reference: String, strict: TextPattern, stops: [String]) -> ExampleScore {
         let text = truncateAtStopStrings(completion, stops)
         let expected = normalize(reference)
         func outcome(_ name: String, _ answer: String?) -> MetricOutcome {
