@@ -144,6 +144,25 @@ import SiriusMethod
         }
     }
 
+    /// `report --format svg --out DIR`: one standalone SVG file per figure, and `html --out FILE`.
+    @Test func figuresAndPageAreWrittenToFiles() async throws {
+        var config = TestRun.defaultConfig(examples: 8, shardSize: 4)
+        config.methods = [.full, try MethodSpec.parse("griffin@0.5"), try MethodSpec.parse("sirius/griffin@0.5")]
+        let run = try TestRun(config: config)
+        #expect(await runCluster(run, ClusterPlan(workers: 1)).outcome == .completed)
+        let dir = run.dir.appendingPathComponent("figures")
+        let files = try ReportOutput.writeDirectory(.svg, store: run.store, runId: run.runId, directory: dir.path)
+        #expect(Set(files.map(\.lastPathComponent)) == Set(["accuracy", "answered", "aal", "effective-density", "speed"].map { "synthetic-8-\($0).svg" }))
+        for f in files {
+            let text = try String(contentsOf: f, encoding: .utf8)
+            #expect(text.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\" "), "\(f.lastPathComponent)")
+            #expect(text.hasSuffix("</svg>\n"))
+        }
+        let page = run.dir.appendingPathComponent("out/report.html").path
+        try ReportOutput.write(ReportRenderer.render(try Metrics.compute(store: run.store, runId: run.runId), .html, config: run.config), to: page)
+        #expect(try String(contentsOfFile: page, encoding: .utf8).contains("<figure id=\"synthetic-8-accuracy\">"))
+    }
+
     @Test func chartTicksAreRoundAndCoverTheRange() {
         #expect(SVGChart.ticks(0...1) == [0, 0.2, 0.4, 0.6, 0.8, 1.0])
         #expect(SVGChart.ticks(0.26...0.74).first == 0.3)
