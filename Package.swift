@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "TasksTests", dependencies: ["SiriusTasks"], path: "Tests/TasksTests"),
         .testTarget(name: "ProtocolTests", dependencies: ["SiriusProtocol", "SiriusMethod"], path: "Tests/ProtocolTests"),
         .testTarget(name: "CoordinatorTests", dependencies: ["sirius-coord", "SiriusTasks", "SiriusProtocol", "SiriusMethod"],
-                    path: "Tests/CoordinatorTests"),
+                    path: "Tests/CoordinatorTests", resources: [.copy("Fixtures")]),
         // Real sirius-coord / sirius-worker processes on loopback (fake engine, and the real engine on a tiny
         // random model from TestSupport); needs both executables built.
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "SiriusProtocol", .product(name: "GRDB", package: "GRDB.swift")],
