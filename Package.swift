@@ -22,6 +22,9 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ",
                        providers: [.apt(["libzmq3-dev"])]),
+        // SHA-256 for lm-evaluation-harness's hashes.
+        .systemLibrary(name: "CLibCrypto", path: "Sources/CLibCrypto", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
         // Hot quantised dot-product kernels (AVX2 with a scalar fallback chosen at run time).
@@ -36,7 +39,7 @@ let package = Package(
         .executableTarget(
             name: "sirius-coord",
             dependencies: [
-                "SiriusTasks", "SiriusProtocol", "SiriusMethod",
+                "SiriusTasks", "SiriusProtocol", "SiriusMethod", "CLibCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],

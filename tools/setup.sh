@@ -7,7 +7,7 @@ cache=${SIRIUS_CACHE:-$HOME/.cache/sirius}
 mkdir -p "$cache"
 
 need=()
-for pkg in libopenblas-dev libzmq3-dev libsqlite3-dev zlib1g-dev pkg-config python3 unzip bubblewrap; do
+for pkg in libopenblas-dev libzmq3-dev libsqlite3-dev zlib1g-dev libssl-dev pkg-config python3 unzip bubblewrap; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then
