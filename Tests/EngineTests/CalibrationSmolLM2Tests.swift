@@ -4,57 +4,47 @@ import SiriusMethod
 import Testing
 import TestSupport
 
-/// CATS calibration on the real SmolLM2-135M-Instruct: thresholds calibrated on some prompts realise
-/// the target density on other prompts — within ±2 % (relative) over all layers, within ±5 % in every
-/// layer. Per layer ±2 % does not hold on held-out prompts: measured here (10 calibration prompts,
-/// 9 held-out, 64 decode steps each, 3 refinements) layer 0 realises 0.521 and layers 1–4 and 27–29
-/// 0.511–0.513 for a target of 0.5; GSM8K 40 / 40 with EOS stops gave 3 % at worst
-/// (`sirius-worker calibrate --limit 40 --held-out 40 --refinements 2`). See the in-sample check below.
+/// CATS calibration on the real SmolLM2-135M-Instruct: per-layer thresholds calibrated on some prompts
+/// realise the target density on other prompts within ±2 % (relative) in every layer.
+///
+/// The realised density of a layer on a prompt set is a mean over its sparse decode rows, and it varies
+/// from prompt to prompt, so both the calibration and the held-out set need enough rows: with 10 + 9
+/// prompts × 64 steps, layer 0 realised 0.521 (4 %); with 100 + 100 CSQA questions × 64 steps (EOS stops,
+/// ~28 steps each) the worst layer was 1.97 % off. Here: \(Self.count) + \(Self.count) CSQA questions ×
+/// \(Self.steps) steps without EOS stops (every prompt gives the same rows), fast numerics (the rows are
+/// the same kind of rows; the test is about the calibration, not the kernels).
 @Suite("CATS calibration on SmolLM2")
 struct CalibrationSmolLM2Tests {
-    /// The prompts of the committed fixtures (CSQA questions, the greedy-decoding prompts), split
-    /// into calibration and held-out sets that mix both kinds.
-    static func prompts() throws -> (calibration: [String], heldOut: [String]) {
+    static let count = Int(ProcessInfo.processInfo.environment["CALN"] ?? "") ?? 80
+    static let steps = Int(ProcessInfo.processInfo.environment["CALT"] ?? "") ?? 48
+    static let refinements = Int(ProcessInfo.processInfo.environment["CALR"] ?? "") ?? 2
+
+    /// CommonsenseQA questions in a zero-shot form (committed fixture, 200 of them).
+    static func prompts() throws -> [String] {
         let dir = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
-        struct CSQA: Decodable { struct E: Decodable { var question: String }; var examples: [E] }
-        struct Greedy: Decodable { struct C: Decodable { var prompt: String }; var cases: [C] }
-        let csqa = try JSONDecoder().decode(CSQA.self, from: Data(contentsOf: dir.appendingPathComponent("csqa/prompts12.json")))
-        let greedy = try JSONDecoder().decode(Greedy.self, from: Data(contentsOf: dir.appendingPathComponent("smollm2_greedy.json")))
-        let all = csqa.examples.map(\.question) + greedy.cases.map(\.prompt)
-        let even = all.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
-        let odd = all.enumerated().filter { $0.offset % 2 == 1 }.map(\.element)
-        return (even, odd)
+        struct Questions: Decodable { var prompts: [String] }
+        return try JSONDecoder().decode(Questions.self, from: Data(contentsOf: dir.appendingPathComponent("csqa/questions200.json"))).prompts
     }
 
-    @Test("held-out density within ±2 % of the target (0.5) over all layers, ±5 % in each")
+    @Test("held-out density within ±2 % of the target (0.5) in every layer")
     func perLayerHeldOutDensity() throws {
         let path = try DevelopmentModel.require()
         let model = try ModelLoader.load(path: path)
         let tokenizer = try Tokenizer(gguf: try GGUFFile(path: path))
-        let (cal, held) = try Self.prompts()
-        let encode = { (p: String) in tokenizer.encode(p) }
-        let t = Transformer(model: model, capacity: 512, numerics: .exact)
-        // No EOS stop: every prompt gives the same number of decode rows.
-        let calibration = try CATSCalibrator.calibrate(transformer: t, prompts: cal.map(encode), density: 0.5, decodeTokens: 64,
-                                                       refinements: 3, model: "SmolLM2-135M-Instruct")
-        let m = try CATSCalibrator.measure(transformer: t, calibration: calibration, prompts: held.map(encode), decodeTokens: 64)
+        let all = try Self.prompts().map { tokenizer.encode($0) }
+        #expect(all.count >= 2 * Self.count)
+        let cal = Array(all.prefix(Self.count)), held = Array(all.dropFirst(Self.count).prefix(Self.count))
+        let t = Transformer(model: model, capacity: 256, numerics: .fast)
+        let calibration = try CATSCalibrator.calibrate(transformer: t, prompts: cal, density: 0.5, decodeTokens: Self.steps,
+                                                       refinements: Self.refinements, model: "SmolLM2-135M-Instruct")
+        let m = try CATSCalibrator.measure(transformer: t, calibration: calibration, prompts: held, decodeTokens: Self.steps)
         let perLayer = (0..<model.config.layerCount).map { m.density(layer: $0) }
-        print("[calibration] SmolLM2 held-out density \(m.density) over \(m.layerSteps / model.config.layerCount) steps; per layer \(perLayer.map { String(format: "%.4f", $0) })")
-        #expect(m.layerSteps == 64 * held.count * model.config.layerCount)
+        let worst = perLayer.map { abs($0 - 0.5) / 0.5 }.max() ?? 1
+        print("[calibration] SmolLM2 held-out density \(m.density), worst layer \(String(format: "%.2f %%", worst * 100)); per layer \(perLayer.map { String(format: "%.4f", $0) })")
+        #expect(m.layerSteps == Self.steps * held.count * model.config.layerCount)
         for (l, d) in perLayer.enumerated() {
-            #expect(abs(d - 0.5) <= 0.05 * 0.5, "layer \(l): held-out density \(d)")
+            #expect(abs(d - 0.5) <= 0.02 * 0.5, "layer \(l): held-out density \(d)")
         }
-        #expect(abs(m.density - 0.5) <= 0.02 * 0.5)
-        // The calibration prompts themselves, decoded sparse with the final thresholds, are no better
-        // per layer (layers 5–8 at 0.486–0.489): each refinement changes the tokens the sparse model
-        // generates and the rows every later layer sees, so per-layer quantiles do not converge to
-        // ±2 % — an honest limit of per-layer thresholds, stated in the closing note of issue 10.
-        let own = try CATSCalibrator.measure(transformer: t, calibration: calibration, prompts: cal.map(encode), decodeTokens: 64)
-        let ownPerLayer = (0..<model.config.layerCount).map { own.density(layer: $0) }
-        print("[calibration] SmolLM2 density on the calibration prompts \(own.density), per layer \(ownPerLayer.map { String(format: "%.4f", $0) })")
-        #expect(abs(own.density - 0.5) <= 0.02 * 0.5)
-        for (l, d) in ownPerLayer.enumerated() {
-            #expect(abs(d - 0.5) <= 0.05 * 0.5, "layer \(l): density \(d) on the calibration prompts")
-        }
+        #expect(abs(m.density - 0.5) <= 0.01 * 0.5)
     }
 }

@@ -90,6 +90,10 @@ struct RealEngineRunTests {
     }
 
     /// JSON numbers as JSONSerialization returns them (NSNumber), whatever their spelling.
+    static func text(_ db: String, _ sql: String) throws -> String {
+        try DatabaseQueue(path: db).read { try String.fetchOne($0, sql: sql) } ?? ""
+    }
+
     static func int(_ v: Any?) -> Int? { (v as? NSNumber)?.intValue }
     static func double(_ v: Any?) -> Double? { (v as? NSNumber)?.doubleValue }
 
@@ -193,14 +197,50 @@ struct RealEngineRunTests {
             let aal = try #require(Self.double(m["aal"]), "\(name): no AAL in \(m)")
             #expect(aal >= 1 && aal <= Double(Self.period), "\(name) AAL \(aal)")
             let eff = try #require(Self.double(m["effectiveDensity"]), "\(name): no effective density in \(m)")
-            let d = try #require(Self.double(m["density"]), "\(name): no density in \(m)")
-            #expect(d > 0 && d <= 1, "\(name) density \(d)")
+            #expect(Self.double(m["density"]) == 0.5, "\(name): the method's density (kept fraction) in \(m)")
+            let d = try #require(Self.double(m["paramDensity"]), "\(name): no param density in \(m)")
+            #expect(d > 0 && d <= 1, "\(name) param density \(d)")
             #expect(abs(eff - (Double(Self.period - 1) * d + 1) / aal) < 1e-9, "\(name) effective density \(eff)")
             let md = try #require(Self.double(m["modelDensity"]), "\(name): no model density")
             #expect(md > 0 && md <= 1, "\(name) model density \(md)")
             #expect(Self.double(m["agreementWithFull"]) == 1.0, "\(name) agreement \(String(describing: m["agreementWithFull"]))")
-            #expect(Self.int(m["agreementN"]) == Self.examples)
+            // Agreement counts the examples where both answered: with identical texts, those full answered.
+            let fullAnswered = Self.int(methods.first { $0["method"] as? String == "full" }?["answered"])
+            #expect(Self.int(m["agreementN"]) == fullAnswered && Self.int(m["answered"]) == fullAnswered)
+            #expect(Self.double(m["identicalToFull"]) == 1.0 && Self.int(m["identicalN"]) == Self.examples)
         }
+    }
+
+    /// CATS in threshold mode through a run: the calibration file given to `start` travels inside the
+    /// run (the workers have no file of their own), the stored method carries it, and with argmax
+    /// acceptance Sirius still reproduces full's text; a density without a calibration is refused.
+    @Test func catsThresholdModeRunsWithItsCalibration() async throws {
+        let s = try Scratch()
+        defer { s.cleanup() }
+        let model = s.path("tiny-q8_0.gguf")
+        try s.writeModel(to: model)
+        let llama = try ModelLoader.load(path: model)
+        let tokenizer = try Tokenizer(gguf: try GGUFFile(path: model))
+        let calibration = try CATSCalibrator.calibrate(transformer: Transformer(model: llama, capacity: 256),
+                                                       prompts: ["The quick brown fox", "jumps over the lazy dog"].map { tokenizer.encode($0) },
+                                                       density: 0.5, decodeTokens: 16, refinements: 1, model: "tiny")
+        let file = s.path("cats-0.5.json")
+        try calibration.save(path: file)
+        let args = ["--acceptance", "argmax", "--cats-mode", "threshold"]
+
+        let refused = try await s.coord(Self.startArgs(db: s.db, runId: "nocal", model: model, methods: ["full", "sirius/cats@0.4"],
+                                                       extra: args + ["--calibration", file]), seconds: 60)
+        #expect(refused.status != 0 && refused.output.contains("no calibration for that density"), "\(refused.output)")
+
+        let run = try await s.coord(Self.startArgs(db: s.db, runId: "cats", model: model, methods: ["full", "cats@0.5", "sirius/cats@0.5"],
+                                                   extra: args + ["--calibration", file]), seconds: 180)
+        try #require(run.status == 0, "\(run.output)")
+        let config = try Self.text(s.db, "SELECT config_json FROM runs WHERE run_id = 'cats'")
+        #expect(config.contains("\"catsMode\" : \"threshold\"") && config.contains("\"thresholds\""), "\(config)")
+        let rows = try Self.rows(s.db).filter { ["full", "sirius/cats@0.5", "cats@0.5"].contains($0.method) }
+        #expect(rows.count == Self.examples * 3)
+        let full = Dictionary(uniqueKeysWithValues: rows.filter { $0.method == "full" }.map { ($0.exampleId, $0.text) })
+        for r in rows where r.method == "sirius/cats@0.5" { #expect(r.text == full[r.exampleId], "\(r.exampleId)") }
     }
 
     /// Every local worker exits with a fatal configuration error (the model file does not exist):
