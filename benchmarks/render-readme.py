@@ -13,7 +13,9 @@ and NAME picks the renderer below. Sources:
   - report:PATH: a run's report as JSON (`sirius-coord report RUN --format json > PATH`), the paper-style
     table of every sparse method with its Sirius correction: accuracy with its 95 % interval,
     answered, AAL and effective density;
-  - figure:PATH: an SVG figure written by `sirius-coord report RUN --format svg --out DIR`.
+  - figure:PATH: an SVG figure written by `sirius-coord report RUN --format svg --out DIR`;
+  - methods:PATH: `sirius-worker bench --methods … -o json` (benchmarks/sirius-methods.sh with
+    OUT=PATH), every method's speed, densities, AAL and the CPU cost model.
 """
 import json
 import os
@@ -69,6 +71,25 @@ def figure(path):
     return "![%s](%s)\n" % (name, path)
 
 
+def methods_table(path):
+    b = json.load(open(os.path.join(root, path)))
+
+    def f(v, fmt="%.3f"):
+        return fmt % v if isinstance(v, (int, float)) else "–"
+
+    out = ["| method | K | density | model density | param density | AAL | eff. density | tok/s | time ratio to full | verify pass ÷ full step | cost model | measured / model | agreement with full |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for j in b["results"]:
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            j["method"], j.get("period", "–"), "%g" % j["density"] if "density" in j else "1", f(j.get("model_density")),
+            f(j.get("param_density")), f(j.get("aal"), "%.2f"), f(j.get("effective_density")), f(j.get("tokens_per_second"), "%.2f"),
+            f(j.get("time_ratio")), f(j.get("verify_pass_in_decode_steps"), "%.2f"), f(j.get("cost_model_ratio")),
+            f(j.get("measured_over_cost_model")), f(j.get("agreement_with_full"), "%.2f")))
+    out.append("")
+    out.append("%d prompts, %d thread(s), %s numerics, τ = %g, acceptance %s." % (b["prompts"], b["threads"], b["numerics"], b["threshold"], b["acceptance"]))
+    return "\n".join(out) + "\n"
+
+
 def throughput(_):
     return subprocess.run([sys.executable, os.path.join(root, "benchmarks", "render-throughput.py")],
                           check=True, capture_output=True, text=True).stdout
@@ -81,6 +102,8 @@ def render(name, source):
         return report_table(source)
     if name.startswith("figure"):
         return figure(source)
+    if name.startswith("methods"):
+        return methods_table(source)
     raise SystemExit("render-readme: no renderer for block %r" % name)
 
 

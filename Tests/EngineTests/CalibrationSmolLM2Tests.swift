@@ -7,17 +7,17 @@ import TestSupport
 /// CATS calibration on the real SmolLM2-135M-Instruct: per-layer thresholds calibrated on some prompts
 /// realise the target density on other prompts within ±2 % (relative) in every layer.
 ///
-/// The realised density of a layer on a prompt set is a mean over its sparse decode rows, and it varies
-/// from prompt to prompt, so both the calibration and the held-out set need enough rows: with 10 + 9
-/// prompts × 64 steps, layer 0 realised 0.521 (4 %); with 100 + 100 CSQA questions × 64 steps (EOS stops,
-/// ~28 steps each) the worst layer was 1.97 % off. Here: \(Self.count) + \(Self.count) CSQA questions ×
-/// \(Self.steps) steps without EOS stops (every prompt gives the same rows), fast numerics (the rows are
-/// the same kind of rows; the test is about the calibration, not the kernels).
+/// A layer's realised density on a prompt set is a mean over its sparse decode rows and varies from
+/// prompt to prompt — most in layer 0, whose rows depend mainly on the current token — so both sets
+/// need enough rows. Measured here (no EOS stops): 10 + 9 prompts × 64 steps, exact numerics,
+/// 3 refinements: layer 0 4 % off; fast numerics from here on: 80 + 80 CSQA questions × 48 steps, 2 refinements: layer 0 2.7 % off, every other layer
+/// ≤ 1.4 %; 100 + 100 × 48, 2 refinements: 1.95 %; 100 + 100 × 64, 1 refinement (this test): layer 0
+/// 1.47 %, the others ≤ 0.64 %. Fast numerics: the test is about the calibration, not the kernels.
 @Suite("CATS calibration on SmolLM2")
 struct CalibrationSmolLM2Tests {
-    static let count = Int(ProcessInfo.processInfo.environment["CALN"] ?? "") ?? 80
-    static let steps = Int(ProcessInfo.processInfo.environment["CALT"] ?? "") ?? 48
-    static let refinements = Int(ProcessInfo.processInfo.environment["CALR"] ?? "") ?? 2
+    static let count = 100
+    static let steps = 64
+    static let refinements = 1
 
     /// CommonsenseQA questions in a zero-shot form (committed fixture, 200 of them).
     static func prompts() throws -> [String] {
