@@ -123,10 +123,15 @@ struct SVGChart {
 
     /// A horizontal bar chart: one bar per (label, value), the value written at the bar's end.
     static func bars(title: String, xLabel: String, items: [(label: String, value: Double, note: String)], width: Double = 640) -> String {
-        let left = 190.0, right = 120.0, top = 34.0, rowH = 24.0
+        // Room for the longest label and note at about 7 px a character (12 px sans-serif), so no
+        // text is clipped at the picture's edge.
+        let left = max(120, 7 * Double(items.map(\.label.count).max() ?? 0) + 16)
+        let right = max(80, 7 * Double(items.map(\.note.count).max() ?? 0) + 12)
+        let top = 34.0, rowH = 24.0
         let height = top + Double(items.count) * rowH + 40
         let maxV = max(items.map(\.value).max() ?? 1, 1e-9)
-        let pw = width - left - right
+        let pw = max(120, width - left - right)
+        let width = left + pw + right
         var o = "<svg width=\"\(n(width))\" height=\"\(n(height))\" viewBox=\"0 0 \(n(width)) \(n(height))\" font-family=\"sans-serif\" font-size=\"12\" role=\"img\">\n"
         o += "<title>\(escape(title))</title>\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         o += "<text x=\"\(n(left))\" y=\"20\" font-size=\"14\" font-weight=\"bold\">\(escape(title))</text>\n"

@@ -54,7 +54,7 @@ import Testing
         #expect(try run.count("SELECT epoch FROM runs WHERE run_id = ?") == 2)
         let fp = try run.fingerprint(hashes: false)
         #expect(fp.results == withoutHashes(base.results))
-        #expect(fp.metrics == base.metrics)
+        #expect(fp.metrics == withoutIdentity(base.metrics))
         try run.checkInvariants()
         try run.checkDecodedOnce(decodes)
     }
@@ -78,7 +78,7 @@ import Testing
         let out = await runCluster(run, plan)
         #expect(out.outcome == .completed)
         #expect(try run.fingerprint(hashes: false).results == withoutHashes(base.results))
-        #expect(try run.fingerprint().metrics == base.metrics)
+        #expect(try run.fingerprint(hashes: false).metrics == withoutIdentity(base.metrics))
         try run.checkDecodedOnce(decodes)
         #expect(try run.count("SELECT COUNT(*) FROM leases WHERE run_id = ? AND state = 'expired'") >= 1)
         #expect(try run.count("SELECT MAX(attempt) FROM leases WHERE run_id = ?") >= 2)
@@ -138,7 +138,7 @@ import Testing
         for a in agents { a.kill() }
         for a in agents { _ = await onThread { a.waitForExit(timeoutMs: 5000) } }
         #expect(try run.fingerprint(hashes: false).results == withoutHashes(base.results))
-        #expect(try run.fingerprint().metrics == base.metrics)
+        #expect(try run.fingerprint(hashes: false).metrics == withoutIdentity(base.metrics))
         try run.checkInvariants()
         try run.checkDecodedOnce(decodes)
     }
@@ -555,7 +555,7 @@ import Testing
         #expect(unstoredAcks.current.isEmpty, "acknowledged but not stored: \(unstoredAcks.current)")
         #expect(out.outcome == .completed)
         #expect(try run.fingerprint(hashes: false).results == withoutHashes(base.results))
-        #expect(try run.fingerprint().metrics == base.metrics)
+        #expect(try run.fingerprint(hashes: false).metrics == withoutIdentity(base.metrics))
         #expect(decodes.repeated.isEmpty, "no worker fault: nothing decoded twice")
         try run.checkInvariants()
         try run.checkDecodedOnce(decodes)

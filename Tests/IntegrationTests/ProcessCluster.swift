@@ -154,7 +154,7 @@ final class ProcessCluster: @unchecked Sendable {
                 SELECT task || '/' || example_id || '/' || method || '=' || \(hashes ? "result_hash" : "''") || ':' || COALESCE(correct, -1)
                 FROM results ORDER BY task, example_id, method
                 """) +
-            String.fetchAll(d, sql: "SELECT task || '/' || method || '/' || metric || '=' || printf('%.12g', value) FROM run_metrics ORDER BY 1")
+            String.fetchAll(d, sql: "SELECT task || '/' || method || '/' || metric || '=' || printf('%.12g', value) FROM run_metrics \(hashes ? "" : "WHERE metric <> 'identical_to_full'") ORDER BY 1")
         }
     }
 
@@ -206,10 +206,11 @@ actor BaselineCache {
     }
 }
 
-/// Fingerprint rows with the result hash left out (`key=hash:correct` → `key=:correct`); metric rows
-/// are unchanged.
+/// Fingerprint rows with the result hash left out (`key=hash:correct` → `key=:correct`) and without
+/// `identical_to_full` (it compares texts, which the nondeterministic engine varies), as
+/// `fingerprint(hashes: false)` writes them; other metric rows are unchanged.
 func withoutHashes(_ rows: [String]) -> [String] {
-    rows.map { r in
+    rows.filter { !$0.contains("/identical_to_full=") }.map { r in
         guard let eq = r.lastIndex(of: "="), let colon = r[eq...].firstIndex(of: ":") else { return r }
         return String(r[...eq]) + String(r[colon...])
     }
