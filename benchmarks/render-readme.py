@@ -77,16 +77,19 @@ def methods_table(path):
     def f(v, fmt="%.3f"):
         return fmt % v if isinstance(v, (int, float)) else "–"
 
-    out = ["| method | K | density | model density | param density | AAL | eff. density | tok/s | time ratio to full | verify pass ÷ full step | cost model | measured / model | agreement with full |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| method | K | mean period | density | model density | param density | AAL | eff. density | tok/s | time ratio to full | verify pass ÷ full step | cost model | measured / model | accuracy (answered) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for j in b["results"]:
-        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            j["method"], j.get("period", "–"), "%g" % j["density"] if "density" in j else "1", f(j.get("model_density")),
+        acc = "%.0f %% (%d)" % (100 * j["accuracy"], j.get("answered", 0)) if "accuracy" in j else "–"
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            j["method"], j.get("period", "–"), f(j.get("mean_period"), "%.2f"), "%g" % j["density"] if "density" in j else "1", f(j.get("model_density")),
             f(j.get("param_density")), f(j.get("aal"), "%.2f"), f(j.get("effective_density")), f(j.get("tokens_per_second"), "%.2f"),
             f(j.get("time_ratio")), f(j.get("verify_pass_in_decode_steps"), "%.2f"), f(j.get("cost_model_ratio")),
-            f(j.get("measured_over_cost_model")), f(j.get("agreement_with_full"), "%.2f")))
+            f(j.get("measured_over_cost_model")), acc))
     out.append("")
-    out.append("%d prompts, %d thread(s), %s numerics, τ = %g, acceptance %s." % (b["prompts"], b["threads"], b["numerics"], b["threshold"], b["acceptance"]))
+    out.append("%d %s prompts, %d thread(s), %s numerics, τ = %g, acceptance %s; a dense K-token pass after the first prompt: %s." % (
+        b["prompts"], b.get("task", ""), b["threads"], b["numerics"], b["threshold"], b["acceptance"],
+        ", ".join("K=%s %.1f ms" % (k, 1000 * v) for k, v in sorted(b.get("verify_pass_seconds", {}).items(), key=lambda kv: int(kv[0])))))
     return "\n".join(out) + "\n"
 
 

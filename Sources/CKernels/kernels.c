@@ -856,35 +856,45 @@ static void f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n) {
 #pragma clang attribute push (__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
 #include "matmul_q8_avx512.h"
 
-// acc_rows_q8_0_avx2 on 512-bit vectors: four output blocks (eight registers) per pass over the rows,
-// the same fma per element and row in the same order, so the results are bit-identical to it.
+// acc_rows_q8_0_avx2 on 512-bit vectors, the same fma per element and row in the same order, so the results
+// are bit-identical to it. Eight output blocks (sixteen registers) per pass over the rows: each listed row
+// is read as one 272-byte run per pass, fetched `ACC_AHEAD` rows ahead (the rows are scattered, so the
+// hardware prefetcher does not see them coming); the last (fewer than eight) blocks four at a time.
+enum { ACC_AHEAD = 12 };
+
+static inline __attribute__((always_inline)) void acc_rows_q8_0_avx512_pass(
+    const uint8_t *w, size_t row_bytes, int64_t b, const int nblk, const float *coef, const int32_t *rows,
+    int64_t count, float *y) {
+    float *yb = y + b * 32;
+    __m512 a[16];
+    for (int k = 0; k < 2 * nblk; k++) a[k] = _mm512_loadu_ps(yb + 16 * k);
+    for (int64_t i = 0; i < count; i++) {
+        if (i + ACC_AHEAD < count) {
+            const char *ahead = (const char *)(w + (size_t)(rows ? rows[i + ACC_AHEAD] : i + ACC_AHEAD) * row_bytes + (size_t)b * 34);
+            for (int o = 0; o < 34 * nblk; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
+            _mm_prefetch(ahead + 34 * nblk - 1, _MM_HINT_T0);
+        }
+        const float c = coef[i];
+        if (c == 0.0f) continue;
+        const uint8_t *blk = w + (size_t)(rows ? rows[i] : i) * row_bytes + (size_t)b * 34;
+        for (int k = 0; k < nblk; k++) {
+            const uint8_t *bk = blk + 34 * k;
+            const __m512 sc = _mm512_set1_ps(c * f16_hw(bk));
+            a[2 * k] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(bk + 2)))), a[2 * k]);
+            a[2 * k + 1] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(bk + 18)))), a[2 * k + 1]);
+        }
+    }
+    for (int k = 0; k < 2 * nblk; k++) _mm512_storeu_ps(yb + 16 * k, a[k]);
+}
+
 static void acc_rows_q8_0_avx512(const uint8_t *w, size_t row_bytes, int64_t nb, const float *coef,
                                  const int32_t *rows, int64_t count, float *y) {
-    for (int64_t b = 0; b < nb; b += 4) {
-        const int nblk = nb - b >= 4 ? 4 : (int)(nb - b);
-        float *yb = y + b * 32;
-        __m512 a[8];
-        for (int k = 0; k < 2 * nblk; k++) a[k] = _mm512_loadu_ps(yb + 16 * k);
-        for (int64_t i = 0; i < count; i++) {
-            const float c = coef[i];
-            if (c == 0.0f) continue;
-            const uint8_t *blk = w + (size_t)(rows ? rows[i] : i) * row_bytes + (size_t)b * 34;
-            if (i + 4 < count) {
-                // The next rows' slices of this pass (up to 136 bytes: three cache lines).
-                const char *ahead = (const char *)(w + (size_t)(rows ? rows[i + 4] : i + 4) * row_bytes + (size_t)b * 34);
-                _mm_prefetch(ahead, _MM_HINT_T0);
-                _mm_prefetch(ahead + 64, _MM_HINT_T0);
-                _mm_prefetch(ahead + 34 * nblk - 1, _MM_HINT_T0);
-            }
-            for (int k = 0; k < nblk; k++) {
-                const uint8_t *bk = blk + 34 * k;
-                const __m512 sc = _mm512_set1_ps(c * f16_hw(bk));
-                a[2 * k] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(bk + 2)))), a[2 * k]);
-                a[2 * k + 1] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(bk + 18)))), a[2 * k + 1]);
-            }
-        }
-        for (int k = 0; k < 2 * nblk; k++) _mm512_storeu_ps(yb + 16 * k, a[k]);
-    }
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) acc_rows_q8_0_avx512_pass(w, row_bytes, b, 8, coef, rows, count, y);
+    for (; b + 4 <= nb; b += 4) acc_rows_q8_0_avx512_pass(w, row_bytes, b, 4, coef, rows, count, y);
+    if (nb - b == 3) acc_rows_q8_0_avx512_pass(w, row_bytes, b, 3, coef, rows, count, y);
+    else if (nb - b == 2) acc_rows_q8_0_avx512_pass(w, row_bytes, b, 2, coef, rows, count, y);
+    else if (nb - b == 1) acc_rows_q8_0_avx512_pass(w, row_bytes, b, 1, coef, rows, count, y);
 }
 #pragma clang attribute pop
 
@@ -955,7 +965,10 @@ void ck_matmul_f32(int type, const void *w, size_t row_bytes, const float *x, in
 void ck_matvec_f32_rows(int type, const void *w, size_t row_bytes, const float *x, float *y, int64_t n, const int32_t *rows, int64_t count) {
     const uint8_t *p = (const uint8_t *)w;
     int avx = ck_has_avx2();
-    for (int64_t i = 0; i < count; i++) y[i] = row_dot(type, p + (size_t)rows[i] * row_bytes, x, n, avx);
+    for (int64_t i = 0; i < count; i++) {
+        if (i + 8 < count) prefetch_row(p + (size_t)rows[i + 8] * row_bytes, row_bytes);
+        y[i] = row_dot(type, p + (size_t)rows[i] * row_bytes, x, n, avx);
+    }
 }
 
 void ck_matmul_masked(int type, const void *w, size_t row_bytes, const float *x, int64_t ldx, const ck_q8_block *xq,
@@ -1009,7 +1022,11 @@ void ck_matvec_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *
 void ck_matvec_q8_rows(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, const float *x, float *y, int64_t n, const int32_t *rows, int64_t count) {
     const uint8_t *p = (const uint8_t *)w;
     int avx = ck_has_avx2();
-    for (int64_t i = 0; i < count; i++) y[i] = row_dot_q8(type, p + (size_t)rows[i] * row_bytes, xq, x, n, avx);
+    for (int64_t i = 0; i < count; i++) {
+        // Listed rows are scattered: fetch a few rows ahead, which the hardware prefetcher does not.
+        if (i + 8 < count) prefetch_row(p + (size_t)rows[i + 8] * row_bytes, row_bytes);
+        y[i] = row_dot_q8(type, p + (size_t)rows[i] * row_bytes, xq, x, n, avx);
+    }
 }
 
 float ck_dot(const float *a, const float *b, int64_t n) {

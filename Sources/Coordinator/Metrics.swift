@@ -142,7 +142,7 @@ enum Metrics {
                        COALESCE(SUM(CASE WHEN COALESCE(decoded_alone, 1) = 1 THEN total_s END), 0), MAX(param_density), MAX(model_density),
                        SUM(rollbacks), SUM(COALESCE(decoded_alone, 1)),
                        COALESCE(SUM(CASE WHEN COALESCE(decoded_alone, 1) = 1 THEN gen_tokens END), 0),
-                       SUM(extracted_answer IS NOT NULL)
+                       SUM(extracted_answer IS NOT NULL), SUM(tokens_verified), SUM(dense_passes)
                 FROM results WHERE run_id = ? GROUP BY task, method
                 """, arguments: [runId])
             var byKey: [String: Row] = [:]
@@ -191,7 +191,12 @@ enum Metrics {
                     let ai = wilsonInterval(answered, n)
                     let aal = DecodeCounters.aal(advancedTokens: advanced, periods: periods)
                     var ed: Double? = nil
-                    if let aal, let d, spec.kind == .sirius { ed = DecodeCounters.effectiveDensity(period: spec.period, paramDensity: d, aal: aal) }
+                    if let aal, let d, spec.kind == .sirius {
+                        // An adaptive period is priced by the mean period it chose (tokens per verification pass).
+                        let verified = r?[14] as Int? ?? 0, passes = r?[15] as Int? ?? 0
+                        let k = spec.adaptivePeriod != nil && passes > 0 ? Double(verified) / Double(passes) : Double(spec.period)
+                        ed = DecodeCounters.effectiveDensity(period: k, paramDensity: d, aal: aal)
+                    }
                     let agree = agreeBy[key]
                     let m = MethodMetrics(
                         task: task, method: spec.name, kind: spec.kind.rawValue, n: n, results: results, correct: correct,

@@ -27,6 +27,7 @@ enum ReportFigures {
         var period: Int
         var threshold: Double
         var width: Int
+        var adaptive: Double? = nil
 
         var name: String {
             let sp = sparsity == .cats && catsMode == .threshold ? "cats (threshold)" : sparsity.rawValue
@@ -36,6 +37,7 @@ enum ReportFigures {
             case .sirius:
                 var s = "Sirius/\(sp) K=\(period) τ=\(MethodSpec.format(threshold))"
                 if width > 1 { s += " W=\(width)" }
+                if let a = adaptive { s += " adaptive \(MethodSpec.format(a))" }
                 return s
             }
         }
@@ -54,7 +56,8 @@ enum ReportFigures {
             for r in rs {
                 let s = r.spec
                 let c = Curve(kind: s.kind, sparsity: s.sparsity, catsMode: s.catsMode, period: s.kind == .sirius ? s.period : 0,
-                              threshold: s.kind == .sirius ? s.threshold : 0, width: s.kind == .sirius ? s.treeWidth : 0)
+                              threshold: s.kind == .sirius ? s.threshold : 0, width: s.kind == .sirius ? s.treeWidth : 0,
+                              adaptive: s.kind == .sirius ? s.adaptivePeriod : nil)
                 if groups[c] == nil { order.append(c) }
                 groups[c, default: []].append(r)
             }
@@ -106,7 +109,7 @@ enum ReportFigures {
                 // The τ trade-off: Sirius methods that differ only in τ.
                 var byRest: [String: [(m: MethodMetrics, spec: MethodSpec)]] = [:], restOrder: [String] = []
                 for r in sirius {
-                    let key = "Sirius/\(r.spec.sparsity.rawValue)@\(MethodSpec.format(r.spec.density)) K=\(r.spec.period)\(r.spec.treeWidth > 1 ? " W=\(r.spec.treeWidth)" : "")"
+                    let key = "Sirius/\(r.spec.sparsity.rawValue)@\(MethodSpec.format(r.spec.density)) K=\(r.spec.period)\(r.spec.treeWidth > 1 ? " W=\(r.spec.treeWidth)" : "")\(r.spec.adaptivePeriod.map { " adaptive \(MethodSpec.format($0))" } ?? "")"
                     if byRest[key] == nil { restOrder.append(key) }
                     byRest[key, default: []].append(r)
                 }

@@ -121,6 +121,8 @@ struct StartCommand: ParsableCommand {
     @Option(name: .long, help: "Sirius period K.") var period: Int = MethodDefaults.period
     @Option(name: .long, help: "Sirius acceptance threshold τ.") var threshold: Double = MethodDefaults.threshold
     @Option(name: .long, help: "Sirius tree width W.") var treeWidth: Int = MethodDefaults.treeWidth
+    @Option(name: .long, help: ArgumentHelp("Adaptive period (not the paper's setting; method names say it): a period ends early after the first draft the sparse model gives a probability below CONF (up to K drafts).", valueName: "conf"))
+    var adaptivePeriod: Double?
     @Option(name: .long, help: "Sirius acceptance rule: threshold (the paper's), threshold-or-argmax, argmax (lossless).")
     var acceptance: AcceptanceRule = MethodDefaults.acceptance
     @Option(name: .long, help: "Softmax temperature of the acceptance probability.")
@@ -129,7 +131,7 @@ struct StartCommand: ParsableCommand {
     var numerics: String?
     @Option(name: .long, help: "Examples per (task, method) decoded alone for the report's latency figures (default \(RunConfig.defaultTimingSample)).")
     var timingSample: Int?
-    @Option(name: .long, help: ArgumentHelp("Sweep one knob over values, expanding the sparse and Sirius methods: density=0.3,0.4,0.5 (also period=…, threshold=…, width=…).", valueName: "knob=values"))
+    @Option(name: .long, help: ArgumentHelp("Sweep one knob over values, expanding the sparse and Sirius methods: density=0.3,0.4,0.5 (also period=…, threshold=…, width=…, adaptive=…).", valueName: "knob=values"))
     var sweep: String?
     @Option(name: .long, help: "CATS neuron choice: topk (default) or threshold (per-layer thresholds from --calibration).")
     var catsMode: CATSMode?
@@ -145,7 +147,7 @@ struct StartCommand: ParsableCommand {
         if !tasks.isEmpty { config.tasks = tasks }
         if !methods.isEmpty {
             var base = MethodSpec(kind: .sirius, period: kernelSize ?? period, threshold: threshold, acceptance: acceptance,
-                                  acceptanceTemperature: acceptanceTemperature, treeWidth: treeWidth)
+                                  acceptanceTemperature: acceptanceTemperature, treeWidth: treeWidth, adaptivePeriod: adaptivePeriod)
             base.catsMode = catsMode ?? MethodDefaults.catsMode
             // The calibration is attached per density below (applySweep); a placeholder passes validation here.
             if base.catsMode == .threshold { base.calibration = CATSCalibration(density: 0, thresholds: [], model: "", samples: 0) }

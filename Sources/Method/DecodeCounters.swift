@@ -49,7 +49,12 @@ public struct DecodeCounters: Codable, Sendable, Equatable {
 
     /// Effective density ((K−1)·d + 1)/AAL (§5.3) for period `k` and the paper's parameter density `d`.
     public static func effectiveDensity(period k: Int, paramDensity d: Double, aal: Double) -> Double {
-        (Double(k - 1) * d + 1) / aal
+        effectiveDensity(period: Double(k), paramDensity: d, aal: aal)
+    }
+
+    /// The same for a mean period (an adaptive period: tokens verified per dense pass).
+    public static func effectiveDensity(period k: Double, paramDensity d: Double, aal: Double) -> Double {
+        ((k - 1) * d + 1) / aal
     }
 
     public static func + (a: DecodeCounters, b: DecodeCounters) -> DecodeCounters {

@@ -68,12 +68,18 @@ public struct MethodSpec: Codable, Sendable, Hashable, CustomStringConvertible {
     public var acceptance: AcceptanceRule
     public var acceptanceTemperature: Double
     public var treeWidth: Int
+    /// The adaptive period's confidence bound (an option, off by default and never used by the paper's
+    /// runs): a period ends early, after the first draft whose probability under the sparse model is below
+    /// it, so a period verifies 2 … `period` tokens. `nil`: every period drafts `period` − 1 tokens.
+    public var adaptivePeriod: Double?
 
     public init(name: String? = nil, kind: MethodKind, sparsity: SparsityKind = .griffin,
                 density: Double = MethodDefaults.density, catsMode: CATSMode = MethodDefaults.catsMode,
                 calibration: CATSCalibration? = nil, period: Int = MethodDefaults.period,
                 threshold: Double = MethodDefaults.threshold, acceptance: AcceptanceRule = MethodDefaults.acceptance,
-                acceptanceTemperature: Double = MethodDefaults.acceptanceTemperature, treeWidth: Int = MethodDefaults.treeWidth) {
+                acceptanceTemperature: Double = MethodDefaults.acceptanceTemperature, treeWidth: Int = MethodDefaults.treeWidth,
+                adaptivePeriod: Double? = nil) {
+        self.adaptivePeriod = adaptivePeriod
         self.kind = kind; self.sparsity = sparsity; self.density = density; self.catsMode = catsMode
         self.calibration = calibration; self.period = period; self.threshold = threshold; self.acceptance = acceptance
         self.acceptanceTemperature = acceptanceTemperature; self.treeWidth = treeWidth
@@ -83,12 +89,13 @@ public struct MethodSpec: Codable, Sendable, Hashable, CustomStringConvertible {
 
     public static let full = MethodSpec(kind: .full)
 
-    /// The method syntax: `full`, `griffin@0.5`, `cats@0.5`, `sirius/griffin@0.5`, `sirius/cats@0.5`.
+    /// The method syntax: `full`, `griffin@0.5`, `cats@0.5`, `sirius/griffin@0.5`, `sirius/cats@0.5`
+    /// (`sirius/griffin@0.5,adaptive=0.6` with an adaptive period, so a name never hides it).
     public var syntax: String {
         switch kind {
         case .full: "full"
         case .sparse: "\(sparsity.rawValue)@\(Self.format(density))"
-        case .sirius: "sirius/\(sparsity.rawValue)@\(Self.format(density))"
+        case .sirius: "sirius/\(sparsity.rawValue)@\(Self.format(density))" + (adaptivePeriod.map { ",adaptive=\(Self.format($0))" } ?? "")
         }
     }
 
@@ -122,7 +129,7 @@ public struct MethodSpec: Codable, Sendable, Hashable, CustomStringConvertible {
         if rest.hasPrefix("sirius/") { kind = .sirius; rest = rest.dropFirst("sirius/".count) }
         let parts = rest.split(separator: "@", omittingEmptySubsequences: false)
         guard let sp = parts.first.flatMap({ SparsityKind(rawValue: String($0)) }), parts.count <= 2 else {
-            throw MethodError("bad method \(text.debugDescription): use full, griffin@D, cats@D, sirius/griffin@D or sirius/cats@D (D = density kept, 0–1), optionally followed by ,period=K ,threshold=T ,width=W for Sirius")
+            throw MethodError("bad method \(text.debugDescription): use full, griffin@D, cats@D, sirius/griffin@D or sirius/cats@D (D = density kept, 0–1), optionally followed by ,period=K ,threshold=T ,width=W ,adaptive=CONF for Sirius")
         }
         var density = base.density
         if parts.count == 2 {
@@ -136,11 +143,14 @@ public struct MethodSpec: Codable, Sendable, Hashable, CustomStringConvertible {
         for option in pieces.dropFirst() {
             let kv = option.split(separator: "=", maxSplits: 1).map(String.init)
             guard kind == .sirius, kv.count == 2, let key = MethodOption(rawValue: kv[0]), let value = Double(kv[1]) else {
-                throw MethodError("bad option \(option.debugDescription) in \(text.debugDescription): a Sirius method takes period=K, threshold=T or width=W (e.g. sirius/griffin@0.5,period=8)")
+                throw MethodError("bad option \(option.debugDescription) in \(text.debugDescription): a Sirius method takes period=K, threshold=T, width=W or adaptive=CONF (e.g. sirius/griffin@0.5,period=8)")
             }
             try m.set(key, value)
         }
         m.name = s
+        if kind == .sirius, let a = m.adaptivePeriod, !pieces.dropFirst().contains(where: { $0.hasPrefix("adaptive=") }) {
+            m.name += ",adaptive=\(format(a))"
+        }
         try m.validate()
         return m
     }
@@ -150,6 +160,7 @@ public struct MethodSpec: Codable, Sendable, Hashable, CustomStringConvertible {
         switch option {
         case .density: density = value
         case .threshold: threshold = value
+        case .adaptive: adaptivePeriod = value
         case .period, .width:
             guard value == value.rounded() else { throw MethodError("\(option.rawValue) must be a whole number, not \(value)") }
             if option == .period { period = Int(value) } else { treeWidth = Int(value) }
@@ -162,6 +173,10 @@ public struct MethodSpec: Codable, Sendable, Hashable, CustomStringConvertible {
         guard kind != .sirius || (2...64).contains(period) else { throw MethodError("period \(period) of \(name) must be between 2 and 64") }
         guard kind != .sirius || (1...16).contains(treeWidth) else { throw MethodError("tree width \(treeWidth) of \(name) must be between 1 and 16") }
         guard threshold >= 0 && threshold <= 1 else { throw MethodError("threshold \(threshold) of \(name) must be in [0, 1]") }
+        if let a = adaptivePeriod, kind == .sirius {
+            guard a > 0 && a < 1 else { throw MethodError("adaptive period bound \(a) of \(name) must be in (0, 1) (the sparse model's probability of its draft below which a period ends)") }
+            guard treeWidth == 1 else { throw MethodError("\(name): the adaptive period needs tree width 1 (a chain of drafts), not \(treeWidth)") }
+        }
         guard acceptanceTemperature > 0 else { throw MethodError("acceptance temperature of \(name) must be > 0") }
         if isSparse && sparsity == .cats && catsMode == .threshold && calibration == nil {
             throw MethodError("\(name) uses CATS threshold mode, which needs a calibration (make one with `sirius-worker calibrate --density \(density) --out FILE`, then pass --calibration FILE)")
@@ -172,6 +187,7 @@ public struct MethodSpec: Codable, Sendable, Hashable, CustomStringConvertible {
 
     enum CodingKeys: String, CodingKey {
         case name, kind, sparsity, density, catsMode, calibration, period, threshold, acceptance, acceptanceTemperature, treeWidth
+        case adaptivePeriod
     }
 
     public init(from decoder: any Decoder) throws {
@@ -186,7 +202,8 @@ public struct MethodSpec: Codable, Sendable, Hashable, CustomStringConvertible {
                   threshold: try c.decodeIfPresent(Double.self, forKey: .threshold) ?? MethodDefaults.threshold,
                   acceptance: try c.decodeIfPresent(AcceptanceRule.self, forKey: .acceptance) ?? MethodDefaults.acceptance,
                   acceptanceTemperature: try c.decodeIfPresent(Double.self, forKey: .acceptanceTemperature) ?? MethodDefaults.acceptanceTemperature,
-                  treeWidth: try c.decodeIfPresent(Int.self, forKey: .treeWidth) ?? MethodDefaults.treeWidth)
+                  treeWidth: try c.decodeIfPresent(Int.self, forKey: .treeWidth) ?? MethodDefaults.treeWidth,
+                  adaptivePeriod: try c.decodeIfPresent(Double.self, forKey: .adaptivePeriod))
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -204,12 +221,15 @@ public struct MethodSpec: Codable, Sendable, Hashable, CustomStringConvertible {
         try c.encode(treeWidth, forKey: .treeWidth)
         try c.encode(acceptance, forKey: .acceptance)
         if acceptanceTemperature != MethodDefaults.acceptanceTemperature { try c.encode(acceptanceTemperature, forKey: .acceptanceTemperature) }
+        try c.encodeIfPresent(adaptivePeriod, forKey: .adaptivePeriod)
     }
 }
 
 /// The knobs a method's name or a sweep may set.
 public enum MethodOption: String, Codable, Sendable, CaseIterable {
     case density, period, threshold, width
+    /// The adaptive period's confidence bound (`MethodSpec.adaptivePeriod`).
+    case adaptive
 }
 
 /// A sweep: one knob over several values, expanding the methods that use it (sirius-coord start --sweep
@@ -244,7 +264,7 @@ public struct MethodSweep: Codable, Sendable, Hashable {
     public func applies(to m: MethodSpec) -> Bool {
         switch parameter {
         case .density: m.kind != .full
-        case .period, .threshold, .width: m.kind == .sirius
+        case .period, .threshold, .width, .adaptive: m.kind == .sirius
         }
     }
 
@@ -259,7 +279,7 @@ public struct MethodSweep: Codable, Sendable, Hashable {
                 variants = try values.map { v in
                     var x = m
                     try x.set(parameter, v)
-                    x.name = parameter == .density ? x.syntax : "\(x.syntax),\(parameter.rawValue)=\(MethodSpec.format(v))"
+                    x.name = parameter == .density || parameter == .adaptive ? x.syntax : "\(x.syntax),\(parameter.rawValue)=\(MethodSpec.format(v))"
                     try x.validate()
                     return x
                 }

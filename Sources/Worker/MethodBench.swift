@@ -8,7 +8,7 @@ import SiriusTasks
 /// method's speed as a ratio to `full` measured on the same prompts, beside its densities, AAL and the
 /// CPU cost model of sirius-method.md §12.
 struct MethodBenchOptions: ParsableArguments {
-    @Option(parsing: .singleValue, help: "Methods to compare (comma list): full, griffin@D, cats@D, sirius/griffin@D, sirius/cats@D (without @D: --density). Turns on method benchmarking.")
+    @Option(parsing: .singleValue, help: "Methods to compare (comma list): full, griffin@D, cats@D, sirius/griffin@D, sirius/cats@D (without @D: --density; a Sirius method may add ,adaptive=CONF or ,threshold=T). Turns on method benchmarking.")
     var methods: [String] = []
     @Option(help: "Take prompts from this task (e.g. gsm8k-cot), built exactly as the evaluation does.")
     var task: String?
@@ -33,7 +33,7 @@ struct MethodBench {
     let bench: MethodBenchOptions
     let output: String
 
-    struct Prompt { var ids: [Int32]; var stop: [String]; var maxNew: Int }
+    struct Prompt { var ids: [Int32]; var stop: [String]; var maxNew: Int; var example: TaskExample? = nil }
 
     struct Row {
         var method: MethodSpec
@@ -51,6 +51,8 @@ struct MethodBench {
         var sparseSeconds = 0.0
         var verifySeconds = 0.0
         var texts: [String] = []
+        /// Completions scored by the task (with --task): correct and answered (an answer was extracted).
+        var scored = 0, correct = 0, answered = 0
         var tokensPerSecond: Double { decodeSeconds > 0 ? Double(tokens) / decodeSeconds : 0 }
     }
 
@@ -61,7 +63,8 @@ struct MethodBench {
             return try t.examples(limit: bench.limit).map { ex in
                 let r = try t.request(for: ex, options: PromptOptions())
                 let ids = try loaded.encode(segments: r.prompt.segments, addBOS: r.prompt.addBOS, chat: false)
-                return Prompt(ids: ids, stop: r.stopStrings, maxNew: bench.maxNewTokens ?? r.limit.maxNewTokens(promptTokens: ids.count))
+                return Prompt(ids: ids, stop: r.stopStrings, maxNew: bench.maxNewTokens ?? r.limit.maxNewTokens(promptTokens: ids.count),
+                              example: ex)
             }
         }
         guard let f = bench.promptFile else { throw ValidationError("bench --methods needs --task T or --prompt-file FILE") }
@@ -77,7 +80,7 @@ struct MethodBench {
         guard !ps.isEmpty else { throw ValidationError("no prompts") }
         let periodList = !bench.periods.isEmpty ? bench.periods : !bench.kernelSizes.isEmpty ? bench.kernelSizes : [String(methodOptions.base.period)]
         let ks = try BenchCommand.ints(periodList, "--periods")
-        let specs = try bench.methods.flatMap { $0.split(separator: ",").map(String.init) }.map { try methodOptions.spec($0) }
+        let specs = try bench.methods.flatMap(Self.methodList).map { try methodOptions.spec($0) }
         let capacity = min(loaded.model.config.contextLength,
                            (ps.map { $0.ids.count + $0.maxNew }.max() ?? 0) + (ks.max() ?? 16) * methodOptions.treeWidth + 2)
         let t = Transformer(model: loaded.model, capacity: capacity, numerics: engine.numerics, threads: engine.threads)
@@ -107,6 +110,12 @@ struct MethodBench {
                     if let d = o.modelDensity { row.densitySum += d; row.densityCount += 1 }
                     row.paramDensity = o.paramDensity
                     row.texts.append(o.generation.text)
+                    if let task = bench.task, let ex = p.example {
+                        let score = try TaskRegistry.score(task: task, completion: o.generation.text, example: ex)
+                        row.scored += 1
+                        if score.correct { row.correct += 1 }
+                        if score.answer != nil { row.answered += 1 }
+                    }
                 }
                 printErr("\(method.name)\(isSirius ? " K=\(k)" : ""): \(row.tokens) tokens, \(String(format: "%.2f", row.tokensPerSecond)) tok/s")
                 rows.append(row)
@@ -131,6 +140,16 @@ struct MethodBench {
         report(rows, verifyTime: verifyTime, prompts: ps.count)
     }
 
+    /// A comma list of methods, where a `knob=value` piece belongs to the method before it:
+    /// `full,griffin,sirius/griffin@0.5,adaptive=0.6` is three methods.
+    static func methodList(_ text: String) -> [String] {
+        var out: [String] = []
+        for piece in text.split(separator: ",").map(String.init) {
+            if piece.contains("="), let last = out.popLast() { out.append(last + "," + piece) } else { out.append(piece) }
+        }
+        return out
+    }
+
     func report(_ rows: [Row], verifyTime: [Int: Double], prompts: Int) {
         let full = rows.first { $0.method.kind == .full }
         let fullStep = full.map { $0.decodeSeconds / Double(max(1, $0.tokens)) }
@@ -147,6 +166,11 @@ struct MethodBench {
             if let k = r.period { j["period"] = k }
             if let d = r.modelDensity { j["model_density"] = d }
             if let d = r.paramDensity { j["param_density"] = d }
+            if r.scored > 0 {
+                j["accuracy"] = Double(r.correct) / Double(r.scored)
+                j["answered"] = r.answered
+            }
+            if let a = r.method.adaptivePeriod { j["adaptive_period"] = a }
             if let f = full, f.tokensPerSecond > 0 { j["time_ratio"] = f.tokensPerSecond / max(r.tokensPerSecond, 1e-9) }
             if let f = full, r.method.kind != .full {
                 j["agreement_with_full"] = Double(zip(r.texts, f.texts).filter { $0 == $1 }.count) / Double(max(1, r.texts.count))
@@ -155,16 +179,23 @@ struct MethodBench {
                 let aal = Double(r.counters.advancedTokens) / Double(r.counters.periods)
                 j["aal"] = aal
                 j["periods"] = r.counters.periods
-                if let d = r.paramDensity { j["effective_density"] = DecodeCounters.effectiveDensity(period: k, paramDensity: d, aal: aal) }
+                // Tokens a verification pass checked on average: K, or less with an adaptive period.
+                if r.counters.densePasses > 0 { j["mean_period"] = Double(r.counters.tokensVerified) / Double(r.counters.densePasses) }
+                let meanPeriod = r.counters.densePasses > 0 ? Double(r.counters.tokensVerified) / Double(r.counters.densePasses) : Double(k)
+                if let d = r.paramDensity {
+                    j["effective_density"] = DecodeCounters.effectiveDensity(period: r.method.adaptivePeriod != nil ? meanPeriod : Double(k), paramDensity: d, aal: aal)
+                }
                 // §12 cost model: per period (K−1) sparse steps of the sparse method alone plus one dense
-                // K-token pass, divided by the tokens a period advances, relative to a full decode step.
+                // K-token pass, divided by the tokens a period advances, relative to a full decode step;
+                // counted from the run's own sparse steps and dense passes, so an adaptive period (fewer
+                // drafts in some periods) is priced by what it did.
                 // The verification pass is timed inside the run (its mean over the run's periods, at the
                 // contexts the run had: the prompt plus what was generated so far); the standalone pass
                 // after the first prompt is reported beside it.
                 let inRun = r.counters.densePasses > 0 ? r.verifySeconds / Double(r.counters.densePasses) : nil
                 if let fs = fullStep, let ss = sparseStep(r.method), let v = inRun ?? verifyTime[k], r.allPeriods > 0 {
-                    let aalAll = Double(r.allAdvanced) / Double(r.allPeriods)
-                    let model = (Double(k - 1) * ss + v) / aalAll / fs
+                    let c = r.counters
+                    let model = (Double(c.sparseSteps) * ss + Double(c.densePasses) * v) / Double(r.allAdvanced) / fs
                     j["cost_model_ratio"] = model
                     j["verify_pass_seconds"] = v
                     if let sv = verifyTime[k] { j["verify_pass_seconds_after_first_prompt"] = sv }
@@ -179,15 +210,18 @@ struct MethodBench {
         if output == "json" {
             try? printJSON(["prompts": prompts, "threads": engine.threads, "numerics": engine.numerics.rawValue,
                             "threshold": methodOptions.threshold,
-                            "acceptance": methodOptions.acceptance.rawValue, "results": out])
+                            "acceptance": methodOptions.acceptance.rawValue, "task": bench.task ?? "", "density": methodOptions.density,
+                            "verify_pass_seconds": Dictionary(uniqueKeysWithValues: verifyTime.map { (String($0.key), $0.value) }),
+                            "results": out])
             return
         }
         func f(_ v: Any?, _ fmt: String = "%.3f") -> String { (v as? Double).map { String(format: fmt, $0) } ?? "–" }
-        print("| method | K | density | model density | param density | AAL | eff. density | tok/s | time ratio to full | verify pass ÷ full step | cost model | measured / model | agreement with full |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| method | K | mean period | density | model density | param density | AAL | eff. density | tok/s | time ratio to full | verify pass ÷ full step | cost model | measured / model | accuracy (answered) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for j in out {
             let m = j["method"] as! String
-            print("| \(m) | \((j["period"] as? Int).map(String.init) ?? "–") | \((j["density"] as? Double).map { String($0) } ?? "1") | \(f(j["model_density"])) | \(f(j["param_density"])) | \(f(j["aal"], "%.2f")) | \(f(j["effective_density"])) | \(f(j["tokens_per_second"], "%.2f")) | \(f(j["time_ratio"])) | \(f(j["verify_pass_in_decode_steps"], "%.2f")) | \(f(j["cost_model_ratio"])) | \(f(j["measured_over_cost_model"])) | \(f(j["agreement_with_full"], "%.2f")) |")
+            let acc = (j["accuracy"] as? Double).map { String(format: "%.0f %% (%d)", $0 * 100, j["answered"] as? Int ?? 0) } ?? "–"
+            print("| \(m) | \((j["period"] as? Int).map(String.init) ?? "–") | \(f(j["mean_period"], "%.2f")) | \((j["density"] as? Double).map { String($0) } ?? "1") | \(f(j["model_density"])) | \(f(j["param_density"])) | \(f(j["aal"], "%.2f")) | \(f(j["effective_density"])) | \(f(j["tokens_per_second"], "%.2f")) | \(f(j["time_ratio"])) | \(f(j["verify_pass_in_decode_steps"], "%.2f")) | \(f(j["cost_model_ratio"])) | \(f(j["measured_over_cost_model"])) | \(acc) |")
         }
         print("\n\(prompts) prompts, \(engine.threads) thread(s), \(engine.numerics.rawValue) numerics, τ = \(methodOptions.threshold), acceptance \(methodOptions.acceptance.rawValue); cost model with the verification pass timed in the run; a dense K-token pass after the first prompt: " +
               verifyTime.sorted { $0.key < $1.key }.map { "K=\($0.key) \(String(format: "%.1f ms", $0.value * 1000))" }.joined(separator: ", "))

@@ -26,6 +26,8 @@ struct MethodOptions: ParsableArguments {
     var acceptanceTemperature: Double = MethodDefaults.acceptanceTemperature
     @Option(help: "Sirius tree width W (W-way beam drafting verified in one pass); 1 = no tree.")
     var treeWidth: Int = MethodDefaults.treeWidth
+    @Option(help: ArgumentHelp("Adaptive period (an option, not the paper's setting): end a period after the first draft whose probability under the sparse model is below CONF, up to K drafts.", valueName: "conf"))
+    var adaptivePeriod: Double?
     // Earlier spellings, kept working: `--method sirius --sparse cats`, `--kernel-size K`.
     @Option(help: .hidden) var sparse: SparsityKind?
     @Option(help: .hidden) var kernelSize: Int?
@@ -38,7 +40,7 @@ struct MethodOptions: ParsableArguments {
     var base: MethodSpec {
         MethodSpec(kind: .sirius, sparsity: sparse ?? .griffin, density: density, catsMode: catsMode,
                    period: kernelSize ?? period, threshold: threshold, acceptance: acceptance,
-                   acceptanceTemperature: acceptanceTemperature, treeWidth: treeWidth)
+                   acceptanceTemperature: acceptanceTemperature, treeWidth: treeWidth, adaptivePeriod: adaptivePeriod)
     }
 
     /// The method `text` (default `--method`) with these options; also reads the earlier names

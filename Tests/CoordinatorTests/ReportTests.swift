@@ -66,6 +66,25 @@ import SiriusMethod
         #expect(throws: MethodError.self) { try MethodSpec.parse("full,period=8") }
     }
 
+    /// The adaptive period is an option a name never hides: written in the syntax, set by a flag (the
+    /// base), or swept; a method without it encodes as before (stored specs and result hashes unchanged).
+    @Test func adaptivePeriodIsNamedAndOptional() throws {
+        let m = try MethodSpec.parse("sirius/griffin@0.5,adaptive=0.6")
+        #expect(m.adaptivePeriod == 0.6 && m.name == "sirius/griffin@0.5,adaptive=0.6")
+        let byFlag = try MethodSpec.parse("sirius/cats@0.5", base: MethodSpec(kind: .sirius, adaptivePeriod: 0.3))
+        #expect(byFlag.adaptivePeriod == 0.3 && byFlag.name == "sirius/cats@0.5,adaptive=0.3")
+        #expect(try MethodSpec.parse("cats@0.5", base: MethodSpec(kind: .sirius, adaptivePeriod: 0.3)).name == "cats@0.5")
+        let json = { (s: MethodSpec) in String(decoding: try JSONEncoder().encode(s), as: UTF8.self) }
+        #expect(try !json(try MethodSpec.parse("sirius/griffin@0.5")).contains("adaptive"))
+        #expect(try JSONDecoder().decode(MethodSpec.self, from: Data(try json(m).utf8)) == m)
+        let swept = try MethodSweep.parse("adaptive=0.2,0.6").expand([.full, try MethodSpec.parse("sirius/griffin@0.5")])
+        #expect(swept.map(\.name) == ["full", "sirius/griffin@0.5,adaptive=0.2", "sirius/griffin@0.5,adaptive=0.6"])
+        for s in swept { #expect(try MethodSpec.parse(s.name, base: s) == s) }
+        #expect(throws: MethodError.self) { try MethodSpec.parse("sirius/griffin@0.5,adaptive=1.5") }
+        #expect(throws: MethodError.self) { try MethodSpec.parse("sirius/griffin@0.5,width=2,adaptive=0.5") }
+        #expect(throws: MethodError.self) { try MethodSpec.parse("griffin@0.5,adaptive=0.5") }
+    }
+
     @Test func sweepsExpandTheMethodsTheyApplyTo() throws {
         let methods = [MethodSpec.full, try MethodSpec.parse("griffin@0.5"), try MethodSpec.parse("sirius/griffin@0.5")]
         let d = try MethodSweep.parse("density=0.3, 0.5,0.7")

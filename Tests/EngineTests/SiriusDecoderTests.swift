@@ -228,6 +228,70 @@ struct SiriusDecoderTests {
     }
 }
 
+/// The adaptive period (an option): a period ends after the first draft the sparse model is unsure of.
+@Suite("Adaptive period")
+struct AdaptivePeriodTests {
+    static func adaptive(_ kind: SparsityKind, period: Int, bound: Double, acceptance: AcceptanceRule) -> MethodSpec {
+        var m = SiriusRig.sirius(kind, period: period, acceptance: acceptance)
+        m.adaptivePeriod = bound
+        return m
+    }
+
+    @Test("argmax acceptance stays lossless with an adaptive period", arguments: SiriusDecoderTests.kinds)
+    func losslessWithArgmax(kind: SparsityKind) throws {
+        let model = try SiriusRig.tinyModel(.f32, seed: 11)
+        for prompt in SiriusRig.prompts([3, 10], vocab: model.config.vocabSize, seed: 5) {
+            let full = try SiriusRig.fullGreedy(model, prompt: prompt, maxNew: 40)
+            for bound in [0.01, 0.05, 0.5] {
+                let r = try SiriusRig.run(model, prompt: prompt, method: Self.adaptive(kind, period: 8, bound: bound, acceptance: .argmax), maxNew: 40)
+                #expect(r.generation.outputIDs == full, "\(kind) bound \(bound)")
+            }
+        }
+    }
+
+    /// A bound no draft reaches gives one draft per period; a bound every draft passes gives fixed K,
+    /// the same output and counters; in between, periods of several lengths, counted consistently.
+    @Test("the bound decides the period length; counters stay consistent", arguments: SiriusDecoderTests.kinds)
+    func boundDecidesPeriodLength(kind: SparsityKind) throws {
+        let model = try SiriusRig.tinyModel(.f32, seed: 51)
+        let K = 8
+        let prompt = SiriusRig.prompts([7], vocab: model.config.vocabSize, seed: 23)[0]
+        func run(_ bound: Double?) throws -> (MethodOutcome, [Int]) {
+            var m = SiriusRig.sirius(kind, period: K, acceptance: .threshold)
+            m.adaptivePeriod = bound
+            var advances: [Int] = [], last = prompt.count
+            let r = try SiriusRig.run(model, prompt: prompt, method: m, maxNew: 60) { _, _, cached in advances.append(cached - last); last = cached }
+            return (r, advances)
+        }
+        let (fixed, _) = try run(nil)
+        let (always, _) = try run(1e-12)
+        #expect(always.generation.outputIDs == fixed.generation.outputIDs && always.counters == fixed.counters)
+        let (never, nAdv) = try run(0.999999)
+        #expect(never.counters.tokensVerified == 2 * never.counters.densePasses, "one draft per period")
+        #expect(nAdv.allSatisfy { $0 == 1 || $0 == 2 })
+        // A bound in the middle of the drafts' probabilities (their median on this model) mixes lengths.
+        var probs: [Double] = []
+        do {
+            let t = Transformer(model: model, capacity: 80)
+            let scores = PromptScores(layers: model.config.layerCount, width: model.config.intermediateSize)
+            var logits = t.logits(prompt, start: 0, mlp: .observed(scores))[0]
+            let mlp = SparseWeights(model: model).makeMLP(MethodSpec(kind: .sparse, sparsity: kind, density: 0.5), scores: scores)
+            for i in 0..<20 {
+                let tok = Int32(logits.indices.max { logits[$0] < logits[$1] }!)
+                probs.append(Double(ck_softmax_at(logits, Int64(logits.count), 1, Int64(tok))))
+                logits = t.logits([tok], start: prompt.count + i, mlp: .sparse(mlp))[0]
+            }
+        }
+        let median = probs.sorted()[probs.count / 2]
+        let (mid, mAdv) = try run(median)
+        let k = mid.counters
+        #expect(k.tokensVerified == k.densePasses + k.sparseSteps, "a chain: each pass verifies the root and its drafts")
+        #expect(k.densePasses == mAdv.count)
+        #expect(k.tokensVerified < K * k.densePasses && k.tokensVerified > 2 * k.densePasses, "periods of several lengths")
+        print("[sirius] adaptive \(kind) bound \(median): mean period \(Double(k.tokensVerified) / Double(k.densePasses)), AAL \(k.aal ?? 0)")
+    }
+}
+
 /// §5.2: the paper's parameter-count density, on Llama-3-8B's shape.
 @Suite("Method densities")
 struct MethodDensityTests {

@@ -150,6 +150,13 @@ void ck_attend_gqa_jobs(const ck_attn_job *jobs, int64_t njobs, int64_t tstride,
 void ck_attend_split(const float *q, const void *k0, const void *v0, int64_t split, const void *k, const void *v, int half,
                      int64_t stride, int64_t n, int64_t d, float scale, const uint8_t *visible, float *scores, float *out);
 
+/// CATS's active neurons for one step of `T` rows of activations `g` (`[T][d]`): the magnitudes
+/// mag[j] = Σ_t |g[t·d + j]| (summed in row order) go to `mag`, and `active` gets, in ascending order,
+/// either the neurons with mag > `threshold` (`by_threshold`) or the `k` largest (ties: the lower index),
+/// chosen by a radix select, no sort. Returns how many were listed.
+int64_t ck_cats_select(const float *g, int64_t T, int64_t d, int64_t k, float threshold, int by_threshold,
+                       float *mag, int32_t *active);
+
 /// g[i] = silu(g[i]) · u[i] (or silu(g[i]) when `u` is NULL), silu(x) = x / (1 + e^−x).
 void ck_silu_mul(float *g, const float *u, int64_t n);
 

@@ -5,7 +5,8 @@ import SiriusMethod
 /// Sparse drafting corrected by the full model (sirius-method.md §3), one period at a time, in named
 /// steps:
 /// - **draft**: K−1 sparse passes extend a tree of drafts from the newest dense token (the root); a
-///   chain when the tree width W is 1, a W-wide beam otherwise;
+///   chain when the tree width W is 1, a W-wide beam otherwise; with an adaptive period the chain stops
+///   early, after the first draft whose probability under the sparse model is below the bound;
 /// - **verify**: one dense pass over every node, which overwrites the drafts' K/V with dense K/V;
 /// - **accept**: the longest root-to-leaf prefix the acceptance rule keeps (ties to the better-ranked leaf);
 /// - **roll back**: the accepted path's K/V compacted behind the root, everything after it dropped;
@@ -21,6 +22,8 @@ final class SiriusSteps: MethodSteps {
     private let K: Int, W: Int
     private let threshold: Float, invTemperature: Float
     private let acceptance: AcceptanceRule
+    /// The adaptive period's bound on the sparse model's probability of its draft (nil: fixed K).
+    private let adaptiveBound: Float?
     private let sparse: any SparseMLP
     /// The newest dense token and its slot (not yet in the cache).
     private var root: Int32 = 0
@@ -41,6 +44,7 @@ final class SiriusSteps: MethodSteps {
         threshold = Float(method.threshold)
         invTemperature = 1 / Float(method.acceptanceTemperature)
         acceptance = method.acceptance
+        adaptiveBound = method.adaptivePeriod.map { Float($0) }
         self.sparse = sparse
         c = promptCount
         nodes.reserveCapacity((K - 1) * W + 1)
@@ -102,14 +106,19 @@ final class SiriusSteps: MethodSteps {
     private func draft(_ logits: UnsafeMutableBufferPointer<Float>, _ seq: DecodeSequence) {
         seq.counters.sparseSteps += 1
         let first = nodes.count
+        var confident = true
         if W == 1 {
-            nodes.append(Node(token: argmax(UnsafeBufferPointer(logits)), parent: frontier.lowerBound, depth: depth, score: 0))
+            let token = argmax(UnsafeBufferPointer(logits))
+            nodes.append(Node(token: token, parent: frontier.lowerBound, depth: depth, score: 0))
+            if let bound = adaptiveBound {
+                confident = ck_softmax_at(logits.baseAddress!, Int64(logits.count), 1, Int64(token)) >= bound
+            }
         } else {
             expandBeam(logits: logits, vocab: logits.count / frontier.count)
         }
         frontier = first..<nodes.count
         depth += 1
-        if depth == K { verifying = true }
+        if depth == K || !confident { verifying = true }
     }
 
     /// W-wide beam step: each frontier node proposes its top-W tokens scored by cumulative
@@ -211,9 +220,10 @@ final class SiriusSteps: MethodSteps {
         let vocab = dense.count / nodes.count
         for (d, node) in path.prefix(L).enumerated() { seq.cache.copyPosition(from: c + node, to: c + 1 + d) }
         seq.cache.trim(to: c + L + 1)
-        if L < K - 1 {
+        let drafted = depth - 1   // K − 1, or fewer when an adaptive period ended early
+        if L < drafted {
             seq.counters.rollbacks += 1
-            seq.counters.rolledBackTokens += K - 1 - L
+            seq.counters.rolledBackTokens += drafted - L
         }
         let last = L == 0 ? 0 : path[L - 1]
         return argmax(UnsafeBufferPointer(rebasing: dense[(last * vocab)..<((last + 1) * vocab)]))

@@ -1,8 +1,10 @@
+import CKernels
 import SiriusMethod
 
 /// CATS (fine contextual sparsity, §2.2): per token, the neurons with the largest |silu(gate)| (top-k)
 /// or those above a per-layer calibrated threshold; the gate projection is dense, then only the active
-/// neurons' up rows and neuron-major down rows are read. Scratch sized once; one per sequence.
+/// neurons' up rows and neuron-major down rows are read. Top-k ties go to the lower index; the choice is a
+/// radix select (`ck_cats_select`), no sort. Scratch sized once; one per sequence.
 public final class CATSMLP: SparseMLP {
     public let density: Double
     public let mode: CATSMode
@@ -13,14 +15,15 @@ public final class CATSMLP: SparseMLP {
     private var active: UnsafeMutablePointer<Int32>
     private var coef: UnsafeMutablePointer<Float>
     private var mag: UnsafeMutablePointer<Float>
-    private var order: UnsafeMutablePointer<Int32>
-    private var kept: UnsafeMutablePointer<UInt8>
     private var tmp: UnsafeMutablePointer<Float>
     /// Bytes of MLP weights read and active neurons chosen by sparse steps, per layer (for the measured
     /// model density and the realised density of threshold mode).
     public private(set) var mlpBytesRead = 0
     public private(set) var layerSteps: [Int]
     public private(set) var activeNeurons: [Int]
+    private var lastCount = 0
+    /// The active neurons of the last layer run (ascending), for tests and diagnostics.
+    public var lastActive: [Int32] { Array(UnsafeBufferPointer(start: active, count: lastCount)) }
 
     public init(model: LlamaModel, density: Double, mode: CATSMode = .topk, calibration: CATSCalibration? = nil,
                 down: NeuronMajorDown) {
@@ -30,13 +33,13 @@ public final class CATSMLP: SparseMLP {
         d = c.intermediateSize; h = c.hiddenSize
         k = max(1, min(d, Int((density * Double(d)).rounded(.down))))
         active = .allocate(capacity: d); coef = .allocate(capacity: d); mag = .allocate(capacity: d)
-        order = .allocate(capacity: d); tmp = .allocate(capacity: d); kept = .allocate(capacity: d)
+        tmp = .allocate(capacity: d)
         layerSteps = Array(repeating: 0, count: c.layerCount)
         activeNeurons = Array(repeating: 0, count: c.layerCount)
     }
 
     deinit {
-        active.deallocate(); coef.deallocate(); mag.deallocate(); order.deallocate(); tmp.deallocate(); kept.deallocate()
+        active.deallocate(); coef.deallocate(); mag.deallocate(); tmp.deallocate()
     }
 
     /// Bytes of MLP weights one sparse step reads, summed over layers: measured once steps ran (threshold
@@ -59,9 +62,10 @@ public final class CATSMLP: SparseMLP {
         b.matmul(layer.gate, input, g, tokens: T)
         b.siluMul(g, nil, count: T * d)
         // Active set from |silu(gate)|, summed over the rows when there are several.
-        for j in 0..<d { mag[j] = abs(g[j]) }
-        if T > 1 { for t in 1..<T { for j in 0..<d { mag[j] += abs(g[t * d + j]) } } }
-        let n = selectActive(layer: l, tokens: T)
+        let byThreshold = mode == .threshold && calibration.map { l < $0.thresholds.count } == true
+        let threshold = byThreshold ? calibration!.thresholds[l] * Float(T) : 0
+        let n = Int(ck_cats_select(g, Int64(T), Int64(d), Int64(k), threshold, byThreshold ? 1 : 0, mag, active))
+        lastCount = n
         layerSteps[l] += 1
         activeNeurons[l] += n
         for t in 0..<T {
@@ -73,35 +77,5 @@ public final class CATSMLP: SparseMLP {
             b.accumulateRows(dt, coefficients: coef, rows: active, count: n, into: out)
         }
         mlpBytesRead += layer.gate.byteCount + n * (layer.up.rowBytes + dt.rowBytes)
-    }
-
-    /// Fills `active` (ascending) with the layer's active neurons for the magnitudes in `mag`; returns the count.
-    private func selectActive(layer l: Int, tokens T: Int) -> Int {
-        if mode == .threshold, let cal = calibration, l < cal.thresholds.count {
-            let t = cal.thresholds[l] * Float(T)
-            var n = 0
-            for j in 0..<d where mag[j] > t { active[n] = Int32(j); n += 1 }
-            return n
-        }
-        // Top-k by magnitude: quickselect on a copy of the indices, then list the kept ones in order.
-        for j in 0..<d { order[j] = Int32(j) }
-        var lo = 0, hi = d - 1
-        let kth = k - 1
-        while lo < hi {
-            let pivot = mag[Int(order[(lo + hi) / 2])]
-            var i = lo, j = hi
-            while i <= j {
-                while mag[Int(order[i])] > pivot { i += 1 }
-                while mag[Int(order[j])] < pivot { j -= 1 }
-                if i <= j { let s = order[i]; order[i] = order[j]; order[j] = s; i += 1; j -= 1 }
-            }
-            if kth <= j { hi = j } else if kth >= i { lo = i } else { break }
-        }
-        // The first k of `order` are the kept neurons; list them in ascending order with one scan.
-        kept.initialize(repeating: 0, count: d)
-        for i in 0..<k { kept[Int(order[i])] = 1 }
-        var n = 0
-        for j in 0..<d where kept[j] != 0 { active[n] = Int32(j); n += 1 }
-        return n
     }
 }
