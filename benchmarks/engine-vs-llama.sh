@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Decode (tg128) and prompt (pp256) throughput of `sirius-worker bench` beside llama.cpp's llama-bench on
 # the same GGUF file and thread counts, in one run, plus the memory-bandwidth ceiling.
-# Usage: benchmarks/engine-vs-llama.sh [MODEL.gguf] [REPETITIONS]
+# Usage: benchmarks/engine-vs-llama.sh [MODEL.gguf] [REPETITIONS]   (OUT=FILE also keeps the JSON the README's
+# table is rendered from: benchmarks/render-readme.py)
 # Needs a release build (swift build -c release) and llama-bench (../shared/tools/build-llama-bench.sh,
 # or set LLAMA_BENCH).
 set -euo pipefail
@@ -18,23 +19,21 @@ for t in 1 2; do
   "$sw" bench -m "$model" -p 256 -n 128 -r "$reps" -t "$t" --numerics exact,fast -o json > "$out/sirius-t$t.json"
 done
 "$sw" bench -m "$model" -p 0 -n 16 -r 1 --bandwidth | tail -2 > "$out/bandwidth.txt"
-python3 - "$out" <<'PY'
-import json, sys, glob, os
-d = sys.argv[1]
+python3 - "$out" "$model" > "$out/engine-vs-llama.json" <<'PY'
+import json, sys
+d, model = sys.argv[1], sys.argv[2]
 rows = []
 for t in (1, 2):
     ll = json.load(open(f"{d}/llama-t{t}.json"))
     lt = {("pp" if r["n_prompt"] else "tg"): (r["avg_ts"], r["stddev_ts"]) for r in ll}
     sw = json.load(open(f"{d}/sirius-t{t}.json"))
     for r in sw["results"]:
-        kind = r["test"][:2]
-        base = lt[kind]
-        rows.append((r["test"], t, r["numerics"], r["avg_ts"], r["stddev_ts"], base[0], base[1], r["avg_ts"] / base[0]))
-print("| test | threads | numerics | sirius-worker t/s | llama.cpp t/s | ratio |")
-print("|---|---:|---|---:|---:|---:|")
-for test, t, num, a, s, b, bs, ratio in rows:
-    print(f"| {test} | {t} | {num} | {a:.1f} ± {s:.1f} | {b:.1f} ± {bs:.1f} | {ratio:.2f} |")
-print()
-print(open(f"{d}/bandwidth.txt").read().strip())
-print("load time:", round(json.load(open(f"{d}/sirius-t1.json"))["load_seconds"], 3), "s")
+        base = lt[r["test"][:2]]
+        rows.append({"test": r["test"], "threads": t, "numerics": r["numerics"], "sirius_tps": r["avg_ts"], "sirius_sd": r["stddev_ts"],
+                     "llama_tps": base[0], "llama_sd": base[1]})
+print(json.dumps({"model": model, "llama_cpp_python": "0.3.36", "rows": rows,
+                  "bandwidth": open(f"{d}/bandwidth.txt").read().strip().splitlines(),
+                  "load_seconds": json.load(open(f"{d}/sirius-t1.json"))["load_seconds"]}, indent=1))
 PY
+[ -n "${OUT:-}" ] && cp "$out/engine-vs-llama.json" "$OUT" && echo "wrote $OUT" >&2
+python3 benchmarks/render-readme.py --print "engine:$out/engine-vs-llama.json"

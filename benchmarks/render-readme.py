@@ -15,7 +15,11 @@ and NAME picks the renderer below. Sources:
     answered, AAL and effective density;
   - figure:PATH: an SVG figure written by `sirius-coord report RUN --format svg --out DIR`;
   - methods:PATH: `sirius-worker bench --methods … -o json` (benchmarks/sirius-methods.sh with
-    OUT=PATH), every method's speed, densities, AAL and the CPU cost model.
+    OUT=PATH), every method's speed, densities, AAL and the CPU cost model;
+  - engine:PATH: benchmarks/engine-vs-llama.sh with OUT=PATH, decode and prompt speed beside llama.cpp;
+  - accuracy:PATH: a run's report as JSON, one row per task (accuracy of the first method).
+
+    python3 benchmarks/render-readme.py --print NAME:PATH   # print one block (the scripts' own output)
 """
 import json
 import os
@@ -93,6 +97,32 @@ def methods_table(path):
     return "\n".join(out) + "\n"
 
 
+def engine_table(path):
+    b = json.load(open(path if os.path.isabs(path) else os.path.join(root, path)))
+    out = ["| test | threads | numerics | sirius-worker t/s | llama.cpp t/s | ratio |", "|---|---:|---|---:|---:|---:|"]
+    for r in b["rows"]:
+        out.append("| %s | %d | %s | %.1f ± %.1f | %.1f ± %.1f | %.2f |" % (
+            r["test"], r["threads"], r["numerics"], r["sirius_tps"], r["sirius_sd"], r["llama_tps"], r["llama_sd"],
+            r["sirius_tps"] / r["llama_tps"]))
+    out.append("")
+    out.extend(b["bandwidth"])
+    out.append("load time: %.3f s" % b["load_seconds"])
+    return "\n".join(out) + "\n"
+
+
+def accuracy_table(path):
+    r = json.load(open(os.path.join(root, path)))
+    out = ["| task | accuracy [95 % CI] | answered |", "|---|---|---:|"]
+    for t in r["tasks"]:
+        m = t["methods"][0]
+        out.append("| %s | %.1f %% [%.1f, %.1f] | %d / %d |" % (t["task"], 100 * m["accuracy"], 100 * m["accuracyLow"], 100 * m["accuracyHigh"], m["answered"], t["n"]))
+    tp = r.get("throughput")
+    note = "Run `%s`, %s numerics, %s." % (r["runId"], r["numerics"], ", ".join(r["devices"]))
+    if tp:
+        note += " %d results in %.0f s (%d workers)." % (tp["results"], tp["seconds"], tp["workers"])
+    return "\n".join(out) + "\n\n" + note + "\n"
+
+
 def throughput(_):
     return subprocess.run([sys.executable, os.path.join(root, "benchmarks", "render-throughput.py")],
                           check=True, capture_output=True, text=True).stdout
@@ -107,10 +137,18 @@ def render(name, source):
         return figure(source)
     if name.startswith("methods"):
         return methods_table(source)
+    if name.startswith("engine"):
+        return engine_table(source)
+    if name.startswith("accuracy"):
+        return accuracy_table(source)
     raise SystemExit("render-readme: no renderer for block %r" % name)
 
 
 def main():
+    if "--print" in sys.argv:
+        name, _, path = sys.argv[sys.argv.index("--print") + 1].partition(":")
+        sys.stdout.write(render(name, path))
+        return
     text = open(readme).read()
     new = block.sub(lambda m: m.group(1) + render(m.group(2), m.group(3).strip()) + m.group(5), text)
     if "--check" in sys.argv:
