@@ -857,9 +857,9 @@ static void f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n) {
 #include "matmul_q8_avx512.h"
 
 // acc_rows_q8_0_avx2 on 512-bit vectors, the same fma per element and row in the same order, so the results
-// are bit-identical to it. Eight output blocks (sixteen registers) per pass over the rows: each listed row
-// is read as one 272-byte run per pass, fetched `ACC_AHEAD` rows ahead (the rows are scattered, so the
-// hardware prefetcher does not see them coming); the last (fewer than eight) blocks four at a time.
+// are bit-identical to it. Up to eight output blocks (sixteen registers) per pass over the rows: each
+// listed row is read as one run of up to 272 bytes per pass, fetched `ACC_AHEAD` rows ahead (the rows are
+// scattered, so the hardware prefetcher does not see them coming).
 enum { ACC_AHEAD = 12 };
 
 static inline __attribute__((always_inline)) void acc_rows_q8_0_avx512_pass(
@@ -889,12 +889,24 @@ static inline __attribute__((always_inline)) void acc_rows_q8_0_avx512_pass(
 
 static void acc_rows_q8_0_avx512(const uint8_t *w, size_t row_bytes, int64_t nb, const float *coef,
                                  const int32_t *rows, int64_t count, float *y) {
+    // As few passes over the rows as eight blocks a pass allow, the blocks shared evenly between them
+    // (18 blocks: 6 + 6 + 6; a thread's 9: 5 + 4), each pass compiled for its block count.
+    const int64_t passes = (nb + 7) / 8;
     int64_t b = 0;
-    for (; b + 8 <= nb; b += 8) acc_rows_q8_0_avx512_pass(w, row_bytes, b, 8, coef, rows, count, y);
-    for (; b + 4 <= nb; b += 4) acc_rows_q8_0_avx512_pass(w, row_bytes, b, 4, coef, rows, count, y);
-    if (nb - b == 3) acc_rows_q8_0_avx512_pass(w, row_bytes, b, 3, coef, rows, count, y);
-    else if (nb - b == 2) acc_rows_q8_0_avx512_pass(w, row_bytes, b, 2, coef, rows, count, y);
-    else if (nb - b == 1) acc_rows_q8_0_avx512_pass(w, row_bytes, b, 1, coef, rows, count, y);
+    for (int64_t p = 0; p < passes; p++) {
+        const int64_t m = (nb - b) / (passes - p);
+        switch (m) {
+        case 8: acc_rows_q8_0_avx512_pass(w, row_bytes, b, 8, coef, rows, count, y); break;
+        case 7: acc_rows_q8_0_avx512_pass(w, row_bytes, b, 7, coef, rows, count, y); break;
+        case 6: acc_rows_q8_0_avx512_pass(w, row_bytes, b, 6, coef, rows, count, y); break;
+        case 5: acc_rows_q8_0_avx512_pass(w, row_bytes, b, 5, coef, rows, count, y); break;
+        case 4: acc_rows_q8_0_avx512_pass(w, row_bytes, b, 4, coef, rows, count, y); break;
+        case 3: acc_rows_q8_0_avx512_pass(w, row_bytes, b, 3, coef, rows, count, y); break;
+        case 2: acc_rows_q8_0_avx512_pass(w, row_bytes, b, 2, coef, rows, count, y); break;
+        default: acc_rows_q8_0_avx512_pass(w, row_bytes, b, 1, coef, rows, count, y); break;
+        }
+        b += m;
+    }
 }
 #pragma clang attribute pop
 

@@ -168,7 +168,7 @@ public final class CPUBackend: ComputeBackend {
         }
     }
 
-    public func accumulateRows(_ w: WeightMatrix, coefficients: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int,
+    public func accumulateRows(_ w: WeightMatrix, coefficients: UnsafePointer<Float>, rows: UnsafePointer<Int32>?, count: Int,
                                into y: UnsafeMutablePointer<Float>) {
         // The output's elements split over the threads in whole blocks: each element sums its rows in the
         // same order whatever the split.

@@ -48,8 +48,9 @@ public protocol ComputeBackend: AnyObject {
     func accumulateRows(_ w: WeightMatrix, tokens: Int, coefficients: UnsafePointer<UnsafePointer<Float>>,
                         rows: UnsafePointer<UnsafePointer<Int32>>, counts: UnsafePointer<Int64>,
                         into y: UnsafePointer<UnsafeMutablePointer<Float>>)
-    /// y[0..<w.cols] += Σ_i coefficients[i] · W_{rows[i]} (neuron-major rows; the sparse down projection).
-    func accumulateRows(_ w: WeightMatrix, coefficients: UnsafePointer<Float>, rows: UnsafePointer<Int32>, count: Int,
+    /// y[0..<w.cols] += Σ_i coefficients[i] · W_{rows[i]} (neuron-major rows; the sparse down projection;
+    /// `rows` nil: rows 0 ..< count).
+    func accumulateRows(_ w: WeightMatrix, coefficients: UnsafePointer<Float>, rows: UnsafePointer<Int32>?, count: Int,
                         into y: UnsafeMutablePointer<Float>)
     /// g = silu(g) ⊙ u (or silu(g) when u is nil), `count` elements.
     func siluMul(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>?, count: Int)

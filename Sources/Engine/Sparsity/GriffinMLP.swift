@@ -50,7 +50,11 @@ public final class PromptScores: MLPObserver {
 /// score, frozen for the generation. A step reads the kept rows of gate and up in the model's own
 /// weights and the kept neurons' rows of the shared neuron-major down (`NeuronMajorDown`), so nothing is
 /// copied per sequence, and the Griffin MLPs of several sequences in one pass share their reads
-/// (`runBatch`). A token's result is the same alone or in any batch.
+/// (`runBatch`). A sequence whose MLP runs alone in a pass reads contiguous copies of its kept rows
+/// instead (`PackedRows`, made the first time that happens: scattered rows cost nearly what all rows
+/// cost, since the hardware prefetcher streams the rows between them). A token's result is the same
+/// alone or in any batch, packed or not: the same row bytes through kernels with the same per-value
+/// operations.
 public final class GriffinMLP: SparseMLP {
     public let density: Double
     let weights: SparseWeights
@@ -60,6 +64,8 @@ public final class GriffinMLP: SparseMLP {
     /// `selection` in one buffer the kernels read (layer l's list at `keptStart[l]`).
     private let kept: UnsafeMutablePointer<Int32>
     private let keptStart: [Int]
+    /// The kept rows of every layer, contiguous (made on the first pass this MLP runs alone).
+    private var packed: [PackedRows]?
 
     public init(weights: SparseWeights, scores: PromptScores, density: Double) {
         self.weights = weights
@@ -109,6 +115,47 @@ public final class GriffinMLP: SparseMLP {
         Self.runBatch(layer: l, [GriffinRun(mlp: self, row: 0, tokens: T)], input: input, output: output, in: transformer)
     }
 
+    /// Layer `l`'s kept gate, up and neuron-major down rows, each copied into one contiguous matrix.
+    struct PackedRows {
+        let gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix
+    }
+
+    private func packedRows() -> [PackedRows] {
+        if let packed { return packed }
+        let layers = weights.model.layers.enumerated().map { l, layer in
+            let rows = kept(layer: l)
+            func pack(_ w: WeightMatrix) -> WeightMatrix {
+                let buffer = WeightBuffer(size: w.rowBytes * rows.count)
+                for (i, r) in rows.enumerated() {
+                    (buffer.pointer + i * w.rowBytes).copyMemory(from: w.data + Int(r) * w.rowBytes, byteCount: w.rowBytes)
+                }
+                return WeightMatrix(type: w.type, rows: rows.count, cols: w.cols, data: UnsafeRawPointer(buffer.pointer), owner: buffer)
+            }
+            return PackedRows(gate: pack(layer.gate), up: pack(layer.up), down: pack(downRows.layers[l]))
+        }
+        packed = layers
+        return layers
+    }
+
+    /// This MLP alone in its pass: dense products over the packed kept rows, then each token's down as
+    /// the sum of the packed down rows in order — per value the operations of the batched step.
+    private func runPacked(layer l: Int, input x: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, tokens T: Int,
+                           in transformer: Transformer) {
+        let p = packedRows()[l]
+        let b = transformer.backend
+        let h = transformer.config.hiddenSize, k = p.gate.rows
+        let (g, u) = transformer.mlpScratch
+        b.matmul(p.gate, x, g, tokens: T)
+        b.matmul(p.up, x, u, tokens: T)
+        for t in 0..<T {
+            // One token at a time, as the batched step does (silu's vector tail falls where it does there).
+            b.siluMul(g + t * k, u + t * k, count: k)
+            let out = output + t * h
+            out.initialize(repeating: 0, count: h)
+            b.accumulateRows(p.down, coefficients: g + t * k, rows: nil, count: k, into: out)
+        }
+    }
+
     /// The Griffin MLPs of one pass together (rows `row ..< row + tokens` of `input` and `output`, row
     /// stride hidden). Gate and up are computed over the union of the kept rows, each row read once and
     /// computed only for the tokens whose sequence keeps it (`matmulMasked`); each token's kept values
@@ -118,6 +165,11 @@ public final class GriffinMLP: SparseMLP {
     static func runBatch(layer l: Int, _ runs: [GriffinRun], input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                          in transformer: Transformer) {
         guard let first = runs.first else { return }
+        if runs.count == 1 && first.tokens <= 64 {
+            first.mlp.runPacked(layer: l, input: input + first.row * transformer.config.hiddenSize,
+                                output: output + first.row * transformer.config.hiddenSize, tokens: first.tokens, in: transformer)
+            return
+        }
         let scratch = first.mlp.weights.griffinScratch
         let b = transformer.backend
         let layer = transformer.model.layers[l]
