@@ -110,12 +110,25 @@ def engine_table(path):
     return "\n".join(out) + "\n"
 
 
+# How each task is prompted and scored (labels for the accuracy table; sirius-method.md §6).
+TASK_LABELS = {
+    "gsm8k-cot": ("gsm8k-cot (8 fixed CoT exemplars)", 'strict "The answer is N."'),
+    "gsm8k": ("gsm8k (5-shot from train)", "strict `#### N`"),
+    "csqa": ("csqa (5-shot CoT)", "accuracy"),
+    "strategyqa": ("strategyqa (5-shot CoT)", "accuracy"),
+    "date": ("date (5-shot CoT)", "accuracy"),
+    "sports": ("sports (5-shot CoT)", "accuracy"),
+    "humaneval": ("humaneval (0-shot)", "pass@1, sandboxed"),
+}
+
+
 def accuracy_table(path):
     r = json.load(open(os.path.join(root, path)))
-    out = ["| task | accuracy [95 % CI] | answered |", "|---|---|---:|"]
+    out = ["| task | metric | accuracy [95 % CI] | answered |", "|---|---|---|---:|"]
     for t in r["tasks"]:
         m = t["methods"][0]
-        out.append("| %s | %.1f %% [%.1f, %.1f] | %d / %d |" % (t["task"], 100 * m["accuracy"], 100 * m["accuracyLow"], 100 * m["accuracyHigh"], m["answered"], t["n"]))
+        label, metric = TASK_LABELS.get(t["task"], (t["task"], "accuracy"))
+        out.append("| %s | %s | %.1f %% [%.1f, %.1f] | %d / %d |" % (label, metric, 100 * m["accuracy"], 100 * m["accuracyLow"], 100 * m["accuracyHigh"], m["answered"], t["n"]))
     tp = r.get("throughput")
     note = "Run `%s`, %s numerics, %s." % (r["runId"], r["numerics"], ", ".join(r["devices"]))
     if tp:
