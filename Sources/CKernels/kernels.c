@@ -908,6 +908,111 @@ static void acc_rows_q8_0_avx512(const uint8_t *w, size_t row_bytes, int64_t nb,
         b += m;
     }
 }
+
+// The exact multi-token product on CPUs with AVX-512: dot_f32_group_avx2's operations exactly (256-bit
+// vectors; the same conversions, products, fma order, accumulators and final sum per token), compiled
+// with AVX-512VL's 32 vector registers so that one pass over a row's blocks serves eight tokens (the
+// AVX2 build has 16 registers: four tokens, and every row's weights converted twice as often). The
+// blocks `b0 … b1` of a row: `state` (2·ng vectors) carries the accumulators between calls over
+// successive block ranges — stored and reloaded unchanged, so splitting the row changes no bit — and
+// the last range writes the sums to `out`.
+static inline __attribute__((always_inline)) void dot_f32_group8_avx512(int type, const uint8_t *row, const float *const *xs,
+                                                                        const float *const *ss, int ng, int64_t b0, int64_t b1,
+                                                                        int first, int last, __m256 *state, float *out) {
+    const int q8 = type == CK_Q8_0, is1 = type == CK_Q4_1;
+    const size_t bb = q8 ? 34 : is1 ? 20 : 18;
+    __m256 acc[8], accm[8];
+#pragma clang loop unroll(full)
+    for (int t = 0; t < ng; t++) {
+        acc[t] = first ? _mm256_setzero_ps() : state[2 * t];
+        accm[t] = first ? _mm256_setzero_ps() : state[2 * t + 1];
+    }
+    for (int64_t b = b0; b < b1; b++) {
+        const uint8_t *blk = row + b * bb;
+        const float d = f16_hw(blk);
+        __m256 q[4], vm = _mm256_setzero_ps();
+        if (q8) {
+            block_q8_avx2(blk + 2, q);
+        } else {
+            block_q4_avx2(blk + (is1 ? 4 : 2), q);
+            vm = _mm256_set1_ps(is1 ? f16_hw(blk + 2) : -8.0f * d);
+        }
+        const __m256 vd = _mm256_set1_ps(d);
+#pragma clang loop unroll(full)
+        for (int t = 0; t < ng; t++) {
+            const float *xb = xs[t] + b * 32;
+            __m256 p = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
+            p = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), p);
+            p = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xb + 16), p);
+            p = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), p);
+            acc[t] = _mm256_fmadd_ps(vd, p, acc[t]);
+            if (!q8) accm[t] = _mm256_fmadd_ps(vm, _mm256_loadu_ps(ss[t] + b * 8), accm[t]);
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int t = 0; t < ng; t++) {
+        if (last) out[t] = q8 ? hsum256(acc[t]) : hsum256(_mm256_add_ps(acc[t], accm[t]));
+        else { state[2 * t] = acc[t]; state[2 * t + 1] = accm[t]; }
+    }
+}
+
+static inline void dot_f32_group8_any_avx512(int type, const uint8_t *row, const float *const *xs, const float *const *ss,
+                                             int ng, int64_t b0, int64_t b1, int first, int last, __m256 *state, float *out) {
+    switch (ng) {
+    case 8: dot_f32_group8_avx512(type, row, xs, ss, 8, b0, b1, first, last, state, out); break;
+    case 7: dot_f32_group8_avx512(type, row, xs, ss, 7, b0, b1, first, last, state, out); break;
+    case 6: dot_f32_group8_avx512(type, row, xs, ss, 6, b0, b1, first, last, state, out); break;
+    case 5: dot_f32_group8_avx512(type, row, xs, ss, 5, b0, b1, first, last, state, out); break;
+    case 4: dot_f32_group8_avx512(type, row, xs, ss, 4, b0, b1, first, last, state, out); break;
+    case 3: dot_f32_group8_avx512(type, row, xs, ss, 3, b0, b1, first, last, state, out); break;
+    case 2: dot_f32_group8_avx512(type, row, xs, ss, 2, b0, b1, first, last, state, out); break;
+    default: dot_f32_group8_avx512(type, row, xs, ss, 1, b0, b1, first, last, state, out); break;
+    }
+}
+
+enum {
+    MM8_ROWS = 16,        // rows whose accumulators are carried between block ranges (8 KiB of state)
+    MM8_CHUNK_BLOCKS = 18 // at most this many blocks a range: eight tokens' activations and block sums,
+                          // 1.25 KiB a block, stay within the 32 KiB L1 data cache beside the rows
+};
+
+/// Rows [r0, r1) × tokens [0, T) with the eight-token kernel: tokens in groups of eight (the rest in
+/// one group), rows in chunks of MM8_ROWS, and a row's blocks in even ranges of at most
+/// MM8_CHUNK_BLOCKS, so that a group's activations stay in L1 while the chunk's rows (in L1 / L2) are
+/// read once per group. Every (row, token) result is bit-identical to the single-token kernel's.
+static int matmul_f32_avx512(int type, const uint8_t *p, size_t row_bytes, const float *x, int64_t ldx, int64_t T,
+                             float *y, int64_t ldy, int64_t n, int64_t r0, int64_t r1) {
+    if (type != CK_Q4_0 && type != CK_Q4_1 && type != CK_Q8_0) return 0;
+    int ok;
+    const float *sxs = group_sums_avx2(type, x, ldx, T, n, &ok);
+    if (!ok) return 0;
+    const int64_t nb = n / 32, ranges = (nb + MM8_CHUNK_BLOCKS - 1) / MM8_CHUNK_BLOCKS;
+    _Alignas(32) __m256 state[MM8_ROWS][16];
+    float out[8];
+    const float *xs[8], *ss[8] = {NULL};
+    for (int64_t rc = r0; rc < r1; rc += MM8_ROWS) {
+        const int64_t re = r1 - rc < MM8_ROWS ? r1 : rc + MM8_ROWS;
+        for (int64_t t0 = 0; t0 < T; t0 += 8) {
+            const int ng = T - t0 < 8 ? (int)(T - t0) : 8;
+            for (int t = 0; t < ng; t++) {
+                xs[t] = x + (t0 + t) * ldx;
+                if (sxs) ss[t] = sxs + (t0 + t) * nb * 8;
+            }
+            int64_t b0 = 0;
+            for (int64_t c = 0; c < ranges; c++) {
+                const int64_t b1 = b0 + (nb - b0) / (ranges - c);
+                for (int64_t r = rc; r < re; r++) {
+                    dot_f32_group8_any_avx512(type, p + (size_t)r * row_bytes, xs, ss, ng, b0, b1, c == 0, c == ranges - 1,
+                                              state[r - rc], out);
+                    if (c == ranges - 1)
+                        for (int t = 0; t < ng; t++) y[(t0 + t) * ldy + r] = out[t];
+                }
+                b0 = b1;
+            }
+        }
+    }
+    return 1;
+}
 #pragma clang attribute pop
 
 #pragma clang attribute push (__attribute__((target("avx2,fma,f16c,avxvnni"))), apply_to = function)
@@ -965,6 +1070,7 @@ void ck_matmul_f32(int type, const void *w, size_t row_bytes, const float *x, in
     const uint8_t *p = (const uint8_t *)w;
     int avx = ck_has_avx2();
 #if CK_X86
+    if (avx && T > 1 && ck_has_avx512() && matmul_f32_avx512(type, p, row_bytes, x, ldx, T, y, ldy, n, r0, r1)) return;
     if (avx && matmul_f32_avx2(type, p, row_bytes, x, ldx, T, y, ldy, n, r0, r1)) return;
 #endif
     // Other types: the single-token kernel per token, the row still in cache for the next token.

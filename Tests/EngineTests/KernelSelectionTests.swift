@@ -95,26 +95,28 @@ struct KernelSelectionTests {
     }
 
     /// The batching guarantee at kernel level: a multi-token product gives every token the bits of the
-    /// one-token product, for every token count (groups of four and every remainder), type, numerics
-    /// and thread count, on the CPU's kernels and on the scalar ones.
-    @Test("multi-token products equal one-token products bit for bit, T = 1…9", arguments: allWeightTypes)
+    /// one-token product, for every token count (groups of four or eight and every remainder), type,
+    /// numerics and thread count, on the CPU's kernels and on the scalar ones. The Q4 / Q8_0 rows are
+    /// 38 blocks long, so the AVX-512 exact kernel splits each row into three block ranges (its
+    /// accumulators carried between them) and its rows into chunks of 16 with a remainder.
+    @Test("multi-token products equal one-token products bit for bit, T = 1…17", arguments: allWeightTypes)
     func multiTokenEqualsSingleToken(type: GGMLType) {
-        let rows = 70, cols = type == .q4_K || type == .q6_K ? 512 : 288
+        let rows = 70, cols = type == .q4_K || type == .q6_K ? 512 : [.q4_0, .q4_1, .q8_0].contains(type) ? 1216 : 288
         let (m, _) = matrix(type, rows: rows, cols: cols, seed: 300 + UInt64(type.rawValue))
         var rng = SeededRandom(seed: 17)
-        let x = (0..<(9 * cols)).map { _ in (rng.nextUnit() * 2 - 1) * 3 }
+        let x = (0..<(17 * cols)).map { _ in (rng.nextUnit() * 2 - 1) * 3 }
         for scalar in [false, true] {
             run(scalar: scalar) {
                 for numerics in Numerics.allCases {
                     for threads in [1, 2] {
                         let b = CPUBackend(numerics: numerics, threads: threads)
-                        var one = [Float](repeating: .nan, count: 9 * rows)
+                        var one = [Float](repeating: .nan, count: 17 * rows)
                         x.withUnsafeBufferPointer { xp in
                             one.withUnsafeMutableBufferPointer { yp in
-                                for t in 0..<9 { b.matvec(m, xp.baseAddress! + t * cols, yp.baseAddress! + t * rows) }
+                                for t in 0..<17 { b.matvec(m, xp.baseAddress! + t * cols, yp.baseAddress! + t * rows) }
                             }
                         }
-                        for T in 1...9 {
+                        for T in 1...17 {
                             var many = [Float](repeating: .nan, count: T * rows)
                             x.withUnsafeBufferPointer { xp in many.withUnsafeMutableBufferPointer { b.matmul(m, xp.baseAddress!, $0.baseAddress!, tokens: T) } }
                             #expect(Compare.bitsEqual(many, Array(one.prefix(T * rows))),
