@@ -373,6 +373,50 @@ struct GriffinStepTests {
         }
     }
 
+    /// The packed copies of kept rows are bounded per model: with a limit of one, the first sequence
+    /// alone in its pass gets a copy, a second one alone reads the scattered rows — the same bits as
+    /// with its own copy — and the copy goes with its MLP, so the next sequence gets one again.
+    @Test("packed kept rows: at most packedCopyLimit copies per model, same bits with or without one")
+    func packedCopiesAreBounded() throws {
+        let model = try SiriusRig.tinyModel(.q4_1, seed: 43)
+        let c = model.config
+        let t = Transformer(model: model, capacity: 32)
+        let prompts = SiriusRig.prompts([8, 11], vocab: c.vocabSize, seed: 9)
+        func mlp(_ weights: SparseWeights, _ p: [Int32]) -> GriffinMLP {
+            let scores = PromptScores(layers: c.layerCount, width: c.intermediateSize)
+            t.forward([PassSegment(cache: t.makeCache(capacity: 32), tokens: p, start: 0, mlp: .observed(scores), logits: .none)])
+            return GriffinMLP(weights: weights, scores: scores, density: 0.5)
+        }
+        /// Logits of tokens [5, 9] after prompt p through `m` alone in the pass.
+        func alone(_ m: GriffinMLP, _ p: [Int32]) -> [Float] {
+            let kv = t.makeCache(capacity: 32)
+            t.forward([PassSegment(cache: kv, tokens: p, start: 0, mlp: .dense, logits: .none)])
+            t.forward([PassSegment(cache: kv, tokens: [5, 9], start: p.count, mlp: .sparse(m), logits: .all)])
+            return Array(t.logits(segment: 0))
+        }
+        let limited = SparseWeights(model: model)
+        limited.packedCopyLimit = 1
+        var a: GriffinMLP? = mlp(limited, prompts[0])
+        let b = mlp(limited, prompts[1])
+        let aLogits = alone(a!, prompts[0])
+        #expect(a!.holdsPackedRows && limited.packedCopies == 1)
+        let bScattered = alone(b, prompts[1])
+        #expect(!b.holdsPackedRows && limited.packedCopies == 1, "the limit keeps the second sequence from copying")
+        a = nil
+        #expect(limited.packedCopies == 0, "a copy goes with its MLP")
+        let bPacked = alone(b, prompts[1])
+        #expect(b.holdsPackedRows && limited.packedCopies == 1)
+        #expect(Compare.bitsEqual(bScattered, bPacked), "scattered and packed rows give the same bits")
+        // And against an unlimited model's copy (a fresh MLP with the same selection).
+        let free = SparseWeights(model: model)
+        do {
+            let m = mlp(free, prompts[0])
+            #expect(Compare.bitsEqual(alone(m, prompts[0]), aLogits))
+            #expect(free.packedCopies == 1)
+        }
+        #expect(free.packedCopies == 0, "released when the MLP went")
+    }
+
     /// Several Griffin MLPs with different kept neurons (and a dense sequence between them, so their
     /// rows are not adjacent) in one pass: every token's logits equal its sequence's pass alone.
     @Test("Griffin steps of several sequences in one pass equal each alone, bit for bit",

@@ -52,7 +52,8 @@ public final class PromptScores: MLPObserver {
 /// copied per sequence, and the Griffin MLPs of several sequences in one pass share their reads
 /// (`runBatch`). A sequence whose MLP runs alone in a pass reads contiguous copies of its kept rows
 /// instead (`PackedRows`, made the first time that happens: scattered rows cost nearly what all rows
-/// cost, since the hardware prefetcher streams the rows between them). A token's result is the same
+/// cost, since the hardware prefetcher streams the rows between them), while fewer than
+/// `SparseWeights.packedCopyLimit` MLPs of the model hold one. A token's result is the same
 /// alone or in any batch, packed or not: the same row bytes through kernels with the same per-value
 /// operations.
 public final class GriffinMLP: SparseMLP {
@@ -82,7 +83,13 @@ public final class GriffinMLP: SparseMLP {
         keptStart = starts
     }
 
-    deinit { kept.deallocate() }
+    deinit {
+        kept.deallocate()
+        if packed != nil { weights.packedCopies -= 1 }
+    }
+
+    /// Whether this MLP holds contiguous copies of its kept rows.
+    public var holdsPackedRows: Bool { packed != nil }
 
     /// Layer `l`'s kept neurons (ascending), `selection[l]` as a buffer.
     func kept(layer l: Int) -> UnsafeBufferPointer<Int32> {
@@ -120,8 +127,10 @@ public final class GriffinMLP: SparseMLP {
         let gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix
     }
 
-    private func packedRows() -> [PackedRows] {
+    /// The packed rows: this MLP's, or new ones while the model's limit allows; nil otherwise.
+    private func packedRows() -> [PackedRows]? {
         if let packed { return packed }
+        guard weights.packedCopies < weights.packedCopyLimit else { return nil }
         let layers = weights.model.layers.enumerated().map { l, layer in
             let rows = kept(layer: l)
             func pack(_ w: WeightMatrix) -> WeightMatrix {
@@ -134,14 +143,14 @@ public final class GriffinMLP: SparseMLP {
             return PackedRows(gate: pack(layer.gate), up: pack(layer.up), down: pack(downRows.layers[l]))
         }
         packed = layers
+        weights.packedCopies += 1
         return layers
     }
 
     /// This MLP alone in its pass: dense products over the packed kept rows, then each token's down as
     /// the sum of the packed down rows in order — per value the operations of the batched step.
-    private func runPacked(layer l: Int, input x: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, tokens T: Int,
+    private func runPacked(_ p: PackedRows, input x: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, tokens T: Int,
                            in transformer: Transformer) {
-        let p = packedRows()[l]
         let b = transformer.backend
         let h = transformer.config.hiddenSize, k = p.gate.rows
         let (g, u) = transformer.mlpScratch
@@ -165,8 +174,8 @@ public final class GriffinMLP: SparseMLP {
     static func runBatch(layer l: Int, _ runs: [GriffinRun], input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                          in transformer: Transformer) {
         guard let first = runs.first else { return }
-        if runs.count == 1 && first.tokens <= 64 {
-            first.mlp.runPacked(layer: l, input: input + first.row * transformer.config.hiddenSize,
+        if runs.count == 1 && first.tokens <= 64, let packed = first.mlp.packedRows() {
+            first.mlp.runPacked(packed[l], input: input + first.row * transformer.config.hiddenSize,
                                 output: output + first.row * transformer.config.hiddenSize, tokens: first.tokens, in: transformer)
             return
         }

@@ -20,6 +20,14 @@ public final class SparseWeights {
     private var down: NeuronMajorDown?
     /// Buffers of the batched Griffin step.
     let griffinScratch = GriffinScratch()
+    /// How many Griffin MLPs of this model may hold contiguous copies of their kept rows at once
+    /// (`GriffinMLP.PackedRows`, about half the MLP weights each). A sequence alone in its pass without
+    /// a copy, when the limit is reached, reads its kept rows where they are: same bits, slower. The
+    /// default 2 covers the sequence decoded alone of a batch-1 worker and a batched worker's last one;
+    /// copies go with their sequences, never evicted, so nothing is copied twice.
+    public var packedCopyLimit = 2
+    /// Griffin MLPs of this model holding such a copy now.
+    public internal(set) var packedCopies = 0
 
     public init(model: LlamaModel) { self.model = model }
 
