@@ -916,8 +916,8 @@ static void acc_rows_q8_0_avx512(const uint8_t *w, size_t row_bytes, int64_t nb,
 // blocks `b0 … b1` of a row: `state` (2·ng vectors) carries the accumulators between calls over
 // successive block ranges — stored and reloaded unchanged, so splitting the row changes no bit — and
 // the last range writes the sums to `out`.
-static inline __attribute__((always_inline)) void dot_f32_group8_avx512(int type, const uint8_t *row, const float *const *xs,
-                                                                        const float *const *ss, int ng, int64_t b0, int64_t b1,
+static inline __attribute__((always_inline)) void dot_f32_group8_avx512(int type, const uint8_t *row, const float *x, int64_t ldx,
+                                                                        const float *sx, int64_t lds, int ng, int64_t b0, int64_t b1,
                                                                         int first, int last, __m256 *state, float *out) {
     const int q8 = type == CK_Q8_0, is1 = type == CK_Q4_1;
     const size_t bb = q8 ? 34 : is1 ? 20 : 18;
@@ -940,13 +940,13 @@ static inline __attribute__((always_inline)) void dot_f32_group8_avx512(int type
         const __m256 vd = _mm256_set1_ps(d);
 #pragma clang loop unroll(full)
         for (int t = 0; t < ng; t++) {
-            const float *xb = xs[t] + b * 32;
+            const float *xb = x + t * ldx + b * 32;
             __m256 p = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
             p = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), p);
             p = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xb + 16), p);
             p = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), p);
             acc[t] = _mm256_fmadd_ps(vd, p, acc[t]);
-            if (!q8) accm[t] = _mm256_fmadd_ps(vm, _mm256_loadu_ps(ss[t] + b * 8), accm[t]);
+            if (!q8) accm[t] = _mm256_fmadd_ps(vm, _mm256_loadu_ps(sx + t * lds + b * 8), accm[t]);
         }
     }
 #pragma clang loop unroll(full)
@@ -956,17 +956,18 @@ static inline __attribute__((always_inline)) void dot_f32_group8_avx512(int type
     }
 }
 
-static inline void dot_f32_group8_any_avx512(int type, const uint8_t *row, const float *const *xs, const float *const *ss,
-                                             int ng, int64_t b0, int64_t b1, int first, int last, __m256 *state, float *out) {
+static inline void dot_f32_group8_any_avx512(int type, const uint8_t *row, const float *x, int64_t ldx, const float *sx,
+                                             int64_t lds, int ng, int64_t b0, int64_t b1, int first, int last, __m256 *state,
+                                             float *out) {
     switch (ng) {
-    case 8: dot_f32_group8_avx512(type, row, xs, ss, 8, b0, b1, first, last, state, out); break;
-    case 7: dot_f32_group8_avx512(type, row, xs, ss, 7, b0, b1, first, last, state, out); break;
-    case 6: dot_f32_group8_avx512(type, row, xs, ss, 6, b0, b1, first, last, state, out); break;
-    case 5: dot_f32_group8_avx512(type, row, xs, ss, 5, b0, b1, first, last, state, out); break;
-    case 4: dot_f32_group8_avx512(type, row, xs, ss, 4, b0, b1, first, last, state, out); break;
-    case 3: dot_f32_group8_avx512(type, row, xs, ss, 3, b0, b1, first, last, state, out); break;
-    case 2: dot_f32_group8_avx512(type, row, xs, ss, 2, b0, b1, first, last, state, out); break;
-    default: dot_f32_group8_avx512(type, row, xs, ss, 1, b0, b1, first, last, state, out); break;
+    case 8: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 8, b0, b1, first, last, state, out); break;
+    case 7: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 7, b0, b1, first, last, state, out); break;
+    case 6: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 6, b0, b1, first, last, state, out); break;
+    case 5: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 5, b0, b1, first, last, state, out); break;
+    case 4: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 4, b0, b1, first, last, state, out); break;
+    case 3: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 3, b0, b1, first, last, state, out); break;
+    case 2: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 2, b0, b1, first, last, state, out); break;
+    default: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 1, b0, b1, first, last, state, out); break;
     }
 }
 
@@ -989,21 +990,17 @@ static int matmul_f32_avx512(int type, const uint8_t *p, size_t row_bytes, const
     const int64_t nb = n / 32, ranges = (nb + MM8_CHUNK_BLOCKS - 1) / MM8_CHUNK_BLOCKS;
     _Alignas(32) __m256 state[MM8_ROWS][16];
     float out[8];
-    const float *xs[8], *ss[8] = {NULL};
     for (int64_t rc = r0; rc < r1; rc += MM8_ROWS) {
         const int64_t re = r1 - rc < MM8_ROWS ? r1 : rc + MM8_ROWS;
         for (int64_t t0 = 0; t0 < T; t0 += 8) {
             const int ng = T - t0 < 8 ? (int)(T - t0) : 8;
-            for (int t = 0; t < ng; t++) {
-                xs[t] = x + (t0 + t) * ldx;
-                if (sxs) ss[t] = sxs + (t0 + t) * nb * 8;
-            }
+            const float *xg = x + t0 * ldx, *sg = sxs ? sxs + t0 * nb * 8 : NULL;
             int64_t b0 = 0;
             for (int64_t c = 0; c < ranges; c++) {
                 const int64_t b1 = b0 + (nb - b0) / (ranges - c);
                 for (int64_t r = rc; r < re; r++) {
-                    dot_f32_group8_any_avx512(type, p + (size_t)r * row_bytes, xs, ss, ng, b0, b1, c == 0, c == ranges - 1,
-                                              state[r - rc], out);
+                    dot_f32_group8_any_avx512(type, p + (size_t)r * row_bytes, xg, ldx, sg, nb * 8, ng, b0, b1, c == 0,
+                                              c == ranges - 1, state[r - rc], out);
                     if (c == ranges - 1)
                         for (int t = 0; t < ng; t++) y[(t0 + t) * ldy + r] = out[t];
                 }
