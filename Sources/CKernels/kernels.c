@@ -487,6 +487,32 @@ static inline void block_q8_avx2(const uint8_t *qs, __m256 q[4]) {
     q[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h1, 8)));
 }
 
+// The two halves of the grouped kernels below (the AVX2 one and the AVX-512 one share them, so both
+// run the same operations): a weight block's 32 weights as floats with its scale (and minimum, Q4);
+// then one token's share of the block — the single-token kernel's products, fma order and accumulators.
+static inline __attribute__((always_inline)) void group_block(int q8, int is1, const uint8_t *blk, __m256 q[4], __m256 *vd,
+                                                              __m256 *vm) {
+    const float d = f16_hw(blk);
+    if (q8) {
+        block_q8_avx2(blk + 2, q);
+        *vm = _mm256_setzero_ps();
+    } else {
+        block_q4_avx2(blk + (is1 ? 4 : 2), q);
+        *vm = _mm256_set1_ps(is1 ? f16_hw(blk + 2) : -8.0f * d);
+    }
+    *vd = _mm256_set1_ps(d);
+}
+
+static inline __attribute__((always_inline)) void group_token(int q8, const __m256 q[4], __m256 vd, __m256 vm, const float *xb,
+                                                              const float *sb, __m256 *acc, __m256 *accm) {
+    __m256 p = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
+    p = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), p);
+    p = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xb + 16), p);
+    p = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), p);
+    *acc = _mm256_fmadd_ps(vd, p, *acc);
+    if (!q8) *accm = _mm256_fmadd_ps(vm, _mm256_loadu_ps(sb), *accm);
+}
+
 // The multi-token version of dot_q4_f32_avx2 / dot_q8_0_f32_avx2 for up to four tokens: each weight
 // block is loaded and converted once, then every token runs exactly the operations of the single-token
 // kernel (same products, same fma order, same accumulators, same final sum; a Q4 token's block sums
@@ -502,26 +528,10 @@ static inline __attribute__((always_inline)) void dot_f32_group_avx2(int type, c
     const float *xp[4], *sp[4];
     for (int t = 0; t < ng; t++) { acc[t] = _mm256_setzero_ps(); accm[t] = _mm256_setzero_ps(); xp[t] = xs[t]; sp[t] = q8 ? NULL : ss[t]; }
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = row + b * bb;
-        const float d = f16_hw(blk);
-        __m256 q[4], vm = _mm256_setzero_ps();
-        if (q8) {
-            block_q8_avx2(blk + 2, q);
-        } else {
-            block_q4_avx2(blk + (is1 ? 4 : 2), q);
-            vm = _mm256_set1_ps(is1 ? f16_hw(blk + 2) : -8.0f * d);
-        }
-        const __m256 vd = _mm256_set1_ps(d);
+        __m256 q[4], vd, vm;
+        group_block(q8, is1, row + b * bb, q, &vd, &vm);
 #pragma clang loop unroll(full)
-        for (int t = 0; t < ng; t++) {
-            const float *xb = xp[t] + b * 32;
-            __m256 p = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
-            p = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), p);
-            p = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xb + 16), p);
-            p = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), p);
-            acc[t] = _mm256_fmadd_ps(vd, p, acc[t]);
-            if (!q8) accm[t] = _mm256_fmadd_ps(vm, _mm256_loadu_ps(sp[t] + b * 8), accm[t]);
-        }
+        for (int t = 0; t < ng; t++) group_token(q8, q, vd, vm, xp[t] + b * 32, q8 ? NULL : sp[t] + b * 8, &acc[t], &accm[t]);
     }
     for (int t = 0; t < ng; t++) out[t] = q8 ? hsum256(acc[t]) : hsum256(_mm256_add_ps(acc[t], accm[t]));
 }
@@ -909,8 +919,8 @@ static void acc_rows_q8_0_avx512(const uint8_t *w, size_t row_bytes, int64_t nb,
     }
 }
 
-// The exact multi-token product on CPUs with AVX-512: dot_f32_group_avx2's operations exactly (256-bit
-// vectors; the same conversions, products, fma order, accumulators and final sum per token), compiled
+// The exact multi-token product on CPUs with AVX-512: dot_f32_group_avx2's operations exactly (its
+// group_block and group_token, 256-bit vectors, the same final sum per token), compiled
 // with AVX-512VL's 32 vector registers so that one pass over a row's blocks serves eight tokens (the
 // AVX2 build has 16 registers: four tokens, and every row's weights converted twice as often). The
 // blocks `b0 … b1` of a row: `state` (2·ng vectors) carries the accumulators between calls over
@@ -928,26 +938,11 @@ static inline __attribute__((always_inline)) void dot_f32_group8_avx512(int type
         accm[t] = first ? _mm256_setzero_ps() : state[2 * t + 1];
     }
     for (int64_t b = b0; b < b1; b++) {
-        const uint8_t *blk = row + b * bb;
-        const float d = f16_hw(blk);
-        __m256 q[4], vm = _mm256_setzero_ps();
-        if (q8) {
-            block_q8_avx2(blk + 2, q);
-        } else {
-            block_q4_avx2(blk + (is1 ? 4 : 2), q);
-            vm = _mm256_set1_ps(is1 ? f16_hw(blk + 2) : -8.0f * d);
-        }
-        const __m256 vd = _mm256_set1_ps(d);
+        __m256 q[4], vd, vm;
+        group_block(q8, is1, row + b * bb, q, &vd, &vm);
 #pragma clang loop unroll(full)
-        for (int t = 0; t < ng; t++) {
-            const float *xb = x + t * ldx + b * 32;
-            __m256 p = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
-            p = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), p);
-            p = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xb + 16), p);
-            p = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), p);
-            acc[t] = _mm256_fmadd_ps(vd, p, acc[t]);
-            if (!q8) accm[t] = _mm256_fmadd_ps(vm, _mm256_loadu_ps(sx + t * lds + b * 8), accm[t]);
-        }
+        for (int t = 0; t < ng; t++)
+            group_token(q8, q, vd, vm, x + t * ldx + b * 32, q8 ? NULL : sx + t * lds + b * 8, &acc[t], &accm[t]);
     }
 #pragma clang loop unroll(full)
     for (int t = 0; t < ng; t++) {
