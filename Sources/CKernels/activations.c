@@ -27,6 +27,31 @@ static void silu_mul_avx2(float *g, const float *u, int64_t n) {
     for (; i < n; i++) { float s = g[i] / (1.0f + expf(-g[i])); g[i] = u ? s * u[i] : s; }
 }
 
+// GELU (tanh approximation) through 0.5·(1 + tanh(y)) = 1 / (1 + e^(−2y)), y = √(2/π)·(x + 0.044715·x³).
+static inline __m256 gelu_tanh_avx2(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f), k0 = _mm256_set1_ps(-2.0f * 0.7978845608028654f), k1 = _mm256_set1_ps(0.044715f);
+    const __m256 inner = _mm256_fmadd_ps(_mm256_mul_ps(k1, x), _mm256_mul_ps(x, x), x);
+    return _mm256_div_ps(x, _mm256_add_ps(one, ck_vexp256(_mm256_mul_ps(k0, inner))));
+}
+
+// Every element through the 8-wide function (the tail padded), so a value never depends on its index.
+static void gelu_tanh_mul_avx2(float *g, const float *u, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 s = gelu_tanh_avx2(_mm256_loadu_ps(g + i));
+        if (u) s = _mm256_mul_ps(s, _mm256_loadu_ps(u + i));
+        _mm256_storeu_ps(g + i, s);
+    }
+    if (i < n) {
+        float gt[8] = {0}, ut[8] = {0};
+        for (int64_t j = i; j < n; j++) { gt[j - i] = g[j]; ut[j - i] = u ? u[j] : 0; }
+        __m256 s = gelu_tanh_avx2(_mm256_loadu_ps(gt));
+        if (u) s = _mm256_mul_ps(s, _mm256_loadu_ps(ut));
+        _mm256_storeu_ps(gt, s);
+        for (int64_t j = i; j < n; j++) g[j] = gt[j - i];
+    }
+}
+
 static float softmax_at_avx2(const float *z, int64_t n, float inv_t, int64_t token) {
     __m256 mx = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
@@ -54,6 +79,18 @@ void ck_silu_mul(float *g, const float *u, int64_t n) {
     if (ck_has_avx2()) { silu_mul_avx2(g, u, n); return; }
 #endif
     for (int64_t i = 0; i < n; i++) { float s = g[i] / (1.0f + expf(-g[i])); g[i] = u ? s * u[i] : s; }
+}
+
+static inline float gelu_tanh_scalar(float x) {
+    const float inner = 0.044715f * x * (x * x) + x;
+    return x / (1.0f + expf(-2.0f * 0.7978845608028654f * inner));
+}
+
+void ck_gelu_tanh_mul(float *g, const float *u, int64_t n) {
+#if CKV_X86
+    if (ck_has_avx2()) { gelu_tanh_mul_avx2(g, u, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) { float s = gelu_tanh_scalar(g[i]); g[i] = u ? s * u[i] : s; }
 }
 
 float ck_softmax_at(const float *z, int64_t n, float inv_t, int64_t token) {

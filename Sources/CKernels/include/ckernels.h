@@ -160,6 +160,11 @@ int64_t ck_cats_select(const float *g, int64_t T, int64_t d, int64_t k, float th
 /// g[i] = silu(g[i]) · u[i] (or silu(g[i]) when `u` is NULL), silu(x) = x / (1 + e^−x).
 void ck_silu_mul(float *g, const float *u, int64_t n);
 
+/// g[i] = gelu(g[i]) · u[i] (or gelu(g[i]) when `u` is NULL), GELU's tanh approximation
+/// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) computed as x / (1 + e^(−2·√(2/π)·(x + 0.044715·x³))); an
+/// element's value does not depend on its index.
+void ck_gelu_tanh_mul(float *g, const float *u, int64_t n);
+
 /// softmax(z · inv_t)[token] over n logits (maximum subtracted first).
 float ck_softmax_at(const float *z, int64_t n, float inv_t, int64_t token);
 

@@ -179,8 +179,11 @@ public final class CPUBackend: ComputeBackend {
         }
     }
 
-    public func siluMul(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>?, count: Int) {
-        ck_silu_mul(g, u, Int64(count))
+    public func activate(_ activation: GatedActivation, _ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>?, count: Int) {
+        switch activation {
+        case .silu: ck_silu_mul(g, u, Int64(count))
+        case .geluTanh: ck_gelu_tanh_mul(g, u, Int64(count))
+        }
     }
 
     public func rmsNorm(_ x: UnsafePointer<Float>, weight w: UnsafePointer<Float>, eps: Float, out: UnsafeMutablePointer<Float>,
@@ -215,9 +218,8 @@ public final class CPUBackend: ComputeBackend {
     /// one part per thread; the calls are spread over the pool. A query's result does not depend on the
     /// grouping (see the kernel).
     public func attend(layer l: Int, jobs: [AttentionJob], q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                       heads: Int, kvHeads: Int, headDim: Int) {
+                       heads: Int, kvHeads: Int, headDim: Int, scale: Float) {
         let group = heads / kvHeads, qDim = heads * headDim
-        let scale = 1 / Float(headDim).squareRoot()
         let wanted = 2 * threads
         attentionItems.removeAll(keepingCapacity: true)
         for (j, job) in jobs.enumerated() {

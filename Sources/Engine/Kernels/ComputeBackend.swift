@@ -52,11 +52,13 @@ public protocol ComputeBackend: AnyObject {
     /// `rows` nil: rows 0 ..< count).
     func accumulateRows(_ w: WeightMatrix, coefficients: UnsafePointer<Float>, rows: UnsafePointer<Int32>?, count: Int,
                         into y: UnsafeMutablePointer<Float>)
-    /// g = silu(g) ⊙ u (or silu(g) when u is nil), `count` elements.
-    func siluMul(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>?, count: Int)
+    /// g = act(g) ⊙ u (or act(g) when u is nil), `count` elements; an element's value does not depend on
+    /// where it sits in the array.
+    func activate(_ activation: GatedActivation, _ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>?, count: Int)
     /// out[r] = weight ⊙ x[r] / rms(x[r]) for `rows` rows of `width`.
     func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, eps: Float, out: UnsafeMutablePointer<Float>, rows: Int, width: Int)
-    /// Attention of every query head for each job's rows of `q` (`[row][qDim]`), written to `out`.
+    /// Attention of every query head for each job's rows of `q` (`[row][qDim]`), written to `out`; the
+    /// scores are q·k times `scale`.
     func attend(layer: Int, jobs: [AttentionJob], q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                heads: Int, kvHeads: Int, headDim: Int)
+                heads: Int, kvHeads: Int, headDim: Int, scale: Float)
 }

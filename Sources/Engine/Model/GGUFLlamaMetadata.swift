@@ -16,6 +16,10 @@ struct GGUFLlamaMetadata {
         "rope.scaling.low_freq_factor", "rope.scaling.high_freq_factor", "rope.scaling.original_context_length",
         "expert_count", "expert_used_count",
     ]
+    /// Keys read for one architecture only.
+    static let architectureKeys: [String: Set<String>] = [
+        "gemma3": ["attention.sliding_window", "attention.sliding_window_pattern"],
+    ]
     /// Keys that describe the model without changing what it computes.
     static let harmlessKeys: Set<String> = ["rope.scaling.finetuned", "tensor_data_layout"]
     /// Scaling types this engine computes. llama.cpp writes "none", "linear", "yarn" and "longrope";
@@ -61,9 +65,9 @@ struct GGUFLlamaMetadata {
         let prefix = arch + "."
         for k in file.metadata.keys.sorted() where k.hasPrefix(prefix) {
             let name = String(k.dropFirst(prefix.count))
-            if Self.readKeys.contains(name) || Self.harmlessKeys.contains(name) { continue }
+            if Self.readKeys.contains(name) || Self.harmlessKeys.contains(name) || Self.architectureKeys[arch, default: []].contains(name) { continue }
             throw refuse("metadata \(k) is not supported by this engine's \(arch) (it may change the computation)",
-                         fix: "use a plain Llama-family GGUF; the keys read are \(Self.readKeys.sorted().map { prefix + $0 }.joined(separator: ", "))")
+                         fix: "use a plain \(arch) GGUF; the keys read are \(Self.readKeys.union(Self.architectureKeys[arch, default: []]).sorted().map { prefix + $0 }.joined(separator: ", "))")
         }
         if let n = file.metadata["split.count"]?.intValue, n > 1 {
             throw refuse("this is part of a GGUF split into \(n) files (split.count = \(n))",

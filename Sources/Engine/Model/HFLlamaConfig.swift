@@ -39,6 +39,7 @@ struct HFLlamaConfig {
     /// absent: false); the loader checks it against the presence of `lm_head.weight`.
     func modelConfig() throws -> ModelConfig {
         try checkArchitecture()
+        if family == .gemma3 { return try gemma3Config() }
         let f = fields
         let hidden = try f.requiredInt("hidden_size")
         let heads = try f.requiredInt("num_attention_heads")
@@ -76,17 +77,120 @@ struct HFLlamaConfig {
             tiedEmbeddings: try f.bool("tie_word_embeddings") ?? false)
     }
 
+    /// The families a config.json may name: model_type and the causal-LM class transformers saves.
+    enum Family: String { case llama, gemma3 }
+    static let families: [(modelType: String, family: Family, architecture: String)] = [
+        ("llama", .llama, "LlamaForCausalLM"), ("gemma3_text", .gemma3, "Gemma3ForCausalLM"),
+    ]
+
+    var family: Family {
+        let modelType = (try? fields.string("model_type")) ?? nil
+        return Self.families.first { $0.modelType == modelType }?.family ?? .llama
+    }
+
     func checkArchitecture() throws {
         let modelType = try fields.string("model_type") ?? ""
         let archs = fields.object["architectures"] as? [String] ?? []
-        guard modelType == "llama" else {
-            throw refuse("model_type '\(modelType)' / architectures \(archs) is not supported (supported: llama / LlamaForCausalLM)",
-                         fix: "use a Llama-family model")
+        let supported = Self.families.map { "\($0.modelType) / \($0.architecture)" }.joined(separator: ", ")
+        guard let entry = Self.families.first(where: { $0.modelType == modelType }) else {
+            throw refuse("model_type '\(modelType)' / architectures \(archs) is not supported (supported: \(supported))",
+                         fix: "use a model of a supported family (for Gemma 3 with vision, extract the text model: model_type gemma3_text)")
         }
-        if !archs.isEmpty, !archs.contains("LlamaForCausalLM") {
-            throw refuse("architectures \(archs) is not supported (supported: LlamaForCausalLM)",
-                         fix: "use a causal-LM Llama checkpoint")
+        if !archs.isEmpty, !archs.contains(entry.architecture) {
+            throw refuse("architectures \(archs) is not supported (supported: \(supported))",
+                         fix: "use a causal-LM checkpoint (\(entry.architecture))")
         }
+    }
+
+    /// Gemma 3 (text): GELU-tanh MLP, q/k norms, post-norms, scaled embeddings, sliding-window layers
+    /// with their own RoPE base, attention scaled by query_pre_attn_scalar^−½ (transformers'
+    /// `Gemma3TextConfig`; its defaults where a field is absent).
+    func gemma3Config() throws -> ModelConfig {
+        let f = fields
+        let hidden = try f.requiredInt("hidden_size")
+        let heads = try f.requiredInt("num_attention_heads")
+        let act = try f.string("hidden_activation") ?? f.string("hidden_act") ?? "gelu_pytorch_tanh"
+        guard act == "gelu_pytorch_tanh" else {
+            throw refuse("\"hidden_activation\": \"\(act)\" is not supported for gemma3_text (supported: gelu_pytorch_tanh)",
+                         fix: "use a Gemma 3 checkpoint with its own activation")
+        }
+        for key in ["final_logit_softcapping", "attn_logit_softcapping"] {
+            if let v = try f.double(key) {
+                throw refuse("\"\(key)\": \(v): logit soft-capping is not supported", fix: "set it to null (Gemma 3 does not use it)")
+            }
+        }
+        if try f.bool("use_bidirectional_attention") == true {
+            throw refuse("\"use_bidirectional_attention\": true is not supported (a causal decoder is)", fix: "use a causal Gemma 3 checkpoint")
+        }
+        if try f.bool("attention_bias") == true {
+            throw refuse("\"attention_bias\": true is not supported for gemma3_text", fix: "use a checkpoint without attention biases")
+        }
+        if f.object["quantization_config"] != nil, !(f.object["quantization_config"] is NSNull) {
+            throw refuse("\"quantization_config\" is set: the tensors are quantised by a library this engine does not read",
+                         fix: "use the unquantised checkpoint (F32/F16/BF16), or a GGUF file")
+        }
+        let layers = try f.requiredInt("num_hidden_layers")
+        let headDim = try f.int("head_dim") ?? 256
+        var types: [String]
+        if let list = f.object["layer_types"] as? [String] {
+            types = list
+        } else {
+            let pattern = try f.int("sliding_window_pattern") ?? 6
+            types = (0..<layers).map { ($0 + 1) % pattern != 0 ? "sliding_attention" : "full_attention" }
+        }
+        guard types.count == layers, types.allSatisfy({ $0 == "sliding_attention" || $0 == "full_attention" }) else {
+            throw refuse("\"layer_types\" must list \(layers) entries, each sliding_attention or full_attention", fix: "restore config.json from the model's repository")
+        }
+        let window = try f.int("sliding_window") ?? 4096
+        guard window > 0 else { throw refuse("\"sliding_window\" = \(window) is not positive", fix: "restore config.json from the model's repository") }
+        let (globalTheta, localTheta, scaling) = try gemma3Rope()
+        let scalar = try f.double("query_pre_attn_scalar") ?? 256
+        guard let eps = try f.double("rms_norm_eps") ?? Optional(1e-6), eps > 0 else {
+            throw refuse("\"rms_norm_eps\" is not positive", fix: "restore config.json from the model's repository")
+        }
+        var c = ModelConfig(
+            vocabSize: try f.requiredInt("vocab_size"), hiddenSize: hidden, intermediateSize: try f.requiredInt("intermediate_size"),
+            layerCount: layers, headCount: heads, kvHeadCount: try f.int("num_key_value_heads") ?? heads, headDim: headDim,
+            contextLength: try f.int("max_position_embeddings") ?? 131_072, rmsNormEps: Float(eps),
+            ropeTheta: globalTheta, ropeScaling: scaling, ropeStyle: .halfSplit,
+            tiedEmbeddings: try f.bool("tie_word_embeddings") ?? true)
+        c.architecture = "gemma3"
+        c.activation = .geluTanh
+        c.embeddingScale = Float(Double(hidden).squareRoot())
+        c.attentionScale = Float(pow(scalar, -0.5))
+        c.slidingWindow = window
+        c.slidingLayers = types.map { $0 == "sliding_attention" }
+        c.slidingRopeTheta = localTheta
+        return c
+    }
+
+    /// Gemma 3's two RoPE bases: `rope_parameters` per layer type (transformers ≥ 5), or the older
+    /// top-level rope_theta / rope_local_base_freq / rope_scaling (which applies to the global layers).
+    func gemma3Rope() throws -> (global: Double, local: Double, scaling: RopeScaling?) {
+        let top = fields
+        func flat(_ o: [String: Any], _ prefix: String) throws -> (theta: Double?, scaling: RopeScaling?) {
+            let p = JSONFields(object: o, file: file, prefix: prefix)
+            let type = try p.string("rope_type") ?? p.string("type") ?? "default"
+            switch type {
+            case "default": return (try p.double("rope_theta"), nil)
+            case "linear": return (try p.double("rope_theta"), .linear(factor: try p.positive("factor")))
+            default:
+                throw refuse("\(prefix)rope_type \"\(type)\" is not supported for gemma3_text (supported: default, linear)",
+                             fix: "use a model whose RoPE is one of those")
+            }
+        }
+        if let params = top.object["rope_parameters"] as? [String: Any], let full = params["full_attention"] as? [String: Any] {
+            let g = try flat(full, "rope_parameters.full_attention.")
+            let local = params["sliding_attention"] as? [String: Any]
+            let l = try local.map { try flat($0, "rope_parameters.sliding_attention.") }
+            if l?.scaling != nil {
+                throw refuse("rope_parameters.sliding_attention is scaled: not supported", fix: "use rope_type default for the sliding layers")
+            }
+            return (g.theta ?? 1_000_000, l?.theta ?? 10_000, g.scaling)
+        }
+        var scaling: RopeScaling? = nil
+        if let s = top.object["rope_scaling"] as? [String: Any], !s.isEmpty { scaling = try flat(s, "rope_scaling.").scaling }
+        return (try top.double("rope_theta") ?? 1_000_000, try top.double("rope_local_base_freq") ?? 10_000, scaling)
     }
 
     /// The RoPE base and scaling, from either layout.

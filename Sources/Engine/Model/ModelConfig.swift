@@ -29,9 +29,38 @@ public struct Llama3RopeScaling: Sendable, Equatable {
     }
 }
 
-/// The hyper-parameters of a Llama-family model.
+/// The activation of the gated MLP: act(gate) ⊙ up.
+public enum GatedActivation: String, Sendable, Equatable {
+    /// x · σ(x) (Llama, Qwen2, Mistral).
+    case silu
+    /// GELU with the tanh approximation, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (Gemma).
+    case geluTanh
+
+    /// The activation of one value (scalar; the kernels' vector versions agree to rounding).
+    public func callAsFunction(_ x: Float) -> Float {
+        switch self {
+        case .silu: x / (1 + expf(-x))
+        case .geluTanh: x / (1 + expf(-2 * 0.7978845608028654 * (0.044715 * x * (x * x) + x)))
+        }
+    }
+}
+
+/// The hyper-parameters of a decoder-only transformer of the families the engine runs (Llama, Gemma 3,
+/// Qwen2, Mistral): one forward pass, its per-family pieces chosen here at load time.
 public struct ModelConfig: Sendable, Equatable {
     public var architecture: String = "llama"
+    /// The MLP's activation.
+    public var activation: GatedActivation = .silu
+    /// Embedding rows are multiplied by this (Gemma: √hidden, rounded to a float); nil: not scaled.
+    public var embeddingScale: Float?
+    /// The attention scores' scale; nil: 1/√headDim.
+    public var attentionScale: Float?
+    /// Sliding-window attention: a query at position p sees the positions p − window + 1 … p, in the
+    /// layers `slidingLayers` marks (all layers when it is empty); nil: every layer attends to all.
+    public var slidingWindow: Int?
+    public var slidingLayers: [Bool] = []
+    /// The RoPE base of the sliding-window layers when it differs from `ropeTheta` (Gemma 3's local base).
+    public var slidingRopeTheta: Double?
     public var vocabSize: Int
     public var hiddenSize: Int
     public var intermediateSize: Int
@@ -58,11 +87,23 @@ public struct ModelConfig: Sendable, Equatable {
         self.ropeScaling = ropeScaling; self.ropeStyle = ropeStyle; self.tiedEmbeddings = tiedEmbeddings
     }
 
+    /// Whether layer `l` attends through the sliding window.
+    public func isSliding(layer l: Int) -> Bool {
+        guard slidingWindow != nil else { return false }
+        return slidingLayers.isEmpty || slidingLayers[l]
+    }
+
+    /// The scale of the attention scores.
+    public var scoreScale: Float { attentionScale ?? 1 / Float(headDim).squareRoot() }
+
     public var qDim: Int { headCount * headDim }
     public var kvDim: Int { kvHeadCount * headDim }
 
     /// Inverse frequencies of the rotary embedding, one per dimension pair, scaling applied.
-    public func ropeInverseFrequencies() -> [Float] {
+    /// `theta` replaces the base (the sliding layers' own base); the scaling applies to the global base only.
+    public func ropeInverseFrequencies(theta: Double? = nil) -> [Float] {
+        let ropeTheta = theta ?? self.ropeTheta
+        let ropeScaling = theta == nil ? self.ropeScaling : nil
         let half = headDim / 2
         var out = [Float](repeating: 0, count: half)
         for i in 0..<half {
@@ -81,7 +122,7 @@ public struct ModelConfig: Sendable, Equatable {
                     f = (1 - smooth) * f / s.factor + smooth * f
                 }
             }
-            if let ff = ropeFreqFactors, i < ff.count { f /= Double(ff[i]) }
+            if theta == nil, let ff = ropeFreqFactors, i < ff.count { f /= Double(ff[i]) }
             out[i] = Float(f)
         }
         return out

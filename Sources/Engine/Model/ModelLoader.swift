@@ -2,7 +2,7 @@ import Foundation
 
 /// Loads a Llama-family model from a GGUF file or a Hugging Face directory (config.json + safetensors).
 public enum ModelLoader {
-    public static let supportedArchitectures = ["llama"]
+    public static let supportedArchitectures = ["llama", "gemma3"]
 
     /// Loads `path`: a `.gguf` file, or a directory with `config.json` and safetensors weights.
     public static func load(path: String) throws -> LlamaModel {
@@ -24,7 +24,7 @@ public enum ModelLoader {
         }
         guard supportedArchitectures.contains(arch) else {
             throw ModelLoadError(file: path, problem: "architecture '\(arch)' is not supported (supported: \(supportedArchitectures.joined(separator: ", ")))",
-                                 fix: "use a Llama-family model (Llama 2/3, SmolLM2, TinyLlama, ...)")
+                                 fix: "use a model of a supported family (Llama 2/3, SmolLM2, TinyLlama, Gemma 3, ...)")
         }
         let meta = GGUFLlamaMetadata(file: g, arch: arch)
         try meta.checkKeys()
@@ -46,6 +46,7 @@ public enum ModelLoader {
             contextLength: try meta.int("context_length") ?? 2048, rmsNormEps: Float(eps),
             ropeTheta: try meta.ropeTheta(), ropeScaling: try meta.ropeScaling(hasFreqFactors: g.tensors["rope_freqs.weight"] != nil),
             ropeStyle: .interleaved, tiedEmbeddings: g.tensors["output.weight"] == nil)
+        if arch == "gemma3" { try gemma3(&config, meta) }
         try validate(config, file: path)
         try meta.checkRotaryDimension(headDim: headDim)
         var used: Set<String> = []
@@ -69,18 +70,19 @@ public enum ModelLoader {
             used.insert(name)
             return WeightMatrix(type: t.type, rows: rows, cols: cols, data: g.data(of: t), owner: g)
         }
-        func norm(_ name: String) throws -> [Float] {
+        // (Gemma's norm weights are stored as 1 + w by llama.cpp's converter: used as they are.)
+        func norm(_ name: String, count: Int? = nil) throws -> [Float] {
             guard let t = g.tensors[name] else {
                 throw ModelLoadError(file: path, problem: "tensor \(name) is missing", fix: "the file is incomplete; regenerate it")
             }
             used.insert(name)
-            return try vector(g, t, count: hidden)
+            return try vector(g, t, count: count ?? hidden)
         }
         let c = config
         var layers: [LayerWeights] = []
         for i in 0..<c.layerCount {
             let p = "blk.\(i)."
-            layers.append(LayerWeights(
+            var layer = LayerWeights(
                 attnNorm: try norm(p + "attn_norm.weight"),
                 wq: try matrix(p + "attn_q.weight", rows: c.qDim, cols: hidden),
                 wk: try matrix(p + "attn_k.weight", rows: c.kvDim, cols: hidden),
@@ -89,7 +91,14 @@ public enum ModelLoader {
                 ffnNorm: try norm(p + "ffn_norm.weight"),
                 gate: try matrix(p + "ffn_gate.weight", rows: c.intermediateSize, cols: hidden),
                 up: try matrix(p + "ffn_up.weight", rows: c.intermediateSize, cols: hidden),
-                down: try matrix(p + "ffn_down.weight", rows: hidden, cols: c.intermediateSize)))
+                down: try matrix(p + "ffn_down.weight", rows: hidden, cols: c.intermediateSize))
+            if arch == "gemma3" {
+                layer.qNorm = try norm(p + "attn_q_norm.weight", count: c.headDim)
+                layer.kNorm = try norm(p + "attn_k_norm.weight", count: c.headDim)
+                layer.postAttentionNorm = try norm(p + "post_attention_norm.weight")
+                layer.postMLPNorm = try norm(p + "post_ffw_norm.weight")
+            }
+            layers.append(layer)
         }
         let embedding = try matrix("token_embd.weight", rows: vocab, cols: hidden)
         let output = c.tiedEmbeddings ? embedding : try matrix("output.weight", rows: vocab, cols: hidden)
@@ -98,6 +107,32 @@ public enum ModelLoader {
         try checkUnused(g.tensorOrder, used: used, file: path, harmless: { $0.hasPrefix("blk.") && $0.hasSuffix(".attn_rot_embd") })
         return LlamaModel(config: c, tokenEmbedding: embedding, outputNorm: outputNorm,
                           output: output, layers: layers, source: path)
+    }
+
+    /// Gemma 3 as llama.cpp runs it: the GGUF holds the window, the rest is fixed by the architecture
+    /// (llama.cpp's and transformers' values): every 6th layer global (or
+    /// `attention.sliding_window_pattern`), local RoPE base 10000, GELU-tanh, embeddings × √hidden, NeoX
+    /// (half-split) rotary pairs, scores scaled by 1/√key_length (27B, the 62-layer model: by
+    /// 1/√(hidden/heads), its query_pre_attn_scalar).
+    static func gemma3(_ c: inout ModelConfig, _ meta: GGUFLlamaMetadata) throws {
+        c.architecture = "gemma3"
+        c.activation = .geluTanh
+        c.ropeStyle = .halfSplit
+        c.embeddingScale = Float(Double(c.hiddenSize).squareRoot())
+        let scalar = c.layerCount == 62 ? c.hiddenSize / c.headCount : c.headDim
+        c.attentionScale = Float(pow(Double(scalar), -0.5))
+        guard let window = try meta.int("attention.sliding_window"), window > 0 else {
+            throw ModelLoadError(file: meta.path, problem: "metadata gemma3.attention.sliding_window is missing or not positive",
+                                 fix: "regenerate the GGUF with a current converter")
+        }
+        let pattern = try meta.int("attention.sliding_window_pattern") ?? 6
+        guard pattern > 0 else {
+            throw ModelLoadError(file: meta.path, problem: "metadata gemma3.attention.sliding_window_pattern = \(pattern) is not positive",
+                                 fix: "regenerate the GGUF with a current converter")
+        }
+        c.slidingWindow = window
+        c.slidingLayers = (0..<c.layerCount).map { ($0 + 1) % pattern != 0 }
+        c.slidingRopeTheta = 10_000
     }
 
     /// Tensors present but not used mean a variant this engine does not compute (biases, extra norms, a
@@ -180,26 +215,39 @@ public enum ModelLoader {
             }
             return WeightMatrix(type: t.ggmlType!, rows: rows, cols: cols, data: t.data, owner: t.file)
         }
-        func norm(_ name: String) throws -> [Float] {
+        // Gemma's RMSNorms multiply by (1 + w), computed here in floats as transformers computes it.
+        let normShift: Float = hf.family == .gemma3 ? 1 : 0
+        func norm(_ name: String, count: Int? = nil) throws -> [Float] {
+            let n = count ?? hidden
             let t = try tensor(name)
-            guard t.shape == [hidden] else {
-                throw ModelLoadError(file: t.file.path, problem: "tensor \(name) has shape \(t.shape), expected [\(hidden)]", fix: "config.json does not match the weights")
+            guard t.shape == [n] else {
+                throw ModelLoadError(file: t.file.path, problem: "tensor \(name) has shape \(t.shape), expected [\(n)]", fix: "config.json does not match the weights")
             }
-            return WeightMatrix(type: t.ggmlType!, rows: 1, cols: hidden, data: t.data, owner: t.file).dequantized()
+            let w = WeightMatrix(type: t.ggmlType!, rows: 1, cols: n, data: t.data, owner: t.file).dequantized()
+            return normShift == 0 ? w : w.map { normShift + $0 }
         }
         var layers: [LayerWeights] = []
+        let gemma = hf.family == .gemma3
         for i in 0..<c.layerCount {
             let p = "model.layers.\(i)."
-            layers.append(LayerWeights(
+            var layer = LayerWeights(
                 attnNorm: try norm(p + "input_layernorm.weight"),
                 wq: try matrix(p + "self_attn.q_proj.weight", rows: c.qDim, cols: hidden),
                 wk: try matrix(p + "self_attn.k_proj.weight", rows: c.kvDim, cols: hidden),
                 wv: try matrix(p + "self_attn.v_proj.weight", rows: c.kvDim, cols: hidden),
                 wo: try matrix(p + "self_attn.o_proj.weight", rows: hidden, cols: c.qDim),
-                ffnNorm: try norm(p + "post_attention_layernorm.weight"),
+                // Gemma's post_attention_layernorm follows the attention; its MLP norm is pre_feedforward.
+                ffnNorm: try norm(p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight")),
                 gate: try matrix(p + "mlp.gate_proj.weight", rows: c.intermediateSize, cols: hidden),
                 up: try matrix(p + "mlp.up_proj.weight", rows: c.intermediateSize, cols: hidden),
-                down: try matrix(p + "mlp.down_proj.weight", rows: hidden, cols: c.intermediateSize)))
+                down: try matrix(p + "mlp.down_proj.weight", rows: hidden, cols: c.intermediateSize))
+            if gemma {
+                layer.qNorm = try norm(p + "self_attn.q_norm.weight", count: c.headDim)
+                layer.kNorm = try norm(p + "self_attn.k_norm.weight", count: c.headDim)
+                layer.postAttentionNorm = try norm(p + "post_attention_layernorm.weight")
+                layer.postMLPNorm = try norm(p + "post_feedforward_layernorm.weight")
+            }
+            layers.append(layer)
         }
         let embedding = try matrix("model.embed_tokens.weight", rows: c.vocabSize, cols: hidden)
         let output = c.tiedEmbeddings ? embedding : try matrix("lm_head.weight", rows: c.vocabSize, cols: hidden)

@@ -9,9 +9,20 @@ public struct LayerWeights: Sendable {
     public var gate: WeightMatrix
     public var up: WeightMatrix
     public var down: WeightMatrix
+    /// Per-head RMSNorm weights of the queries and keys, applied before RoPE (Gemma 3); `[headDim]`.
+    public var qNorm: [Float]? = nil
+    public var kNorm: [Float]? = nil
+    /// RMSNorms of the attention output and of the MLP output, before each is added to the residual
+    /// stream (Gemma 3); `[hidden]`.
+    public var postAttentionNorm: [Float]? = nil
+    public var postMLPNorm: [Float]? = nil
+    /// Biases of the query, key and value projections (Qwen2); `[qDim]`, `[kvDim]`, `[kvDim]`.
+    public var qBias: [Float]? = nil
+    public var kBias: [Float]? = nil
+    public var vBias: [Float]? = nil
 }
 
-/// A loaded Llama-family model: configuration plus weights (immutable, shareable).
+/// A loaded model (any of the supported families): configuration plus weights (immutable, shareable).
 public final class LlamaModel: Sendable {
     public let config: ModelConfig
     public let tokenEmbedding: WeightMatrix

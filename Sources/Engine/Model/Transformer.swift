@@ -27,17 +27,24 @@ public final class Transformer {
     private var gate: UnsafeMutablePointer<Float>!    // [T][intermediate]
     private var up: UnsafeMutablePointer<Float>!      // [T][intermediate]
     private var rope: UnsafeMutablePointer<Float>!    // [T][headDim] (cos, sin) pairs
+    private var ropeSliding: UnsafeMutablePointer<Float>? // the same at the sliding layers' base (when it differs)
     /// The masked segments' visibility rows, `[tokens][start + tokens]` each (built once per pass).
     private var visible: UnsafeMutablePointer<UInt8>?
     private var visibleCapacity = 0
+    /// The same for the sliding-window layers (every segment masked: its window, and its own mask).
+    private var windowVisible: UnsafeMutablePointer<UInt8>?
+    private var windowVisibleCapacity = 0
     private var logitsBuf: UnsafeMutablePointer<Float>!
     private var logitsRows = 0
     private let invFreq: [Float]
+    private let invFreqSliding: [Float]?
     // Per-pass bookkeeping, reused.
     private var rowStart: [Int] = []
     private var logitsStart: [Int] = []
     private var logitsCount: [Int] = []
     private var jobs: [AttentionJob] = []
+    private var windowJobs: [AttentionJob] = []
+    private var windowNeeded: [Bool] = []
     private var griffinRuns: [GriffinRun] = []
 
     /// A transformer on the CPU backend (`threads` pool threads) whose own cache holds `capacity` positions.
@@ -51,6 +58,8 @@ public final class Transformer {
         self.backend = backend
         cache = Transformer.makeCache(config: model.config, capacity: capacity, numerics: backend.numerics)
         invFreq = config.ropeInverseFrequencies()
+        let c = model.config
+        invFreqSliding = c.slidingRopeTheta.map { c.ropeInverseFrequencies(theta: $0) }
         reserve(tokens: 1)
     }
 
@@ -66,14 +75,15 @@ public final class Transformer {
     }
 
     deinit {
-        for p in [x, xn, q, k, v, att, proj, gate, up, rope, logitsBuf] { p?.deallocate() }
+        for p in [x, xn, q, k, v, att, proj, gate, up, rope, ropeSliding, logitsBuf] { p?.deallocate() }
         visible?.deallocate()
+        windowVisible?.deallocate()
     }
 
     /// Sizes the activation buffers for passes of up to `tokens` tokens in all (allocates only when growing).
     public func reserve(tokens: Int) {
         guard tokens > maxTokens else { return }
-        for p in [x, xn, q, k, v, att, proj, gate, up, rope] { p?.deallocate() }
+        for p in [x, xn, q, k, v, att, proj, gate, up, rope, ropeSliding] { p?.deallocate() }
         let c = config
         maxTokens = tokens
         x = .allocate(capacity: tokens * c.hiddenSize)
@@ -86,6 +96,7 @@ public final class Transformer {
         gate = .allocate(capacity: tokens * c.intermediateSize)
         up = .allocate(capacity: tokens * c.intermediateSize)
         rope = .allocate(capacity: tokens * c.headDim)
+        ropeSliding = invFreqSliding == nil ? nil : .allocate(capacity: tokens * c.headDim)
     }
 
     private func reserveLogits(rows: Int) {
@@ -130,26 +141,34 @@ public final class Transformer {
         embed(segments)
         buildAttentionJobs(segments)
         for (l, layer) in model.layers.enumerated() {
+            let sliding = c.isSliding(layer: l)
+            let table = sliding ? (ropeSliding ?? rope!) : rope!
             // Attention block.
             layer.attnNorm.withUnsafeBufferPointer { backend.rmsNorm(x, weight: $0.baseAddress!, eps: c.rmsNormEps, out: xn, rows: T, width: c.hiddenSize) }
             project(layer.wq, xn, q, segments)
             project(layer.wk, xn, k, segments)
             project(layer.wv, xn, v, segments)
+            addBias(layer.qBias, q, rows: T)
+            addBias(layer.kBias, k, rows: T)
+            addBias(layer.vBias, v, rows: T)
+            headNorm(layer.qNorm, q, rows: T * c.headCount)
+            headNorm(layer.kNorm, k, rows: T * c.kvHeadCount)
             for (i, s) in segments.enumerated() {
                 for t in 0..<s.tokens.count {
                     let r = rowStart[i] + t
-                    applyRope(q + r * c.qDim, heads: c.headCount, table: rope + r * c.headDim)
-                    applyRope(k + r * c.kvDim, heads: c.kvHeadCount, table: rope + r * c.headDim)
+                    applyRope(q + r * c.qDim, heads: c.headCount, table: table + r * c.headDim)
+                    applyRope(k + r * c.kvDim, heads: c.kvHeadCount, table: table + r * c.headDim)
                     s.cache.store(layer: l, position: s.start + t, keys: k + r * c.kvDim, values: v + r * c.kvDim)
                 }
             }
-            backend.attend(layer: l, jobs: jobs, q: q, out: att, heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim)
+            backend.attend(layer: l, jobs: sliding ? windowJobs : jobs, q: q, out: att, heads: c.headCount,
+                           kvHeads: c.kvHeadCount, headDim: c.headDim, scale: c.scoreScale)
             project(layer.wo, att, proj, segments)
-            for i in 0..<(T * c.hiddenSize) { x[i] += proj[i] }
+            addResidual(proj, norm: layer.postAttentionNorm, rows: T)
             // MLP block.
             layer.ffnNorm.withUnsafeBufferPointer { backend.rmsNorm(x, weight: $0.baseAddress!, eps: c.rmsNormEps, out: xn, rows: T, width: c.hiddenSize) }
             mlp(layer: l, segments)
-            for i in 0..<(T * c.hiddenSize) { x[i] += proj[i] }
+            addResidual(proj, norm: layer.postMLPNorm, rows: T)
         }
         for s in segments { s.cache.commitWrite(start: s.start, end: s.start + s.tokens.count) }
         outputHead(segments)
@@ -162,7 +181,9 @@ public final class Transformer {
             for (t, id) in s.tokens.enumerated() {
                 precondition(id >= 0 && Int(id) < c.vocabSize, "token id \(id) out of range")
                 let r = rowStart[i] + t
-                model.tokenEmbedding.dequantizeRow(Int(id), into: x + r * c.hiddenSize)
+                let row = x + r * c.hiddenSize
+                model.tokenEmbedding.dequantizeRow(Int(id), into: row)
+                if let scale = c.embeddingScale { for j in 0..<c.hiddenSize { row[j] *= scale } }
                 let pos = Float(s.positions?[t] ?? (s.start + t))
                 let table = rope + r * c.headDim
                 for j in 0..<half {
@@ -170,8 +191,40 @@ public final class Transformer {
                     table[2 * j] = cos(a)
                     table[2 * j + 1] = sin(a)
                 }
+                if let sliding = ropeSliding, let inv = invFreqSliding {
+                    let st = sliding + r * c.headDim
+                    for j in 0..<half {
+                        let a = pos * inv[j]
+                        st[2 * j] = cos(a)
+                        st[2 * j + 1] = sin(a)
+                    }
+                }
             }
         }
+    }
+
+    /// x += y, or x += rmsNorm(y) with `norm`'s weights (the post-norms; xn is free at both call sites).
+    private func addResidual(_ y: UnsafeMutablePointer<Float>, norm: [Float]?, rows: Int) {
+        let h = config.hiddenSize
+        var src = UnsafePointer(y)
+        if let norm {
+            norm.withUnsafeBufferPointer { backend.rmsNorm(y, weight: $0.baseAddress!, eps: config.rmsNormEps, out: xn, rows: rows, width: h) }
+            src = UnsafePointer(xn)
+        }
+        for i in 0..<(rows * h) { x[i] += src[i] }
+    }
+
+    /// A projection's bias added to each of `rows` rows.
+    private func addBias(_ bias: [Float]?, _ y: UnsafeMutablePointer<Float>, rows: Int) {
+        guard let bias else { return }
+        let n = bias.count
+        for r in 0..<rows { for j in 0..<n { y[r * n + j] += bias[j] } }
+    }
+
+    /// RMSNorm of every head vector (`rows` of headDim), in place (Gemma 3's q/k norms).
+    private func headNorm(_ weight: [Float]?, _ y: UnsafeMutablePointer<Float>, rows: Int) {
+        guard let weight else { return }
+        weight.withUnsafeBufferPointer { backend.rmsNorm(y, weight: $0.baseAddress!, eps: config.rmsNormEps, out: y, rows: rows, width: config.headDim) }
     }
 
     /// One attention job per segment, with the masked segments' visibility rows (used by every layer).
@@ -198,6 +251,45 @@ public final class Transformer {
                 offset += n * width
             }
             jobs.append(AttentionJob(cache: s.cache, row: rowStart[i], tokens: n, start: s.start, visible: rows, vstride: width))
+        }
+        buildWindowJobs(segments)
+    }
+
+    /// The sliding-window layers' jobs: a query at position p also loses the slots whose position is
+    /// p − window or less (slots before the segment hold their own positions; the segment's slots hold
+    /// `positions` when given). Segments whose every query sees its whole causal range reuse `jobs`.
+    private func buildWindowJobs(_ segments: [PassSegment]) {
+        windowJobs.removeAll(keepingCapacity: true)
+        guard let window = config.slidingWindow else { return }
+        func position(_ s: PassSegment, _ slot: Int) -> Int { slot >= s.start ? (s.positions?[slot - s.start] ?? slot) : slot }
+        var bytes = 0
+        windowNeeded.removeAll(keepingCapacity: true)
+        for s in segments {
+            let n = s.tokens.count
+            var latest = 0
+            for t in 0..<n { latest = max(latest, position(s, s.start + t)) }
+            windowNeeded.append(latest >= window)
+            if latest >= window { bytes += n * (s.start + n) }
+        }
+        if bytes > windowVisibleCapacity {
+            windowVisible?.deallocate()
+            windowVisibleCapacity = bytes
+            windowVisible = .allocate(capacity: bytes)
+        }
+        var offset = 0
+        for (i, s) in segments.enumerated() {
+            guard windowNeeded[i] else { windowJobs.append(jobs[i]); continue }
+            let n = s.tokens.count, width = s.start + n
+            let base = windowVisible! + offset
+            for t in 0..<n {
+                let row = base + t * width, p = position(s, s.start + t)
+                for j in 0..<(s.start + t + 1) {
+                    let masked = s.mask.map { j >= $0.from && !$0.visible(t, j) } ?? false
+                    row[j] = !masked && position(s, j) > p - window ? 1 : 0
+                }
+            }
+            offset += n * width
+            windowJobs.append(AttentionJob(cache: s.cache, row: rowStart[i], tokens: n, start: s.start, visible: UnsafePointer(base), vstride: width))
         }
     }
 
@@ -236,7 +328,7 @@ public final class Transformer {
         project(layer.gate, xn, gate, segments, where: isDense)
         notify(segments) { o, rows, first in o.observe(layer: l, gate: gate + first * n, tokens: rows) }
         project(layer.up, xn, up, segments, where: isDense)
-        forEachRun(segments, where: isDense) { first, rows, _ in backend.siluMul(gate + first * n, up + first * n, count: rows * n) }
+        forEachRun(segments, where: isDense) { first, rows, _ in backend.activate(config.activation, gate + first * n, up + first * n, count: rows * n) }
         notify(segments) { o, rows, first in o.observe(layer: l, activation: gate + first * n, tokens: rows) }
         project(layer.down, gate, proj, segments, where: isDense)
         // Griffin's MLPs all together (they share their weight reads), the other sparse ones each alone.

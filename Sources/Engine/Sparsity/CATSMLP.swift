@@ -60,7 +60,7 @@ public final class CATSMLP: SparseMLP {
         let layer = model.layers[l]
         let dt = down.layers[l]
         b.matmul(layer.gate, input, g, tokens: T)
-        b.siluMul(g, nil, count: T * d)
+        b.activate(transformer.config.activation, g, nil, count: T * d)
         // Active set from |silu(gate)|, summed over the rows when there are several.
         let byThreshold = mode == .threshold && calibration.map { l < $0.thresholds.count } == true
         let threshold = byThreshold ? calibration!.thresholds[l] * Float(T) : 0

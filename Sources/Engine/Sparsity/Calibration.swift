@@ -1,8 +1,9 @@
 import Foundation
 import SiriusMethod
 
-/// Per-layer histograms of |silu(gate)| over dense MLP rows, for CATS threshold calibration
-/// (sirius-method.md §2.2: t_ℓ = the (1 − density) quantile of |silu(gate)| over a calibration set).
+/// Per-layer histograms of |act(gate)| (the model's activation: SiLU, or Gemma's GELU) over dense MLP
+/// rows, for CATS threshold calibration (sirius-method.md §2.2: t_ℓ = the (1 − density) quantile of
+/// |act(gate)| over a calibration set).
 ///
 /// Bins are the top 16 bits of the float's bit pattern (sign clear: 8 exponent bits, 7 mantissa bits),
 /// which are ordered like the values: each bin spans 1/128 of an octave (< 0.8 % of its value), and
@@ -12,12 +13,13 @@ public final class GateMagnitudeHistogram {
     public static let binCount = 1 << 15
     public let layerCount: Int
     public let width: Int
+    public let activation: GatedActivation
     /// Rows added per layer.
     public private(set) var rows: [Int]
     private var counts: [[Int]]
 
-    public init(layerCount: Int, width: Int) {
-        self.layerCount = layerCount; self.width = width
+    public init(layerCount: Int, width: Int, activation: GatedActivation = .silu) {
+        self.layerCount = layerCount; self.width = width; self.activation = activation
         rows = Array(repeating: 0, count: layerCount)
         counts = Array(repeating: Array(repeating: 0, count: Self.binCount), count: layerCount)
     }
@@ -28,7 +30,7 @@ public final class GateMagnitudeHistogram {
         counts[l].withUnsafeMutableBufferPointer { c in
             for i in 0..<(tokens * width) {
                 let x = gate[i]
-                let m = abs(x / (1 + expf(-x)))
+                let m = abs(activation(x))
                 c[Self.bin(m)] += 1
             }
         }
@@ -136,7 +138,7 @@ public enum CATSCalibrator {
                                eosIDs: Set<Int32> = [], prefillRows: Bool = true, sparse: CATSCalibration? = nil,
                                downT: NeuronMajorDown? = nil) throws -> GateMagnitudeHistogram {
         let c = t.config
-        let hist = GateMagnitudeHistogram(layerCount: c.layerCount, width: c.intermediateSize)
+        let hist = GateMagnitudeHistogram(layerCount: c.layerCount, width: c.intermediateSize, activation: c.activation)
         let recorder = GateRecorder(hist)
         var decodeRoute = MLPRoute.observed(recorder)
         if let sparse {

@@ -158,7 +158,7 @@ public final class GriffinMLP: SparseMLP {
         b.matmul(p.up, x, u, tokens: T)
         for t in 0..<T {
             // One token at a time, as the batched step does (silu's vector tail falls where it does there).
-            b.siluMul(g + t * k, u + t * k, count: k)
+            b.activate(transformer.config.activation, g + t * k, u + t * k, count: k)
             let out = output + t * h
             out.initialize(repeating: 0, count: h)
             b.accumulateRows(p.down, coefficients: g + t * k, rows: nil, count: k, into: out)
@@ -203,7 +203,7 @@ public final class GriffinMLP: SparseMLP {
                     // In place: k[j] >= j, so position j is read before it is written.
                     let gt = g + (t + i) * d, ut = u + (t + i) * d
                     for j in 0..<k.count { gt[j] = gt[Int(k[j])]; ut[j] = ut[Int(k[j])] }
-                    b.siluMul(gt, ut, count: k.count)
+                    b.activate(transformer.config.activation, gt, ut, count: k.count)
                     let out = output + (run.row + i) * h
                     out.initialize(repeating: 0, count: h)
                     scratch.coefficients[t + i] = UnsafePointer(gt)

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Tiny random models of the non-Llama families, made with transformers' own config and model classes,
+with transformers' greedy continuations: the fixtures of Tests/EngineTests/ArchitectureTests.
+
+Each variant is saved by `save_pretrained` (config.json + model.safetensors) and, where the GGUF format
+can describe it, also written as a GGUF file the way llama.cpp's converter writes that architecture (its
+tensor names, its metadata keys, Gemma's norm weights stored as 1 + w, no Q/K permutation for NeoX-style
+RoPE). The reference comes from the directory reloaded by transformers in fp32, eager attention: the
+first step's logits and the greedy ids, one full forward + argmax per step. Prompts are longer than the
+sliding window, so the window is exercised in prefill and in decoding.
+
+Usage (a venv with `pip install torch==2.13.0 transformers gguf accelerate`):
+    python tools/make_arch_fixtures.py --out Tests/EngineTests/Fixtures/arch
+"""
+import argparse
+import json
+import os
+import shutil
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
+
+NEW_TOKENS = 16
+PROMPT_LEN = 21      # > the sliding window (8) below
+
+
+def greedy(model, ids, n):
+    seq = list(ids)
+    margins = []
+    with torch.no_grad():
+        first = model(torch.tensor([seq])).logits[0, -1]
+        step = first
+        for _ in range(n):
+            top2 = torch.topk(step, 2).values
+            margins.append(float(top2[0] - top2[1]))
+            seq.append(int(torch.argmax(step)))
+            step = model(torch.tensor([seq])).logits[0, -1]
+    return seq[len(ids):], first, min(margins)
+
+
+def randomize_norms(model, shift):
+    """Norm weights away from their initial value (Gemma initialises w = 0, i.e. a factor 1 + w = 1)."""
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.endswith("norm.weight"):
+                p.copy_(shift + 0.25 * (2 * torch.rand_like(p) - 1))
+
+
+def write_gemma3_gguf(model, cfg, path):
+    import gguf
+    w = gguf.GGUFWriter(path, "gemma3")
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_key_length(cfg.head_dim)
+    w.add_value_length(cfg.head_dim)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_rope_freq_base(cfg.rope_parameters["full_attention"]["rope_theta"])
+    w.add_sliding_window(cfg.sliding_window)
+    sd = {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
+
+    def norm(name):   # llama.cpp's converter stores Gemma's (1 + w)
+        return (sd[name] + 1).astype(np.float32)
+
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
+    for i in range(cfg.num_hidden_layers):
+        p, b = "model.layers.%d." % i, "blk.%d." % i
+        w.add_tensor(b + "attn_norm.weight", norm(p + "input_layernorm.weight"))
+        w.add_tensor(b + "attn_q.weight", sd[p + "self_attn.q_proj.weight"])
+        w.add_tensor(b + "attn_k.weight", sd[p + "self_attn.k_proj.weight"])
+        w.add_tensor(b + "attn_v.weight", sd[p + "self_attn.v_proj.weight"])
+        w.add_tensor(b + "attn_output.weight", sd[p + "self_attn.o_proj.weight"])
+        w.add_tensor(b + "attn_q_norm.weight", norm(p + "self_attn.q_norm.weight"))
+        w.add_tensor(b + "attn_k_norm.weight", norm(p + "self_attn.k_norm.weight"))
+        w.add_tensor(b + "post_attention_norm.weight", norm(p + "post_attention_layernorm.weight"))
+        w.add_tensor(b + "ffn_norm.weight", norm(p + "pre_feedforward_layernorm.weight"))
+        w.add_tensor(b + "post_ffw_norm.weight", norm(p + "post_feedforward_layernorm.weight"))
+        w.add_tensor(b + "ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
+        w.add_tensor(b + "ffn_up.weight", sd[p + "mlp.up_proj.weight"])
+        w.add_tensor(b + "ffn_down.weight", sd[p + "mlp.down_proj.weight"])
+    w.add_tensor("output_norm.weight", norm("model.norm.weight"))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+# name: (extra config, also written as GGUF)
+GEMMA3_VARIANTS = {
+    # llama.cpp's fixed choices (pattern 6, local base 10000, scores scaled by 1/sqrt(head_dim)): GGUF too.
+    "gemma3": ({}, True),
+    # Fields a GGUF cannot carry: an explicit layer pattern and query_pre_attn_scalar != head_dim.
+    "gemma3_layer_types": ({"layer_types": ["sliding_attention", "full_attention", "sliding_attention",
+                                            "sliding_attention", "full_attention", "sliding_attention"],
+                            "query_pre_attn_scalar": 24}, False),
+}
+
+
+def make_gemma3(out, name, extra, with_gguf, seed):
+    torch.manual_seed(seed)
+    kw = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=6,
+              num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
+              rms_norm_eps=1e-6, initializer_range=0.1, sliding_window=8, query_pre_attn_scalar=16,
+              rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 100000.0},
+                               "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
+              tie_word_embeddings=True, pad_token_id=0, bos_token_id=2, eos_token_id=1)
+    kw.update(extra)
+    cfg = Gemma3TextConfig(**kw)
+    model = Gemma3ForCausalLM(cfg).to(torch.float32)
+    randomize_norms(model, 0.0)
+    d = os.path.join(out, name)
+    shutil.rmtree(d, ignore_errors=True)
+    model.save_pretrained(d)
+    for extra_file in ("generation_config.json",):
+        if os.path.exists(os.path.join(d, extra_file)):
+            os.remove(os.path.join(d, extra_file))
+    ref = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+    assert ref.config.layer_types == cfg.layer_types
+    if with_gguf:
+        write_gemma3_gguf(ref, ref.config, os.path.join(d, "model.gguf"))
+    g = torch.Generator().manual_seed(seed + 1)
+    ids = torch.randint(3, cfg.vocab_size, (PROMPT_LEN,), generator=g).tolist()
+    out_ids, first, margin = greedy(ref, ids, NEW_TOKENS)
+    assert margin > 1e-3, "argmax too close to call (%g); pick another seed" % margin
+    case = {"name": name, "architecture": "gemma3", "gguf": with_gguf, "sliding_window": cfg.sliding_window,
+            "layer_types": cfg.layer_types, "prompt_ids": ids, "output_ids": out_ids,
+            "first_logits": [float(x) for x in first], "min_argmax_margin": margin}
+    with open(os.path.join(d, "expected.json"), "w") as fh:
+        json.dump(case, fh, indent=1)
+    print(name, "->", out_ids, "margin %.4f" % margin)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="Tests/EngineTests/Fixtures/arch")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    for i, (name, (extra, with_gguf)) in enumerate(GEMMA3_VARIANTS.items()):
+        make_gemma3(args.out, name, extra, with_gguf, seed=300 + 10 * i)
+    import gguf
+    with open(os.path.join(args.out, "README.md"), "w") as fh:
+        fh.write("Made by tools/make_arch_fixtures.py with transformers %s, torch %s, gguf-py %s.\n"
+                 % (transformers.__version__, torch.__version__, getattr(gguf, "__version__", "?")))
+
+
+if __name__ == "__main__":
+    main()
