@@ -2,7 +2,7 @@
 """Independent references for the engine's numerical tests (Tests/EngineTests/Fixtures/dequant/).
 
 1. dequant.json: random raw block bytes for every weight type the engine computes with (F32, F16, BF16,
-   Q4_0, Q4_1, Q8_0, Q4_K, Q6_K) and gguf-py's dequantisation of them (`gguf.quants.dequantize`), as
+   Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, Q5_0) and gguf-py's dequantisation of them (`gguf.quants.dequantize`), as
    float32 bit patterns (so NaN/inf survive JSON and the comparison can be bit-exact).
    The fp16 scale fields of quantised blocks are replaced by small finite halves; the F16/F32/BF16 data
    deliberately includes subnormals, infinities and NaNs.
@@ -26,9 +26,10 @@ TYPES = [
     (Q.F32, 96), (Q.F16, 160), (Q.BF16, 160),
     (Q.Q4_0, 12), (Q.Q4_1, 12), (Q.Q8_0, 12),
     (Q.Q4_K, 4), (Q.Q6_K, 4),
+    (Q.Q5_0, 12),   # added last, so the earlier types keep their random bytes
 ]
 # Byte offsets of the fp16 scale fields inside one block.
-SCALE_FIELDS = {Q.Q4_0: [0], Q.Q4_1: [0, 2], Q.Q8_0: [0], Q.Q4_K: [0, 2], Q.Q6_K: [208]}
+SCALE_FIELDS = {Q.Q4_0: [0], Q.Q4_1: [0, 2], Q.Q8_0: [0], Q.Q4_K: [0, 2], Q.Q6_K: [208], Q.Q5_0: [0]}
 
 
 def small_half(rng):

@@ -139,7 +139,7 @@ static int vnni_level(void) {
 
 int ck_type_supported(int type) {
     switch (type) {
-    case CK_F32: case CK_F16: case CK_BF16: case CK_Q4_0: case CK_Q4_1: case CK_Q8_0: case CK_Q4_K: case CK_Q6_K:
+    case CK_F32: case CK_F16: case CK_BF16: case CK_Q4_0: case CK_Q4_1: case CK_Q5_0: case CK_Q8_0: case CK_Q4_K: case CK_Q6_K:
         return 1;
     default:
         return 0;
@@ -148,7 +148,7 @@ int ck_type_supported(int type) {
 
 static int64_t block_elems(int type) {
     switch (type) {
-    case CK_Q4_0: case CK_Q4_1: case CK_Q8_0: return 32;
+    case CK_Q4_0: case CK_Q4_1: case CK_Q5_0: case CK_Q8_0: return 32;
     case CK_Q4_K: case CK_Q6_K: return 256;
     default: return 1;
     }
@@ -160,6 +160,7 @@ static size_t block_bytes(int type) {
     case CK_F16: case CK_BF16: return 2;
     case CK_Q4_0: return 18;
     case CK_Q4_1: return 20;
+    case CK_Q5_0: return 22;
     case CK_Q8_0: return 34;
     case CK_Q4_K: return 144;
     case CK_Q6_K: return 210;
@@ -185,6 +186,19 @@ static void deq_q4_1(const uint8_t *b, float *y) {
     for (int j = 0; j < 16; j++) {
         y[j] = (qs[j] & 0x0F) * d + m;
         y[j + 16] = (qs[j] >> 4) * d + m;
+    }
+}
+
+static void deq_q5_0(const uint8_t *b, float *y) {
+    float d = rd_f16(b);
+    uint32_t qh;
+    memcpy(&qh, b + 2, 4);
+    const uint8_t *qs = b + 6;
+    for (int j = 0; j < 16; j++) {
+        int lo = (qs[j] & 0x0F) | (int)(((qh >> j) & 1) << 4);
+        int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+        y[j] = (lo - 16) * d;
+        y[j + 16] = (hi - 16) * d;
     }
 }
 
@@ -248,6 +262,7 @@ static void deq_block(int type, const uint8_t *b, float *y) {
     switch (type) {
     case CK_Q4_0: deq_q4_0(b, y); break;
     case CK_Q4_1: deq_q4_1(b, y); break;
+    case CK_Q5_0: deq_q5_0(b, y); break;
     case CK_Q8_0: deq_q8_0(b, y); break;
     case CK_Q4_K: deq_q4_k(b, y); break;
     case CK_Q6_K: deq_q6_k(b, y); break;
@@ -390,6 +405,26 @@ static float dot_f32_avx2(const float *a, const float *b, int64_t n) {
     float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
     for (; i < n; i++) s += a[i] * b[i];
     return s;
+}
+
+// Block types without a kernel of their own (Q5_0, Q4_K, Q6_K): each block dequantised exactly as the
+// scalar reference does, then multiplied into four 8-float accumulators (rows of whole blocks).
+static float dot_deq_avx2(int type, const uint8_t *row, const float *x, int64_t n) {
+    float buf[256];
+    const int64_t be = block_elems(type);
+    const size_t bb = block_bytes(type);
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / be; b++) {
+        deq_block(type, row + (size_t)b * bb, buf);
+        const float *xb = x + b * be;
+        for (int64_t i = 0; i < be; i += 32) {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + i), _mm256_loadu_ps(xb + i), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + i + 8), _mm256_loadu_ps(xb + i + 8), s1);
+            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + i + 16), _mm256_loadu_ps(xb + i + 16), s2);
+            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + i + 24), _mm256_loadu_ps(xb + i + 24), s3);
+        }
+    }
+    return hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
 }
 
 static void axpy_avx2(float a, const float *x, float *y, int64_t n) {
@@ -1024,6 +1059,7 @@ static inline float row_dot(int type, const uint8_t *row, const float *x, int64_
         case CK_BF16: return dot_bf16_avx2(row, x, n);
         case CK_Q4_0: case CK_Q4_1: return dot_q4_f32_avx2(type, row, x, n);
         case CK_Q8_0: return dot_q8_0_f32_avx2(row, x, n);
+        case CK_Q5_0: case CK_Q4_K: case CK_Q6_K: if (n % block_elems(type) == 0) return dot_deq_avx2(type, row, x, n); break;
         default: break;
         }
     }

@@ -48,7 +48,7 @@ func sameFloats(_ a: [Float], _ b: [Float]) -> (ok: Bool, firstMismatch: Int?) {
 
 @Suite("Dequantisation against gguf-py")
 struct DequantizationTests {
-    static let expectedTypes: Set<String> = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"]
+    static let expectedTypes: Set<String> = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"]
 
     @Test("the fixture covers every supported type, with gguf-py's block geometry")
     func fixtureCoversSupportedTypes() throws {
@@ -66,7 +66,7 @@ struct DequantizationTests {
         }
     }
 
-    @Test("ck_dequantize equals gguf-py bit for bit on random blocks", arguments: ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"])
+    @Test("ck_dequantize equals gguf-py bit for bit on random blocks", arguments: ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"])
     func kernelDequantizeMatchesGGUFPy(type: String) throws {
         let c = try #require(try DequantFixture.load().cases.first { $0.type == type })
         let bytes = c.bytes
@@ -81,7 +81,7 @@ struct DequantizationTests {
     }
 
     @Test("WeightMatrix.dequantized and dequantizeRow equal gguf-py (rows of whole blocks)",
-          arguments: ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"])
+          arguments: ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"])
     func weightMatrixMatchesGGUFPy(type: String) throws {
         let c = try #require(try DequantFixture.load().cases.first { $0.type == type })
         let t = try #require(GGMLType(rawValue: c.ggml_type))
@@ -98,7 +98,7 @@ struct DequantizationTests {
     }
 
     @Test("the tests' own reference dequantiser (RefQuant) equals gguf-py too",
-          arguments: ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"])
+          arguments: ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"])
     func referenceDequantizerMatchesGGUFPy(type: String) throws {
         let c = try #require(try DequantFixture.load().cases.first { $0.type == type })
         let t = try #require(GGMLType(rawValue: c.ggml_type))
@@ -106,7 +106,7 @@ struct DequantizationTests {
     }
 
     @Test("the reference quantisers encode random weights within their format's error bound",
-          arguments: [(GGMLType.q4_0, Float(0.09)), (.q4_1, 0.075), (.q8_0, 0.006), (.q4_K, 0.12), (.q6_K, 0.02),
+          arguments: [(GGMLType.q4_0, Float(0.09)), (.q4_1, 0.075), (.q5_0, 0.04), (.q8_0, 0.006), (.q4_K, 0.12), (.q6_K, 0.02),
                       (.f16, 0.001), (.bf16, 0.004), (.f32, 0)])
     func quantiserRoundTrip(type: GGMLType, bound: Float) {
         var rng = SeededRandom(seed: 7)

@@ -107,7 +107,7 @@ struct GGUFLoadErrorTests {
     }
 
     @Test("tensors of types the engine cannot compute with are named in the error",
-          arguments: [(UInt32(13), "Q5_K"), (6, "Q5_0"), (10, "Q2_K"), (16, "IQ2_XXS"), (23, "IQ4_XS"), (20, "IQ4_NL"),
+          arguments: [(UInt32(13), "Q5_K"), (7, "Q5_1"), (10, "Q2_K"), (16, "IQ2_XXS"), (23, "IQ4_XS"), (20, "IQ4_NL"),
                       (4, "type 4"), (99, "type 99"), (28, "F64")])
     func unsupportedType(id: UInt32, name: String) throws {
         // Rows of 256 so that K-quant types have whole blocks; the byte size follows the new type.

@@ -23,7 +23,7 @@ func tinySpec(for type: GGMLType, tied: Bool, seed: UInt64 = 1) -> TinyLlamaSpec
     type == .q4_K || type == .q6_K ? .kQuant(tied: tied, seed: seed) : .small(tied: tied, seed: seed)
 }
 
-let allWeightTypes: [GGMLType] = [.f32, .f16, .bf16, .q4_0, .q4_1, .q8_0, .q4_K, .q6_K]
+let allWeightTypes: [GGMLType] = [.f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q6_K]
 
 @Suite("Transformer (exact numerics) against the scalar reference")
 struct TransformerReferenceTests {

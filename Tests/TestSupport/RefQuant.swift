@@ -56,6 +56,7 @@ public enum RefQuant {
             return [UInt8(r & 0xFF), UInt8(r >> 8)]
         case .q4_0: return q4_0(x)
         case .q4_1: return q4_1(x)
+        case .q5_0: return q5_0(x)
         case .q8_0: return q8_0(x)
         case .q4_K: return q4_K(x)
         case .q6_K: return q6_K(x)
@@ -86,6 +87,24 @@ public enum RefQuant {
         let d = float(half: dh), m = float(half: mh)
         func q(_ v: Float) -> Int { d == 0 ? 0 : min(15, max(0, nearest((v - m) / d))) }
         for j in 0..<16 { b[4 + j] = UInt8(q(x[j]) | q(x[j + 16]) << 4) }
+        return b
+    }
+
+    /// Q5_0: a half scale, 32 high bits, 16 bytes of low nibbles; values (q − 16)·d, q in 0…31.
+    static func q5_0(_ x: [Float]) -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: 22)
+        let amax = x.map(abs).max()!
+        let dh = half(amax / 15)
+        writeHalf(dh, into: &b, at: 0)
+        let d = float(half: dh)
+        var qh: UInt32 = 0
+        func q(_ v: Float) -> Int { d == 0 ? 16 : min(31, max(0, nearest(v / d) + 16)) }
+        for j in 0..<16 {
+            let lo = q(x[j]), hi = q(x[j + 16])
+            b[6 + j] = UInt8((lo & 0xF) | (hi & 0xF) << 4)
+            qh |= UInt32(lo >> 4) << UInt32(j) | UInt32(hi >> 4) << UInt32(j + 16)
+        }
+        for k in 0..<4 { b[2 + k] = UInt8((qh >> UInt32(8 * k)) & 0xFF) }
         return b
     }
 
@@ -202,6 +221,17 @@ public enum RefQuant {
             for j in 0..<16 {
                 y[j] = Float(b[4 + j] & 0x0F) * d + m
                 y[j + 16] = Float(b[4 + j] >> 4) * d + m
+            }
+            return y
+        case .q5_0:
+            let d = readHalf(b, 0)
+            let qh = UInt32(b[2]) | UInt32(b[3]) << 8 | UInt32(b[4]) << 16 | UInt32(b[5]) << 24
+            var y = [Float](repeating: 0, count: 32)
+            for j in 0..<16 {
+                let lo = Int(b[6 + j] & 0x0F) | Int((qh >> UInt32(j)) & 1) << 4
+                let hi = Int(b[6 + j] >> 4) | Int((qh >> UInt32(j + 16)) & 1) << 4
+                y[j] = Float(lo - 16) * d
+                y[j + 16] = Float(hi - 16) * d
             }
             return y
         case .q8_0:

@@ -9,7 +9,7 @@ extern "C" {
 
 /// ggml type ids (formats.md §1) understood by these kernels.
 enum {
-    CK_F32 = 0, CK_F16 = 1, CK_Q4_0 = 2, CK_Q4_1 = 3, CK_Q8_0 = 8,
+    CK_F32 = 0, CK_F16 = 1, CK_Q4_0 = 2, CK_Q4_1 = 3, CK_Q5_0 = 6, CK_Q8_0 = 8,
     CK_Q4_K = 12, CK_Q6_K = 14, CK_BF16 = 30
 };
 

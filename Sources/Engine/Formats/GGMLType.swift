@@ -46,12 +46,12 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     /// Types the engine can compute with (dequantise and multiply).
     public var isSupportedForCompute: Bool {
         switch self {
-        case .f32, .f16, .bf16, .q4_0, .q4_1, .q8_0, .q4_K, .q6_K: true
+        case .f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q6_K: true
         default: false
         }
     }
 
-    public static let supportedNames = "F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K"
+    public static let supportedNames = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K"
 
     /// Bytes of one row of `elements` values; nil when the row is not a whole number of blocks.
     public func rowBytes(elements: Int) -> Int? {
