@@ -5,5 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
+# The second real model of the engine tests (Gemma-3-270M; Gemma Terms of Use, see the README).
+tools/fetch-model.sh gemma3-270m >/dev/null
 swift build -c release --build-tests --scratch-path .build-test -Xswiftc -enable-testing
 swift test -c release --skip-build --scratch-path .build-test -Xswiftc -enable-testing

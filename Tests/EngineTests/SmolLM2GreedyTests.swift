@@ -16,8 +16,8 @@ struct GreedyFixture: Decodable {
     var new_tokens: Int
     var cases: [Case]
 
-    static func load() throws -> GreedyFixture {
-        let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent("smollm2_greedy.json")
+    static func load(_ name: String = "smollm2_greedy.json") throws -> GreedyFixture {
+        let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent(name)
         return try JSONDecoder().decode(GreedyFixture.self, from: Data(contentsOf: url))
     }
 }
