@@ -7,6 +7,10 @@
   Tests/EngineTests/Fixtures/tokenizer/gemma3_expected.json
                                                         transformers' tokenizer built from the same GGUF,
                                                         on the shared tokenizer corpus (corpus.json)
+  Tests/EngineTests/Fixtures/tokenizer/gemma3_chat_expected.json
+                                                        apply_chat_template renderings (and their ids) of the
+                                                        shared conversations with Gemma 3's published chat
+                                                        template (below: the 270M base GGUF carries none)
 
 One prompt is longer than the model's 512-position sliding window, so the window is exercised on the real
 model in prefill and in decoding. Nothing of the model is committed: only ids and a few logits.
@@ -45,6 +49,42 @@ PROMPTS = [
 ]
 
 
+# The text part of the chat template published with the Gemma 3 instruction-tuned models (images omitted).
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}"
+    "{%- set first_user_prefix = \"\" -%}"
+    "{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{%- endif -%}"
+    "{%- if (message['role'] == 'assistant') -%}{%- set role = 'model' -%}{%- else -%}{%- set role = message['role'] -%}{%- endif -%}"
+    "{{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else '') }}"
+    "{{ message['content'] | trim }}"
+    "{{ '<end_of_turn>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
+
+
+def chat_fixture(tok):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_tokenizer_fixtures import CONVERSATIONS
+    out = []
+    for name, msgs in CONVERSATIONS:
+        for gen in (True, False):
+            text = tok.apply_chat_template(msgs, chat_template=GEMMA3_CHAT_TEMPLATE, tokenize=False, add_generation_prompt=gen)
+            out.append({"name": name, "messages": msgs, "add_generation_prompt": gen, "text": text,
+                        "ids": tok(text, add_special_tokens=False)["input_ids"]})
+    dump(os.path.join(FIX, "tokenizer", "gemma3_chat_expected.json"), {"gemma3": out})
+    print("chat: %d renderings" % len(out), file=sys.stderr)
+
+
 def greedy(model, ids, n):
     seq = list(ids)
     margins = []
@@ -68,9 +108,13 @@ def dump(path, obj):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--chat-only", action="store_true", help="only the chat renderings")
     args = ap.parse_args()
     d, f = os.path.split(os.path.abspath(os.path.expanduser(args.model)))
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    chat_fixture(tok)
+    if args.chat_only:
+        return
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32, attn_implementation="eager").eval()
     assert model.config.sliding_window == 512
 

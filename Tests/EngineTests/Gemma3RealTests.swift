@@ -45,6 +45,15 @@ struct Gemma3RealTests {
         #expect(tok.eosIDs.contains(1))
     }
 
+    @Test("the chat format is Gemma's turn template (detected from the vocabulary) and equals transformers' rendering")
+    func chatFormatMatchesTransformers() throws {
+        let tok = try Tokenizer(ggufPath: try GemmaModel.require())
+        #expect(tok.chatFormat == .gemma(bos: "<bos>"))
+        // <end_of_turn> ends a generation like the eos token.
+        #expect(tok.eosIDs.contains(try #require(tok.tokenID("<end_of_turn>"))))
+        try checkChat(tok, "gemma3", file: "gemma3_chat_expected.json")
+    }
+
     /// `--acceptance argmax`: Sirius's committed ids equal the engine's full greedy decoding (which the
     /// test above ties to transformers), Griffin and CATS on the GELU MLP, width 1 and 2, period 4 and 16.
     @Test("argmax acceptance: sirius equals full greedy on Gemma-3-270M", arguments: [SparsityKind.griffin, .cats])

@@ -126,9 +126,9 @@ import SiriusEngine
     }
 }
 
-/// Checks `ChatFormat` against the transformers renderings in chat_expected.json.
-func checkChat(_ tok: Tokenizer, _ name: String) throws {
-    let all = try TokFixtures.json("chat_expected.json") as! [String: Any]
+/// Checks `ChatFormat` against the transformers renderings in chat_expected.json (or `file`).
+func checkChat(_ tok: Tokenizer, _ name: String, file: String = "chat_expected.json") throws {
+    let all = try TokFixtures.json(file) as! [String: Any]
     let cases = all[name] as! [[String: Any]]
     let format = try #require(tok.chatFormat, "no chat format detected for \(name)")
     for c in cases {

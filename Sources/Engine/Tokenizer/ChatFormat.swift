@@ -16,6 +16,9 @@ public enum ChatFormat: Sendable, Equatable {
     case llama3(bos: String)
     /// Llama-2 chat: `bos[INST] <<SYS>>\nsys\n<</SYS>>\n\nuser [/INST] assistant eos`.
     case llama2(bos: String, eos: String)
+    /// Gemma (2 and 3): `bos<start_of_turn>role\ncontent.strip()<end_of_turn>\n`, the assistant's role
+    /// named `model`; a system message is not a turn: its text and a blank line open the first turn.
+    case gemma(bos: String)
 
     /// The text of the token that ends an assistant turn.
     public var endOfTurnToken: String {
@@ -23,6 +26,7 @@ public enum ChatFormat: Sendable, Equatable {
         case .chatML: "<|im_end|>"
         case .llama3: "<|eot_id|>"
         case .llama2(_, let eos): eos
+        case .gemma: "<end_of_turn>"
         }
     }
 
@@ -33,7 +37,10 @@ public enum ChatFormat: Sendable, Equatable {
             if t.contains("<|im_start|>") { return .chatML(defaultSystemPrompt: defaultChatMLSystemPrompt(t)) }
             if t.contains("<|start_header_id|>") { return .llama3(bos: bosToken ?? "<|begin_of_text|>") }
             if t.contains("[INST]") { return .llama2(bos: bosToken ?? "<s>", eos: eosToken ?? "</s>") }
+            if t.contains("<start_of_turn>") { return .gemma(bos: bosToken ?? "<bos>") }
         }
+        // Gemma's base models ship no template, but their vocabulary has the turn markers.
+        if specialTokens.contains("<start_of_turn>") && specialTokens.contains("<end_of_turn>") { return .gemma(bos: bosToken ?? "<bos>") }
         if specialTokens.contains("<|im_start|>") && specialTokens.contains("<|im_end|>") { return .chatML(defaultSystemPrompt: nil) }
         if specialTokens.contains("<|start_header_id|>") && specialTokens.contains("<|eot_id|>") {
             return .llama3(bos: bosToken ?? "<|begin_of_text|>")
@@ -90,6 +97,16 @@ public enum ChatFormat: Sendable, Equatable {
                 if m.role == "user" { out += bos + "[INST] " + pythonStrip(content) + " [/INST]" }
                 else if m.role == "assistant" { out += " " + pythonStrip(content) + " " + eos }
             }
+        case .gemma(let bos):
+            out += bos
+            var rest = messages[...]
+            var prefix = ""
+            if let f = rest.first, f.role == "system" { prefix = f.content + "\n\n"; rest = rest.dropFirst() }
+            for (i, m) in rest.enumerated() {
+                let role = m.role == "assistant" ? "model" : m.role
+                out += "<start_of_turn>" + role + "\n" + (i == 0 ? prefix : "") + pythonStrip(m.content) + "<end_of_turn>\n"
+            }
+            if addGenerationPrompt { out += "<start_of_turn>model\n" }
         }
         return out
     }
