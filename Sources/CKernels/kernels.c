@@ -324,6 +324,69 @@ static float row_dot_scalar(int type, const uint8_t *row, const float *x, int64_
     return sum;
 }
 
+// "fast" products of the block types whose integers are not 4-bit-with-offset or 8-bit: Q5_0, Q4_K and
+// Q6_K against activations quantised per 32 (a Q4_K sub-block, a Q6_K pair of 16-wide scale groups, a
+// Q5_0 block each meet one activation block). Integer sums per scale group, then floats.
+static float row_dot_q8_other_scalar(int type, const uint8_t *row, const ck_q8_block *xq, int64_t n) {
+    float sum = 0;
+    if (type == CK_Q5_0) {
+        for (int64_t b = 0; b < n / 32; b++) {
+            const uint8_t *blk = row + b * 22;
+            uint32_t qh;
+            memcpy(&qh, blk + 2, 4);
+            int32_t acc = 0;
+            for (int j = 0; j < 16; j++) {
+                int lo = (blk[6 + j] & 0x0F) | (int)(((qh >> j) & 1) << 4);
+                int hi = (blk[6 + j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+                acc += lo * xq[b].q[j] + hi * xq[b].q[j + 16];
+            }
+            const float d = rd_f16(blk);
+            sum += d * xq[b].d * (float)acc + -16.0f * d * xq[b].s;
+        }
+        return sum;
+    }
+    for (int64_t sb = 0; sb < n / 256; sb++) {
+        const ck_q8_block *x = xq + sb * 8;
+        if (type == CK_Q4_K) {
+            const uint8_t *blk = row + sb * 144;
+            const float d = rd_f16(blk), dmin = rd_f16(blk + 2);
+            for (int c = 0; c < 4; c++) {
+                const uint8_t *q = blk + 16 + 32 * c;
+                for (int half = 0; half < 2; half++) {
+                    uint8_t sc, m;
+                    q4k_scale_min(2 * c + half, blk + 4, &sc, &m);
+                    const ck_q8_block *xb = x + 2 * c + half;
+                    int32_t acc = 0;
+                    for (int l = 0; l < 32; l++) acc += (half ? q[l] >> 4 : q[l] & 0x0F) * xb->q[l];
+                    sum += d * (float)sc * xb->d * (float)acc - dmin * (float)m * xb->s;
+                }
+            }
+        } else {   // Q6_K
+            const uint8_t *blk = row + sb * 210;
+            const float d = rd_f16(blk + 208);
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
+                const int8_t *sc = (const int8_t *)(blk + 192 + 8 * h);
+                for (int k = 0; k < 4; k++) {
+                    const ck_q8_block *xb = x + 4 * h + k;
+                    int32_t acc = 0;
+                    for (int g = 0; g < 2; g++) {
+                        int32_t part = 0;
+                        for (int l = 16 * g; l < 16 * g + 16; l++) {
+                            const uint8_t lo = k & 1 ? ql[l + 32] : ql[l];
+                            const int q = ((k & 2 ? lo >> 4 : lo & 0x0F) | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
+                            part += q * xb->q[l];
+                        }
+                        acc += sc[2 * k + g] * part;
+                    }
+                    sum += d * xb->d * (float)acc;
+                }
+            }
+        }
+    }
+    return sum;
+}
+
 static float row_dot_q8_scalar(int type, const uint8_t *row, const ck_q8_block *xq, int64_t n) {
     float sum = 0;
     int64_t nb = n / 32;
@@ -409,7 +472,30 @@ static float dot_f32_avx2(const float *a, const float *b, int64_t n) {
 
 // Block types without a kernel of their own (Q5_0, Q4_K, Q6_K): each block dequantised exactly as the
 // scalar reference does, then multiplied into four 8-float accumulators (rows of whole blocks).
+static inline __m256i bits_to_bytes(uint32_t v);
+static inline __m256i bytes_from_nibbles(const uint8_t *qs);
+
 static float dot_deq_avx2(int type, const uint8_t *row, const float *x, int64_t n) {
+    if (type == CK_Q5_0) {
+        // The same values and operations, the block decoded in registers: (q − 16) as an integer, to
+        // float, times d (one rounding, as deq_q5_0), then the four fma chains.
+        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+        const __m256i sixteen = _mm256_set1_epi8(16);
+        for (int64_t b = 0; b < n / 32; b++) {
+            const uint8_t *blk = row + b * 22;
+            uint32_t qh;
+            memcpy(&qh, blk + 2, 4);
+            const __m256i q = _mm256_sub_epi8(_mm256_or_si256(bytes_from_nibbles(blk + 6), _mm256_and_si256(bits_to_bytes(qh), sixteen)), sixteen);
+            const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+            const __m256 d = _mm256_set1_ps(f16_hw(blk));
+            const float *xb = x + b * 32;
+            s0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), d), _mm256_loadu_ps(xb), s0);
+            s1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), d), _mm256_loadu_ps(xb + 8), s1);
+            s2 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), d), _mm256_loadu_ps(xb + 16), s2);
+            s3 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), d), _mm256_loadu_ps(xb + 24), s3);
+        }
+        return hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    }
     float buf[256];
     const int64_t be = block_elems(type);
     const size_t bb = block_bytes(type);
@@ -734,6 +820,99 @@ static float dot_q4_q8_avx2(int type, const uint8_t *row, const ck_q8_block *xq,
         accm0 += (is1 ? f16_hw(k0 + 2) : -8.0f * d0) * x0->s;
     }
     return hsum256(_mm256_add_ps(acc0, acc1)) + (accm0 + accm1);
+}
+
+// Byte j of the result is 0xFF where bit j of v is set.
+static inline __m256i bits_to_bytes(uint32_t v) {
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v), spread);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
+}
+
+// row_dot_q8_other_scalar's sums with AVX2 (the integers are the same; the float sums run in lanes).
+// One Q5_0 block against one activation block: the unsigned 5-bit values' integer products (as floats)
+// and the block's scale (the offset −16·d goes through the activation block sum s, as Q4_0's −8·d).
+static inline __m256 q5_0_block_q8(const uint8_t *blk, const ck_q8_block *xb, float *d) {
+    const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi8(16);
+    uint32_t qh;
+    memcpy(&qh, blk + 2, 4);
+    const __m256i q = _mm256_or_si256(bytes_from_nibbles(blk + 6), _mm256_and_si256(bits_to_bytes(qh), sixteen));
+    *d = f16_hw(blk);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)xb->q)), ones));
+}
+
+static float dot_q5_0_q8_avx2(const uint8_t *row, const ck_q8_block *xq, int64_t n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float accm0 = 0, accm1 = 0, d0, d1;
+    const int64_t nb = n / 32;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const __m256 p0 = q5_0_block_q8(row + b * 22, xq + b, &d0), p1 = q5_0_block_q8(row + (b + 1) * 22, xq + b + 1, &d1);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xq[b].d), p0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * xq[b + 1].d), p1, acc1);
+        accm0 += -16.0f * d0 * xq[b].s;
+        accm1 += -16.0f * d1 * xq[b + 1].s;
+    }
+    if (b < nb) {
+        const __m256 p0 = q5_0_block_q8(row + b * 22, xq + b, &d0);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xq[b].d), p0, acc0);
+        accm0 += -16.0f * d0 * xq[b].s;
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) + (accm0 + accm1);
+}
+
+static float dot_q4_k_q8_avx2(const uint8_t *row, const ck_q8_block *xq, int64_t n) {
+    const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    float accm = 0;
+    for (int64_t sb = 0; sb < n / 256; sb++) {
+        const uint8_t *blk = row + sb * 144;
+        const ck_q8_block *x = xq + sb * 8;
+        const float d = f16_hw(blk), dmin = f16_hw(blk + 2);
+        for (int c = 0; c < 4; c++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * c));
+            const __m256i qv[2] = {_mm256_and_si256(q, low), _mm256_and_si256(_mm256_srli_epi16(q, 4), low)};
+            for (int half = 0; half < 2; half++) {
+                uint8_t sc, m;
+                q4k_scale_min(2 * c + half, blk + 4, &sc, &m);
+                const ck_q8_block *xb = x + 2 * c + half;
+                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qv[half], _mm256_loadu_si256((const __m256i *)xb->q)), ones);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc * xb->d), _mm256_cvtepi32_ps(p), acc);
+                accm += dmin * (float)m * xb->s;
+            }
+        }
+    }
+    return hsum256(acc) - accm;
+}
+
+static float dot_q6_k_q8_avx2(const uint8_t *row, const ck_q8_block *xq, int64_t n) {
+    const __m256i low = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3), bias = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < n / 256; sb++) {
+        const uint8_t *blk = row + sb * 210;
+        const ck_q8_block *x = xq + sb * 8;
+        const float d = f16_hw(blk + 208);
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+            const int8_t *sc = (const int8_t *)(blk + 192 + 8 * h);
+            const __m256i lows[4] = {_mm256_and_si256(l0, low), _mm256_and_si256(l1, low),
+                                     _mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(_mm256_srli_epi16(l1, 4), low)};
+            for (int k = 0; k < 4; k++) {
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), three);
+                const __m256i q = _mm256_or_si256(lows[k], _mm256_slli_epi16(hi, 4));      // 0 … 63
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)x[4 * h + k].q);
+                const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, xv), _mm256_maddubs_epi16(bias, xv));
+                const __m256i scales = _mm256_setr_m128i(_mm_set1_epi16(sc[2 * k]), _mm_set1_epi16(sc[2 * k + 1]));
+                const __m256i p = _mm256_madd_epi16(p16, scales);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x[4 * h + k].d), _mm256_cvtepi32_ps(p), acc);
+            }
+        }
+    }
+    return hsum256(acc);
 }
 
 static float dot_q8_0_q8_avx2(const uint8_t *row, const ck_q8_block *xq, int64_t n) {
@@ -1069,6 +1248,12 @@ static inline float row_dot(int type, const uint8_t *row, const float *x, int64_
 }
 
 static inline float row_dot_q8(int type, const uint8_t *row, const ck_q8_block *xq, const float *x, int64_t n, int avx) {
+    if ((type == CK_Q5_0 && n % 32 == 0) || ((type == CK_Q4_K || type == CK_Q6_K) && n % 256 == 0)) {
+#if CK_X86
+        if (avx) return type == CK_Q5_0 ? dot_q5_0_q8_avx2(row, xq, n) : type == CK_Q4_K ? dot_q4_k_q8_avx2(row, xq, n) : dot_q6_k_q8_avx2(row, xq, n);
+#endif
+        return row_dot_q8_other_scalar(type, row, xq, n);
+    }
     if (type != CK_Q4_0 && type != CK_Q4_1 && type != CK_Q8_0) return row_dot(type, row, x, n, avx);
 #if CK_X86
     if (avx) return type == CK_Q8_0 ? dot_q8_0_q8_avx2(row, xq, n) : dot_q4_q8_avx2(type, row, xq, n);
@@ -1249,9 +1434,18 @@ void ck_accumulate_rows_tokens(int type, const void *w, size_t row_bytes, int64_
 
 int ck_matmul_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, int64_t T,
                  float *y, int64_t ldy, int64_t n, int64_t r0, int64_t r1) {
-    if (type != CK_Q4_0 && type != CK_Q4_1 && type != CK_Q8_0) return 0;
     const uint8_t *p = (const uint8_t *)w;
     const int64_t nb = n / 32;
+    if (type == CK_Q5_0 || type == CK_Q4_K || type == CK_Q6_K) {
+        // The one-token kernel per token (so each token's bits are its own), the row still in cache.
+        const int avx = ck_has_avx2();
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *row = p + (size_t)r * row_bytes;
+            for (int64_t t = 0; t < T; t++) y[t * ldy + r] = row_dot_q8(type, row, xq + t * nb, NULL, n, avx);
+        }
+        return 1;
+    }
+    if (type != CK_Q4_0 && type != CK_Q4_1 && type != CK_Q8_0) return 0;
 #if CK_X86
     if (ck_has_avx2()) {
         const int vnni = vnni_level();

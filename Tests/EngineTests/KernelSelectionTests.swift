@@ -12,6 +12,8 @@ import TestSupport
 @Suite("AVX2 and scalar kernels agree", .serialized)
 struct KernelSelectionTests {
     static let kernelTol: Float = 1e-5
+    /// Whole-model logits, fast numerics, AVX2 vs scalar kernels (see transformerScalarVsSIMD).
+    static let fastModelTol: Float = 2e-2
 
     func run<T>(scalar: Bool, _ body: () throws -> T) rethrows -> T {
         try KernelSelection.shared.with(scalar: scalar, body)
@@ -267,10 +269,14 @@ struct KernelSelectionTests {
             }
             let simd = run(scalar: false) { logits() }, scalar = run(scalar: true) { logits() }
             // The two paths sum in different orders (and the SIMD attention has its own exp), so each
-            // may sit up to Tol.exact from the truth on its own side: they agree within twice that.
+            // may sit up to Tol.exact from the truth on its own side: they agree within twice that. In
+            // fast numerics a last-bit difference upstream can move an activation across a quantisation
+            // boundary (one 1/127 step of its block) further on: the bound is then that step's effect
+            // (the products themselves agree within `kernelTol`: matvecKernels).
+            let tol = numerics == .exact ? 2 * Tol.exact : Self.fastModelTol
             for i in tokens.indices {
-                #expect(Compare.relDiff(simd.prefill[i], scalar.prefill[i]) <= 2 * Tol.exact, "\(type) \(numerics) prefill \(i)")
-                #expect(Compare.relDiff(simd.decode[i], scalar.decode[i]) <= 2 * Tol.exact, "\(type) \(numerics) decode \(i)")
+                #expect(Compare.relDiff(simd.prefill[i], scalar.prefill[i]) <= tol, "\(type) \(numerics) prefill \(i)")
+                #expect(Compare.relDiff(simd.decode[i], scalar.decode[i]) <= tol, "\(type) \(numerics) decode \(i)")
                 if numerics == .exact {
                     #expect(Compare.relDiff(scalar.decode[i], expected[i]) <= Tol.exact, "\(type) scalar decode vs reference \(i)")
                     #expect(Compare.relDiff(simd.decode[i], expected[i]) <= Tol.exact, "\(type) SIMD decode vs reference \(i)")

@@ -171,8 +171,9 @@ struct TransformerReferenceTests {
 
 @Suite("Transformer, fast numerics")
 struct FastNumericsTests {
-    /// 8-bit activation quantisation only affects Q4_0, Q4_1 and Q8_0 weights; the other types use the
-    /// float kernels in both modes, so there fast differs from exact only by its f16 KV cache.
+    /// 8-bit activation quantisation affects the quantised weight types (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K,
+    /// Q6_K); F32/F16/BF16 use the float kernels in both modes, so there fast differs from exact only by
+    /// its f16 KV cache.
     @Test("fast logits stay within tolerance of the reference; other types within the f16 cache's rounding of exact", arguments: allWeightTypes)
     func fastWithinTolerance(type: GGMLType) throws {
         let tiny = TinyLlama(tinySpec(for: type, tied: false, seed: 21))
@@ -191,7 +192,7 @@ struct FastNumericsTests {
                     worst = max(worst, Compare.relDiff(f, expected[i]))
                     if Compare.argmax(f) == Compare.argmax(expected[i]) { sameArgmax += 1 }
                     let same = Compare.bitsEqual(f, e)
-                    if [.q4_0, .q4_1, .q8_0].contains(type) {
+                    if [.q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q6_K].contains(type) {
                         #expect(!same, "\(type): fast numerics should differ from exact")
                     } else {
                         // No integer kernel for this type: fast differs from exact only by its f16 KV cache.
@@ -208,9 +209,9 @@ struct FastNumericsTests {
     /// The integer kernels against a Swift model of their arithmetic: x quantised per 32 (d = amax/127,
     /// q = round-half-even(x/d)), Σ_blocks d_w·d_x·Σ q_w q_x (+ m·d_x·Σ q_x for Q4_1), in Double.
     /// Tolerance 1e-5 relative: only float32 accumulation differs.
-    @Test("fast mat-vec equals the 8-bit activation model of its arithmetic", arguments: [GGMLType.q4_0, .q4_1, .q8_0])
+    @Test("fast mat-vec equals the 8-bit activation model of its arithmetic", arguments: [GGMLType.q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q6_K])
     func fastMatvecModel(type: GGMLType) throws {
-        let rows = 96, cols = 320
+        let rows = 96, cols = type == .q4_K || type == .q6_K ? 512 : 320
         var rng = SeededRandom(seed: 31)
         let w = (0..<(rows * cols)).map { _ in rng.nextUnit() * 2 - 1 }
         let x = (0..<cols).map { _ in (rng.nextUnit() * 2 - 1) * 3 }

@@ -75,16 +75,17 @@ void ck_matmul_masked(int type, const void *w, size_t row_bytes, const float *x,
 /// Quantise `n` floats (a multiple of 32) into n/32 blocks.
 void ck_quantize_q8(const float *x, int64_t n, ck_q8_block *out);
 
-/// "fast" numerics: integer dot products against quantised activations for Q4_0, Q4_1 and Q8_0;
-/// other types fall back to the float kernel on `x`.
+/// "fast" numerics: integer dot products against quantised activations for Q4_0, Q4_1, Q5_0, Q8_0,
+/// Q4_K and Q6_K; other types fall back to the float kernel on `x`.
 void ck_matvec_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, const float *x,
                   float *y, int64_t n, int64_t r0, int64_t r1);
 void ck_matvec_q8_rows(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, const float *x,
                        float *y, int64_t n, const int32_t *rows, int64_t count);
 
-/// Multi-token "fast" product for Q4_0, Q4_1 and Q8_0 weights: for rows r in [r0, r1) and tokens
-/// t in [0, T): y[t·ldy + r] = w_r · x_t, where x_t is given quantised as `xq + t·(n/32)`. Each weight
-/// block is decoded once per group of four tokens. Returns 0 (and does nothing) for other types.
+/// Multi-token "fast" product for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K weights: for rows r in [r0, r1)
+/// and tokens t in [0, T): y[t·ldy + r] = w_r · x_t, where x_t is given quantised as `xq + t·(n/32)`.
+/// Q4/Q8 weight blocks are decoded once per group of four tokens. Returns 0 (and does nothing) for
+/// other types.
 int ck_matmul_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, int64_t T,
                  float *y, int64_t ldy, int64_t n, int64_t r0, int64_t r1);
 
