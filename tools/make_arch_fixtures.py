@@ -20,7 +20,8 @@ import shutil
 import numpy as np
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
+from transformers import (AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig, MistralConfig, MistralForCausalLM,
+                          Qwen2Config, Qwen2ForCausalLM)
 
 NEW_TOKENS = 16
 PROMPT_LEN = 21      # > the sliding window (8) below
@@ -135,6 +136,86 @@ def make_gemma3(out, name, extra, with_gguf, seed):
     print(name, "->", out_ids, "margin %.4f" % margin)
 
 
+def write_qwen2_gguf(model, cfg, path):
+    """As llama.cpp's converter writes Qwen2: arch qwen2, q/k/v biases, no Q/K permutation (NeoX RoPE)."""
+    import gguf
+    w = gguf.GGUFWriter(path, "qwen2")
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
+    sd = {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
+    for i in range(cfg.num_hidden_layers):
+        p, b = "model.layers.%d." % i, "blk.%d." % i
+        w.add_tensor(b + "attn_norm.weight", sd[p + "input_layernorm.weight"])
+        for x, y in (("q", "q"), ("k", "k"), ("v", "v")):
+            w.add_tensor(b + "attn_%s.weight" % y, sd[p + "self_attn.%s_proj.weight" % x])
+            w.add_tensor(b + "attn_%s.bias" % y, sd[p + "self_attn.%s_proj.bias" % x])
+        w.add_tensor(b + "attn_output.weight", sd[p + "self_attn.o_proj.weight"])
+        w.add_tensor(b + "ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
+        w.add_tensor(b + "ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
+        w.add_tensor(b + "ffn_up.weight", sd[p + "mlp.up_proj.weight"])
+        w.add_tensor(b + "ffn_down.weight", sd[p + "mlp.down_proj.weight"])
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
+    w.add_tensor("output.weight", sd["lm_head.weight"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+LLAMA_LIKE = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-6, initializer_range=0.1,
+                  tie_word_embeddings=False, rope_parameters={"rope_type": "default", "rope_theta": 100000.0})
+# name: (config class, model class, extra config, GGUF writer or None)
+OTHER_VARIANTS = {
+    # Qwen2 as llama.cpp runs it (no window): safetensors and GGUF.
+    "qwen2": (Qwen2Config, Qwen2ForCausalLM, {}, write_qwen2_gguf),
+    # Qwen2's sliding window on its upper layers (GGUF has no key for it).
+    "qwen2_window": (Qwen2Config, Qwen2ForCausalLM, {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 2}, None),
+    # Mistral: the window on every layer (llama.cpp converts Mistral to a llama GGUF, without the window).
+    "mistral": (MistralConfig, MistralForCausalLM, {"sliding_window": 8, "head_dim": 16}, None),
+}
+
+
+def make_other(out, name, cfg_cls, model_cls, extra, gguf_writer, seed):
+    torch.manual_seed(seed)
+    kw = dict(LLAMA_LIKE)
+    kw.update(extra)
+    cfg = cfg_cls(**kw)
+    model = model_cls(cfg).to(torch.float32)
+    randomize_norms(model, 1.0)
+    with torch.no_grad():            # biases away from their zero initialisation
+        for n, p in model.named_parameters():
+            if n.endswith(".bias"):
+                p.copy_(0.3 * (2 * torch.rand_like(p) - 1))
+    d = os.path.join(out, name)
+    shutil.rmtree(d, ignore_errors=True)
+    model.save_pretrained(d)
+    if os.path.exists(os.path.join(d, "generation_config.json")):
+        os.remove(os.path.join(d, "generation_config.json"))
+    ref = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+    if gguf_writer:
+        gguf_writer(ref, ref.config, os.path.join(d, "model.gguf"))
+    g = torch.Generator().manual_seed(seed + 1)
+    ids = torch.randint(3, cfg.vocab_size, (PROMPT_LEN,), generator=g).tolist()
+    out_ids, first, margin = greedy(ref, ids, NEW_TOKENS)
+    assert margin > 1e-3, "argmax too close to call (%g); pick another seed" % margin
+    window = getattr(ref.config, "sliding_window", None)
+    types = getattr(ref.config, "layer_types", None) or ["sliding_attention" if window else "full_attention"] * cfg.num_hidden_layers
+    case = {"name": name, "architecture": ref.config.model_type, "gguf": gguf_writer is not None,
+            "sliding_window": window or 0, "layer_types": types, "prompt_ids": ids, "output_ids": out_ids,
+            "first_logits": [float(x) for x in first], "min_argmax_margin": margin}
+    with open(os.path.join(d, "expected.json"), "w") as fh:
+        json.dump(case, fh, indent=1)
+    print(name, "->", out_ids, "margin %.4f" % margin, "layer types", types)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="Tests/EngineTests/Fixtures/arch")
@@ -142,6 +223,8 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     for i, (name, (extra, with_gguf)) in enumerate(GEMMA3_VARIANTS.items()):
         make_gemma3(args.out, name, extra, with_gguf, seed=300 + 10 * i)
+    for i, (name, (cfg_cls, model_cls, extra, writer)) in enumerate(OTHER_VARIANTS.items()):
+        make_other(args.out, name, cfg_cls, model_cls, extra, writer, seed=400 + 10 * i)
     import gguf
     with open(os.path.join(args.out, "README.md"), "w") as fh:
         fh.write("Made by tools/make_arch_fixtures.py with transformers %s, torch %s, gguf-py %s.\n"

@@ -18,7 +18,7 @@ struct ArchitectureFixture: Decodable {
     var output_ids: [Int32]
     var first_logits: [Float]
 
-    static let names = ["gemma3", "gemma3_layer_types"]
+    static let names = ["gemma3", "gemma3_layer_types", "qwen2", "qwen2_window", "mistral"]
 
     static func directory(_ name: String) throws -> String { try fixtureURL("arch/" + name).path }
 
@@ -36,22 +36,43 @@ struct ArchitectureFixture: Decodable {
 
 @Suite("other model families against transformers (tiny random models, exact numerics)")
 struct ArchitectureTests {
-    @Test("Gemma 3: greedy ids and first-step logits equal transformers', safetensors and GGUF", arguments: ArchitectureFixture.names)
-    func gemma3MatchesTransformers(name: String) throws {
+    @Test("Gemma 3, Qwen2, Mistral: greedy ids and first-step logits equal transformers', safetensors and GGUF",
+          arguments: ArchitectureFixture.names)
+    func matchesTransformers(name: String) throws {
         let f = try ArchitectureFixture.load(name)
-        #expect(f.prompt_ids.count > f.sliding_window, "the prompt must be longer than the window")
+        if f.sliding_window > 0 { #expect(f.prompt_ids.count > f.sliding_window, "the prompt must be longer than the window") }
         for path in try f.paths() {
             let model = try ModelLoader.load(path: path)
             let c = model.config
-            #expect(c.architecture == "gemma3")
-            #expect(c.activation == .geluTanh)
-            #expect(c.slidingWindow == f.sliding_window)
+            #expect(c.architecture == f.architecture)
+            #expect(c.activation == (f.architecture == "gemma3" ? .geluTanh : .silu))
+            #expect(c.slidingWindow == (f.sliding_window > 0 ? f.sliding_window : nil))
             #expect((0..<c.layerCount).map { c.isSliding(layer: $0) } == f.layer_types.map { $0 == "sliding_attention" })
+            if f.architecture == "qwen2" { #expect(model.layers.allSatisfy { $0.qBias != nil && $0.kBias != nil && $0.vBias != nil }) }
             let (first, ids) = greedyContinuation(model, prompt: f.prompt_ids, count: f.output_ids.count)
             let diff = zip(first, f.first_logits).map { abs($0 - $1) }.max() ?? .infinity
             #expect(first.count == f.first_logits.count)
             #expect(diff <= 1e-4, "\(path): first-step logits differ by \(diff)")
             #expect(ids == f.output_ids, "\(path)")
+        }
+    }
+
+    @Test("the fixtures would catch a missing window (Gemma, Qwen2, Mistral) or missing biases (Qwen2)")
+    func windowsAndBiasesMatter() throws {
+        for name in ["qwen2_window", "mistral", "qwen2"] {
+            let f = try ArchitectureFixture.load(name)
+            let m = try ModelLoader.load(path: try ArchitectureFixture.directory(name))
+            var c = m.config
+            var layers = m.layers
+            if name == "qwen2" {
+                for i in layers.indices { layers[i].qBias = nil; layers[i].kBias = nil; layers[i].vBias = nil }
+            } else {
+                c.slidingWindow = nil
+            }
+            let w = LlamaModel(config: c, tokenEmbedding: m.tokenEmbedding, outputNorm: m.outputNorm, output: m.output, layers: layers, source: m.source)
+            let (first, ids) = greedyContinuation(w, prompt: f.prompt_ids, count: f.output_ids.count)
+            let diff = zip(first, f.first_logits).map { abs($0 - $1) }.max() ?? 0
+            #expect(diff > 1e-3 || ids != f.output_ids, "\(name): \(diff)")
         }
     }
 

@@ -118,7 +118,7 @@ struct GGUFLoadErrorTests {
         try expectLoadError(w.bytes(), ["blk.0.ffn_up.weight", name])
     }
 
-    @Test("unsupported or missing architecture", arguments: ["gpt2", "falcon", "qwen2", ""])
+    @Test("unsupported or missing architecture", arguments: ["gpt2", "falcon", "phi3", ""])
     func architecture(arch: String) throws {
         var w = writer
         w.set("general.architecture", .string(arch))

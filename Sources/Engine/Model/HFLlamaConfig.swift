@@ -50,7 +50,7 @@ struct HFLlamaConfig {
             throw refuse("\"hidden_act\": \"\(act)\" is not supported (Llama models use silu)",
                          fix: "use a Llama checkpoint with \"hidden_act\": \"silu\"")
         }
-        for key in ["attention_bias", "mlp_bias"] where try f.bool(key) == true {
+        for key in ["attention_bias", "mlp_bias"] where try f.bool(key) == true && family != .qwen2 {
             throw refuse("\"\(key)\": true: this engine's Llama has no bias terms",
                          fix: "use a checkpoint without \(key == "mlp_bias" ? "MLP" : "attention") biases")
         }
@@ -58,16 +58,13 @@ struct HFLlamaConfig {
             throw refuse("\"quantization_config\" is set: the tensors are quantised by a library this engine does not read",
                          fix: "use the unquantised checkpoint (F32/F16/BF16), or a GGUF file")
         }
-        if let window = try f.int("sliding_window") {
-            throw refuse("\"sliding_window\": \(window): sliding-window attention is not supported for llama",
-                         fix: "remove the field if the model does not use it, or use a supported model")
-        }
+        let (window, slidingLayers) = try slidingWindow()
         guard let eps = try f.double("rms_norm_eps") else {
             throw refuse("field \"rms_norm_eps\" is missing", fix: "add the model's RMSNorm epsilon (e.g. \"rms_norm_eps\": 1e-05) to config.json")
         }
         let context = try f.int("max_position_embeddings")
         let rope = try ropeSettings(maxPositions: context)
-        return ModelConfig(
+        var c = ModelConfig(
             vocabSize: try f.requiredInt("vocab_size"), hiddenSize: hidden, intermediateSize: try f.requiredInt("intermediate_size"),
             layerCount: try f.requiredInt("num_hidden_layers"), headCount: heads,
             kvHeadCount: try f.int("num_key_value_heads") ?? heads,
@@ -75,12 +72,47 @@ struct HFLlamaConfig {
             contextLength: context ?? 2048, rmsNormEps: Float(eps),
             ropeTheta: rope.theta, ropeScaling: rope.scaling, ropeStyle: .halfSplit,
             tiedEmbeddings: try f.bool("tie_word_embeddings") ?? false)
+        c.architecture = family.rawValue
+        c.slidingWindow = window
+        c.slidingLayers = slidingLayers
+        return c
+    }
+
+    /// The sliding window of the Llama-like families: none for Llama; Mistral's `sliding_window` (null:
+    /// none) on every layer; Qwen2's when `use_sliding_window`, on the layers `layer_types` marks (or
+    /// from `max_window_layers` on, as transformers derives them).
+    func slidingWindow() throws -> (Int?, [Bool]) {
+        let f = fields
+        func positive(_ w: Int) throws -> Int {
+            guard w > 0 else { throw refuse("\"sliding_window\" = \(w) is not positive", fix: "restore config.json from the model's repository") }
+            return w
+        }
+        switch family {
+        case .llama, .gemma3:
+            if let window = try f.int("sliding_window") {
+                throw refuse("\"sliding_window\": \(window): sliding-window attention is not supported for llama",
+                             fix: "remove the field if the model does not use it, or use a supported model")
+            }
+            return (nil, [])
+        case .mistral:
+            return (try f.int("sliding_window").map(positive), [])
+        case .qwen2:
+            guard try f.bool("use_sliding_window") == true, let w = try f.int("sliding_window") else { return (nil, []) }
+            let layers = try f.requiredInt("num_hidden_layers")
+            let types = (f.object["layer_types"] as? [String])
+                ?? (0..<layers).map { $0 >= (try? f.int("max_window_layers")).flatMap { $0 } ?? 28 ? "sliding_attention" : "full_attention" }
+            guard types.count == layers, types.allSatisfy({ $0 == "sliding_attention" || $0 == "full_attention" }) else {
+                throw refuse("\"layer_types\" must list \(layers) entries, each sliding_attention or full_attention", fix: "restore config.json from the model's repository")
+            }
+            return (try positive(w), types.map { $0 == "sliding_attention" })
+        }
     }
 
     /// The families a config.json may name: model_type and the causal-LM class transformers saves.
-    enum Family: String { case llama, gemma3 }
+    enum Family: String { case llama, gemma3, qwen2, mistral }
     static let families: [(modelType: String, family: Family, architecture: String)] = [
         ("llama", .llama, "LlamaForCausalLM"), ("gemma3_text", .gemma3, "Gemma3ForCausalLM"),
+        ("qwen2", .qwen2, "Qwen2ForCausalLM"), ("mistral", .mistral, "MistralForCausalLM"),
     ]
 
     var family: Family {

@@ -2,7 +2,7 @@ import Foundation
 
 /// Loads a Llama-family model from a GGUF file or a Hugging Face directory (config.json + safetensors).
 public enum ModelLoader {
-    public static let supportedArchitectures = ["llama", "gemma3"]
+    public static let supportedArchitectures = ["llama", "gemma3", "qwen2"]
 
     /// Loads `path`: a `.gguf` file, or a directory with `config.json` and safetensors weights.
     public static func load(path: String) throws -> LlamaModel {
@@ -47,6 +47,11 @@ public enum ModelLoader {
             ropeTheta: try meta.ropeTheta(), ropeScaling: try meta.ropeScaling(hasFreqFactors: g.tensors["rope_freqs.weight"] != nil),
             ropeStyle: .interleaved, tiedEmbeddings: g.tensors["output.weight"] == nil)
         if arch == "gemma3" { try gemma3(&config, meta) }
+        if arch == "qwen2" {
+            // llama.cpp runs Qwen2 with NeoX (half-split) rotary pairs and unpermuted Q/K weights.
+            config.architecture = "qwen2"
+            config.ropeStyle = .halfSplit
+        }
         try validate(config, file: path)
         try meta.checkRotaryDimension(headDim: headDim)
         var used: Set<String> = []
@@ -92,6 +97,11 @@ public enum ModelLoader {
                 gate: try matrix(p + "ffn_gate.weight", rows: c.intermediateSize, cols: hidden),
                 up: try matrix(p + "ffn_up.weight", rows: c.intermediateSize, cols: hidden),
                 down: try matrix(p + "ffn_down.weight", rows: hidden, cols: c.intermediateSize))
+            if arch == "qwen2" {
+                layer.qBias = try norm(p + "attn_q.bias", count: c.qDim)
+                layer.kBias = try norm(p + "attn_k.bias", count: c.kvDim)
+                layer.vBias = try norm(p + "attn_v.bias", count: c.kvDim)
+            }
             if arch == "gemma3" {
                 layer.qNorm = try norm(p + "attn_q_norm.weight", count: c.headDim)
                 layer.kNorm = try norm(p + "attn_k_norm.weight", count: c.headDim)
@@ -228,6 +238,13 @@ public enum ModelLoader {
         }
         var layers: [LayerWeights] = []
         let gemma = hf.family == .gemma3
+        func bias(_ name: String, count: Int) throws -> [Float] {
+            let t = try tensor(name)
+            guard t.shape == [count] else {
+                throw ModelLoadError(file: t.file.path, problem: "tensor \(name) has shape \(t.shape), expected [\(count)]", fix: "config.json does not match the weights")
+            }
+            return WeightMatrix(type: t.ggmlType!, rows: 1, cols: count, data: t.data, owner: t.file).dequantized()
+        }
         for i in 0..<c.layerCount {
             let p = "model.layers.\(i)."
             var layer = LayerWeights(
@@ -241,6 +258,11 @@ public enum ModelLoader {
                 gate: try matrix(p + "mlp.gate_proj.weight", rows: c.intermediateSize, cols: hidden),
                 up: try matrix(p + "mlp.up_proj.weight", rows: c.intermediateSize, cols: hidden),
                 down: try matrix(p + "mlp.down_proj.weight", rows: hidden, cols: c.intermediateSize))
+            if hf.family == .qwen2 {
+                layer.qBias = try bias(p + "self_attn.q_proj.bias", count: c.qDim)
+                layer.kBias = try bias(p + "self_attn.k_proj.bias", count: c.kvDim)
+                layer.vBias = try bias(p + "self_attn.v_proj.bias", count: c.kvDim)
+            }
             if gemma {
                 layer.qNorm = try norm(p + "self_attn.q_norm.weight", count: c.headDim)
                 layer.kNorm = try norm(p + "self_attn.k_norm.weight", count: c.headDim)
