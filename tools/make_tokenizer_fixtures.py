@@ -238,6 +238,36 @@ def llama3(strings):
     return finish_json_tokenizer("llama3", d, cfg, strings)
 
 
+QWEN2_REGEX = LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}")
+
+
+def qwen2(strings):
+    """A small Qwen2-style byte-level BPE: the Qwen2 split regex (single digits), no BOS, ChatML with
+    Qwen2-Instruct's default system prompt."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, Regex, AddedToken
+    tok = Tokenizer(models.BPE(ignore_merges=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    trainer = trainers.BpeTrainer(vocab_size=256 + 600, min_frequency=2, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
+    tok.train_from_iterator(train_lines(strings), trainer=trainer)
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]])
+    d = os.path.join(OUT, "qwen2")
+    os.makedirs(d, exist_ok=True)
+    tok.save(os.path.join(d, "tokenizer.json"))
+    template = (
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+        "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    cfg = {"bos_token": None, "eos_token": "<|im_end|>", "chat_template": template, "add_bos_token": False,
+           "clean_up_tokenization_spaces": False, "model_max_length": 32768, "tokenizer_class": "PreTrainedTokenizerFast"}
+    dump(os.path.join(d, "tokenizer_config.json"), cfg)
+    return finish_json_tokenizer("qwen2", d, cfg, strings)
+
+
 def llama2(strings):
     import sentencepiece as spm
     from tokenizers import Tokenizer, models, normalizers, decoders, processors, AddedToken
@@ -320,8 +350,14 @@ def finish_json_tokenizer(name, d, cfg, strings):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=os.environ.get("SIRIUS_MODEL", DEFAULT_MODEL))
+    ap.add_argument("--only-qwen2", action="store_true", help="only the Qwen2 tokenizer (added later: the others stay as they are)")
     a = ap.parse_args()
     strings = corpus()
+    if a.only_qwen2:
+        t = qwen2(strings)
+        dump(os.path.join(OUT, "qwen2_chat_expected.json"),
+             {"qwen2": chat_entries(t, lambda text: t(text, add_special_tokens=False)["input_ids"])})
+        return
     assert len(strings) >= 200, len(strings)
     dump(os.path.join(OUT, "corpus.json"), strings)
     print(f"corpus: {len(strings)} strings", file=sys.stderr)

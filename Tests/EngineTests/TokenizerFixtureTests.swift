@@ -23,6 +23,32 @@ import SiriusEngine
         #expect(tok.chatFormat == .llama3(bos: "<|begin_of_text|>"))
     }
 
+    /// Qwen2's split regex (single digits), from tokenizer.json and as GGUF metadata (pre "qwen2"); ChatML
+    /// with Qwen2-Instruct's default system prompt.
+    @Test func qwen2MatchesReference() throws {
+        let json = try TokFixtures.qwen2()
+        let (entries, withSpecial) = try TokFixtures.expected("qwen2")
+        #expect(entries.contains { $0.text.contains("12345") || $0.text.contains("2024") }, "the corpus must have digit runs")
+        let n = json.vocabSize
+        var w = GGUFWriter()
+        w.metadata = [("general.architecture", .string("qwen2")), ("tokenizer.ggml.model", .string("gpt2")),
+                      ("tokenizer.ggml.pre", .string("qwen2")), ("tokenizer.ggml.tokens", .strings((0..<n).map { json.tokenText(Int32($0)) })),
+                      ("tokenizer.ggml.token_type", .int32s((0..<n).map { Int32(json.isSpecialToken(Int32($0)) ? 3 : 1) })),
+                      ("tokenizer.ggml.merges", .strings(try TokFixtures.merges("qwen2/tokenizer.json"))),
+                      ("tokenizer.ggml.eos_token_id", .u32(UInt32(json.tokenID("<|im_end|>")!))),
+                      ("tokenizer.ggml.add_bos_token", .bool(false))]
+        let path = try w.writeTemporary(name: "qwen2")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        for tok in [json, try Tokenizer(gguf: GGUFFile(path: path))] {
+            let bad = corpusMismatches(tok, entries)
+            #expect(bad.isEmpty, "\(bad.count) mismatches:\n\(bad.prefix(20).joined(separator: "\n"))")
+            for (text, ids) in withSpecial { #expect(tok.encode(text) == ids, "\(text.debugDescription)") }
+            #expect(!tok.addsBOSByDefault)
+        }
+        #expect(json.chatFormat == .chatML(defaultSystemPrompt: "You are a helpful assistant."))
+        try checkChat(json, "qwen2", file: "qwen2_chat_expected.json")
+    }
+
     @Test func llama2JSONMatchesReference() throws {
         let tok = try TokFixtures.llama2()
         let (entries, withSpecial) = try TokFixtures.expected("llama2")
@@ -118,7 +144,7 @@ import SiriusEngine
         try Data("{\"model\": ".utf8).write(to: URL(fileURLWithPath: p))
         #expect(throws: ModelLoadError.self) { try Tokenizer(tokenizerJSON: p) }
         var w = GGUFWriter()
-        w.metadata = [("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("qwen2")),
+        w.metadata = [("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("deepseek-coder")),
                 ("tokenizer.ggml.tokens", .strings(["a"])), ("tokenizer.ggml.merges", .strings([]))]
         let g = try w.writeTemporary(name: "bad")
         defer { try? FileManager.default.removeItem(atPath: g) }

@@ -40,6 +40,9 @@ enum TokFixtures {
     static func llama3() throws -> Tokenizer {
         try Tokenizer(tokenizerJSON: path("llama3/tokenizer.json"), configJSON: path("llama3/tokenizer_config.json"))
     }
+    static func qwen2() throws -> Tokenizer {
+        try Tokenizer(tokenizerJSON: path("qwen2/tokenizer.json"), configJSON: path("qwen2/tokenizer_config.json"))
+    }
     static func llama2() throws -> Tokenizer {
         try Tokenizer(tokenizerJSON: path("llama2/tokenizer.json"), configJSON: path("llama2/tokenizer_config.json"))
     }

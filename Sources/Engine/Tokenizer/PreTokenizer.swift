@@ -7,6 +7,8 @@ enum PreTokenizerKind: Sendable, Equatable {
     /// Llama-3 (and GPT-4 cl100k): `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
     /// ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
     case llama3
+    /// Qwen2: the Llama-3 regex with single digits (`\p{N}` instead of `\p{N}{1,3}`).
+    case qwen2
     /// SmolLM / StarCoder: every `\p{N}` character is its own piece (HF `Digits(individual_digits=True)`),
     /// then the GPT-2 regex inside the remaining stretches.
     case digitsThenGPT2
@@ -90,7 +92,9 @@ func preTokenize(_ text: ScalarText, _ kind: PreTokenizerKind) -> [(Int, Int)] {
     case .gpt2:
         scanGPT2(text, 0, n, emit)
     case .llama3:
-        scanLlama3(text, 0, n, emit)
+        scanLlama3(text, 0, n, digits: 3, emit)
+    case .qwen2:
+        scanLlama3(text, 0, n, digits: 1, emit)
     case .digitsThenGPT2:
         var start = 0
         for i in 0..<n where text.classes[i] == .number {
@@ -156,7 +160,7 @@ private func scanGPT2(_ t: ScalarText, _ start: Int, _ end: Int, _ emit: (Int, I
     }
 }
 
-private func scanLlama3(_ t: ScalarText, _ start: Int, _ end: Int, _ emit: (Int, Int) -> Void) {
+private func scanLlama3(_ t: ScalarText, _ start: Int, _ end: Int, digits: Int, _ emit: (Int, Int) -> Void) {
     let v = t.values, c = t.classes
     var i = start
     func run(_ from: Int, _ cls: CharClass) -> Int {
@@ -176,7 +180,7 @@ private func scanLlama3(_ t: ScalarText, _ start: Int, _ end: Int, _ emit: (Int,
         // \p{N}{1,3}
         if ci == .number {
             var j = i + 1
-            while j < end && j < i + 3 && c[j] == .number { j += 1 }
+            while j < end && j < i + digits && c[j] == .number { j += 1 }
             emit(i, j); i = j; continue
         }
         // ` ?[^\s\p{L}\p{N}]+[\r\n]*`

@@ -37,10 +37,11 @@ extension Tokenizer {
             switch pre {
             case "gpt2", "default", "gpt-2": kind = .gpt2
             case "llama3", "llama-bpe", "llama-v3": kind = .llama3
+            case "qwen2": kind = .qwen2
             case "smollm", "starcoder", "refact", "codeshell": kind = .digitsThenGPT2
             default:
                 throw ModelLoadError(file: src, problem: "tokenizer.ggml.pre = \"\(pre)\" is a pre-tokenizer this engine does not implement",
-                                     fix: "use a model whose pre-tokenizer is gpt2, llama3/llama-bpe or smollm, or load its tokenizer.json")
+                                     fix: "use a model whose pre-tokenizer is gpt2, llama3/llama-bpe, qwen2 or smollm, or load its tokenizer.json")
             }
             guard let mv = m["tokenizer.ggml.merges"]?.arrayValue else { throw bad("a gpt2 tokenizer without tokenizer.ggml.merges") }
             let merges = mv.compactMap(\.stringValue)
@@ -165,6 +166,7 @@ extension Tokenizer {
         }
         let llama3Regex = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
         let gpt2Regex = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
+        let qwen2Regex = llama3Regex.replacingOccurrences(of: #"\p{N}{1,3}"#, with: #"\p{N}"#)
         var kind: TokenizerModelKind? = nil
         var split: PreTokenizerKind? = nil
         var digits = false
@@ -172,8 +174,8 @@ extension Tokenizer {
             switch p["type"]?.string {
             case "Split":
                 let rx = p["pattern"]?["Regex"]?.string ?? ""
-                if rx == llama3Regex { split = .llama3 } else if rx == gpt2Regex { split = .gpt2 } else {
-                    throw bad("Split pre-tokenizer regex \(rx) is not supported (only the GPT-2 and Llama-3 patterns)")
+                if rx == llama3Regex { split = .llama3 } else if rx == qwen2Regex { split = .qwen2 } else if rx == gpt2Regex { split = .gpt2 } else {
+                    throw bad("Split pre-tokenizer regex \(rx) is not supported (only the GPT-2, Llama-3 and Qwen2 patterns)")
                 }
             case "Digits":
                 guard p["individual_digits"]?.bool == true else { throw bad("Digits(individual_digits: false) is not supported") }
