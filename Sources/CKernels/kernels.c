@@ -513,6 +513,19 @@ static float dot_deq_avx2(int type, const uint8_t *row, const float *x, int64_t 
     return hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
 }
 
+// dot_deq_avx2's operations on a row already decoded to floats (rows of whole 32-float groups): the
+// same four fma chains in the same order, so a token's result is bit-identical to dot_deq_avx2's.
+static float dot_deq_rows_avx2(const float *w, const float *x, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), s3);
+    }
+    return hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+}
+
 static void axpy_avx2(float a, const float *x, float *y, int64_t n) {
     __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
@@ -1285,6 +1298,18 @@ void ck_matmul_f32(int type, const void *w, size_t row_bytes, const float *x, in
 #if CK_X86
     if (avx && T > 1 && ck_has_avx512() && matmul_f32_avx512(type, p, row_bytes, x, ldx, T, y, ldy, n, r0, r1)) return;
     if (avx && matmul_f32_avx2(type, p, row_bytes, x, ldx, T, y, ldy, n, r0, r1)) return;
+#endif
+#if CK_X86
+    // Q5_0, Q4_K, Q6_K: each row decoded once (the values dot_deq_avx2 decodes), then every token through
+    // dot_deq_avx2's fma chains: the same bits as the one-token kernel, without decoding per token.
+    if (avx && T > 1 && (type == CK_Q5_0 || type == CK_Q4_K || type == CK_Q6_K) && n % block_elems(type) == 0 && n <= 16384) {
+        float row_f[16384];
+        for (int64_t r = r0; r < r1; r++) {
+            ck_dequantize(type, p + (size_t)r * row_bytes, row_f, n);
+            for (int64_t t = 0; t < T; t++) y[t * ldy + r] = dot_deq_rows_avx2(row_f, x + t * ldx, n);
+        }
+        return;
+    }
 #endif
     // Other types: the single-token kernel per token, the row still in cache for the next token.
     for (int64_t r = r0; r < r1; r++) {
