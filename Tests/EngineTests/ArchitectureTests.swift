@@ -1,5 +1,6 @@
 import Foundation
 import SiriusEngine
+import SiriusMethod
 import Testing
 import TestSupport
 
@@ -115,5 +116,28 @@ struct ArchitectureTests {
         t.forward(zip(prompts, caches).map { PassSegment(cache: $1, tokens: $0, start: 0, logits: .none) })
         t.forward(zip(prompts, caches).map { PassSegment(cache: $1, tokens: [7], start: $0.count, logits: .last) })
         for i in prompts.indices { #expect(Array(t.logits(segment: i)) == alone[i], "sequence \(i)") }
+    }
+
+    /// Sirius with argmax acceptance equals full greedy decoding on the tiny sliding-window models (prompt
+    /// and generation past the window): the window composes with the verification pass, the KV
+    /// rewrite and rollback, and the tree pass (W 2), for Griffin and CATS on GELU (Gemma) and SiLU.
+    @Test("argmax acceptance: sirius equals full greedy past the sliding window", arguments: ["gemma3", "gemma3_layer_types", "mistral", "qwen2_window"])
+    func siriusArgmaxEqualsGreedyPastTheWindow(name: String) throws {
+        let f = try ArchitectureFixture.load(name)
+        let model = try ModelLoader.load(path: try ArchitectureFixture.directory(name))
+        let maxNew = 24
+        let full = try SiriusRig.fullGreedy(model, prompt: f.prompt_ids, maxNew: maxNew)
+        #expect(Array(full.prefix(f.output_ids.count)) == f.output_ids)
+        var rollbacks = 0
+        for kind in [SparsityKind.griffin, .cats] {
+            for width in [1, 2] {
+                for period in [4, 16] {
+                    let r = try SiriusRig.run(model, prompt: f.prompt_ids, method: SiriusRig.sirius(kind, period: period, width: width), maxNew: maxNew)
+                    rollbacks += r.counters.rollbacks
+                    #expect(r.generation.outputIDs == full, "\(name) \(kind) K=\(period) W=\(width)")
+                }
+            }
+        }
+        #expect(rollbacks > 0)
     }
 }
