@@ -22,23 +22,28 @@ import torch
 import transformers
 from transformers import (AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig, MistralConfig, MistralForCausalLM,
                           Qwen2Config, Qwen2ForCausalLM)
+from transformers_reference import greedy
 
 NEW_TOKENS = 16
 PROMPT_LEN = 21      # > the sliding window (8) below
 
 
-def greedy(model, ids, n):
-    seq = list(ids)
-    margins = []
-    with torch.no_grad():
-        first = model(torch.tensor([seq])).logits[0, -1]
-        step = first
-        for _ in range(n):
-            top2 = torch.topk(step, 2).values
-            margins.append(float(top2[0] - top2[1]))
-            seq.append(int(torch.argmax(step)))
-            step = model(torch.tensor([seq])).logits[0, -1]
-    return seq[len(ids):], first, min(margins)
+def save_and_reference(model, out, name, gguf_writer, seed):
+    """Saves `model` with save_pretrained (and as GGUF), reloads it in fp32 with eager attention, and
+    returns the directory, the reloaded model, a random prompt and transformers' greedy continuation."""
+    d = os.path.join(out, name)
+    shutil.rmtree(d, ignore_errors=True)
+    model.save_pretrained(d)
+    if os.path.exists(os.path.join(d, "generation_config.json")):
+        os.remove(os.path.join(d, "generation_config.json"))
+    ref = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+    if gguf_writer:
+        gguf_writer(ref, ref.config, os.path.join(d, "model.gguf"))
+    g = torch.Generator().manual_seed(seed + 1)
+    ids = torch.randint(3, ref.config.vocab_size, (PROMPT_LEN,), generator=g).tolist()
+    out_ids, first, margin = greedy(ref, ids, NEW_TOKENS)
+    assert margin > 1e-3, "argmax too close to call (%g); pick another seed" % margin
+    return d, ref, ids, out_ids, first, margin
 
 
 def randomize_norms(model, shift):
@@ -49,21 +54,33 @@ def randomize_norms(model, shift):
                 p.copy_(shift + 0.25 * (2 * torch.rand_like(p) - 1))
 
 
-def write_gemma3_gguf(model, cfg, path):
+def gguf_writer(path, arch, model, cfg, rope_theta):
+    """A GGUF writer with the metadata every architecture here shares, and the model's tensors as fp32."""
     import gguf
-    w = gguf.GGUFWriter(path, "gemma3")
+    w = gguf.GGUFWriter(path, arch)
     w.add_context_length(cfg.max_position_embeddings)
     w.add_embedding_length(cfg.hidden_size)
     w.add_block_count(cfg.num_hidden_layers)
     w.add_feed_forward_length(cfg.intermediate_size)
     w.add_head_count(cfg.num_attention_heads)
     w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_rope_freq_base(rope_theta)
+    return w, {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
+
+
+def finish_gguf(w):
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def write_gemma3_gguf(model, cfg, path):
+    w, sd = gguf_writer(path, "gemma3", model, cfg, cfg.rope_parameters["full_attention"]["rope_theta"])
     w.add_key_length(cfg.head_dim)
     w.add_value_length(cfg.head_dim)
-    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    w.add_rope_freq_base(cfg.rope_parameters["full_attention"]["rope_theta"])
     w.add_sliding_window(cfg.sliding_window)
-    sd = {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
 
     def norm(name):   # llama.cpp's converter stores Gemma's (1 + w)
         return (sd[name] + 1).astype(np.float32)
@@ -85,10 +102,7 @@ def write_gemma3_gguf(model, cfg, path):
         w.add_tensor(b + "ffn_up.weight", sd[p + "mlp.up_proj.weight"])
         w.add_tensor(b + "ffn_down.weight", sd[p + "mlp.down_proj.weight"])
     w.add_tensor("output_norm.weight", norm("model.norm.weight"))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish_gguf(w)
 
 
 # name: (extra config, also written as GGUF)
@@ -114,20 +128,8 @@ def make_gemma3(out, name, extra, with_gguf, seed):
     cfg = Gemma3TextConfig(**kw)
     model = Gemma3ForCausalLM(cfg).to(torch.float32)
     randomize_norms(model, 0.0)
-    d = os.path.join(out, name)
-    shutil.rmtree(d, ignore_errors=True)
-    model.save_pretrained(d)
-    for extra_file in ("generation_config.json",):
-        if os.path.exists(os.path.join(d, extra_file)):
-            os.remove(os.path.join(d, extra_file))
-    ref = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+    d, ref, ids, out_ids, first, margin = save_and_reference(model, out, name, write_gemma3_gguf if with_gguf else None, seed)
     assert ref.config.layer_types == cfg.layer_types
-    if with_gguf:
-        write_gemma3_gguf(ref, ref.config, os.path.join(d, "model.gguf"))
-    g = torch.Generator().manual_seed(seed + 1)
-    ids = torch.randint(3, cfg.vocab_size, (PROMPT_LEN,), generator=g).tolist()
-    out_ids, first, margin = greedy(ref, ids, NEW_TOKENS)
-    assert margin > 1e-3, "argmax too close to call (%g); pick another seed" % margin
     case = {"name": name, "architecture": "gemma3", "gguf": with_gguf, "sliding_window": cfg.sliding_window,
             "layer_types": cfg.layer_types, "prompt_ids": ids, "output_ids": out_ids,
             "first_logits": [float(x) for x in first], "min_argmax_margin": margin}
@@ -138,17 +140,7 @@ def make_gemma3(out, name, extra, with_gguf, seed):
 
 def write_qwen2_gguf(model, cfg, path):
     """As llama.cpp's converter writes Qwen2: arch qwen2, q/k/v biases, no Q/K permutation (NeoX RoPE)."""
-    import gguf
-    w = gguf.GGUFWriter(path, "qwen2")
-    w.add_context_length(cfg.max_position_embeddings)
-    w.add_embedding_length(cfg.hidden_size)
-    w.add_block_count(cfg.num_hidden_layers)
-    w.add_feed_forward_length(cfg.intermediate_size)
-    w.add_head_count(cfg.num_attention_heads)
-    w.add_head_count_kv(cfg.num_key_value_heads)
-    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    w.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
-    sd = {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
+    w, sd = gguf_writer(path, "qwen2", model, cfg, cfg.rope_parameters["rope_theta"])
     w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
     for i in range(cfg.num_hidden_layers):
         p, b = "model.layers.%d." % i, "blk.%d." % i
@@ -163,10 +155,7 @@ def write_qwen2_gguf(model, cfg, path):
         w.add_tensor(b + "ffn_down.weight", sd[p + "mlp.down_proj.weight"])
     w.add_tensor("output_norm.weight", sd["model.norm.weight"])
     w.add_tensor("output.weight", sd["lm_head.weight"])
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish_gguf(w)
 
 
 LLAMA_LIKE = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
@@ -194,18 +183,7 @@ def make_other(out, name, cfg_cls, model_cls, extra, gguf_writer, seed):
         for n, p in model.named_parameters():
             if n.endswith(".bias"):
                 p.copy_(0.3 * (2 * torch.rand_like(p) - 1))
-    d = os.path.join(out, name)
-    shutil.rmtree(d, ignore_errors=True)
-    model.save_pretrained(d)
-    if os.path.exists(os.path.join(d, "generation_config.json")):
-        os.remove(os.path.join(d, "generation_config.json"))
-    ref = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
-    if gguf_writer:
-        gguf_writer(ref, ref.config, os.path.join(d, "model.gguf"))
-    g = torch.Generator().manual_seed(seed + 1)
-    ids = torch.randint(3, cfg.vocab_size, (PROMPT_LEN,), generator=g).tolist()
-    out_ids, first, margin = greedy(ref, ids, NEW_TOKENS)
-    assert margin > 1e-3, "argmax too close to call (%g); pick another seed" % margin
+    d, ref, ids, out_ids, first, margin = save_and_reference(model, out, name, gguf_writer, seed)
     window = getattr(ref.config, "sliding_window", None)
     types = getattr(ref.config, "layer_types", None) or ["sliding_attention" if window else "full_attention"] * cfg.num_hidden_layers
     case = {"name": name, "architecture": ref.config.model_type, "gguf": gguf_writer is not None,

@@ -26,6 +26,7 @@ import sys
 import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers_reference import greedy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(ROOT, "Tests", "EngineTests", "Fixtures")
@@ -83,20 +84,6 @@ def chat_fixture(tok):
                         "ids": tok(text, add_special_tokens=False)["input_ids"]})
     dump(os.path.join(FIX, "tokenizer", "gemma3_chat_expected.json"), {"gemma3": out})
     print("chat: %d renderings" % len(out), file=sys.stderr)
-
-
-def greedy(model, ids, n):
-    seq = list(ids)
-    margins = []
-    with torch.no_grad():
-        first = model(torch.tensor([seq])).logits[0, -1]
-        step = first
-        for _ in range(n):
-            top2 = torch.topk(step, 2).values
-            margins.append(float(top2[0] - top2[1]))
-            seq.append(int(torch.argmax(step)))
-            step = model(torch.tensor([seq])).logits[0, -1]
-    return seq[len(ids):], first, min(margins)
 
 
 def dump(path, obj):

@@ -24,6 +24,7 @@ import shutil
 import torch
 import transformers
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers_reference import greedy
 
 THETA = 100000.0          # not the 10000 a loader would fall back to
 LLAMA3 = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 256}
@@ -46,20 +47,6 @@ def to_legacy(cfg):
     kind = rp.pop("rope_type")
     cfg["rope_scaling"] = None if kind == "default" else dict({"rope_type": kind}, **rp)
     return cfg
-
-
-def greedy(model, ids, n):
-    seq = list(ids)
-    margins = []
-    with torch.no_grad():
-        first = model(torch.tensor([seq])).logits[0, -1]
-        step = first
-        for _ in range(n):
-            top2 = torch.topk(step, 2).values
-            margins.append(float(top2[0] - top2[1]))
-            seq.append(int(torch.argmax(step)))
-            step = model(torch.tensor([seq])).logits[0, -1]
-    return seq[len(ids):], first, min(margins)
 
 
 def make_variant(out, name, rope, tied, legacy, seed):

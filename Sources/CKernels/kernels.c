@@ -475,6 +475,13 @@ static float dot_f32_avx2(const float *a, const float *b, int64_t n) {
 static inline __m256i bits_to_bytes(uint32_t v);
 static inline __m256i bytes_from_nibbles(const uint8_t *qs);
 
+// s[k] += w[i + 8k … i + 8k + 7] · x[…] for i = 0, 32, … < n: the four fma chains of the dequantising
+// kernels below, one place for both (their bits must match).
+static inline __attribute__((always_inline)) void fma_chains(__m256 s[4], const float *w, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i += 32)
+        for (int k = 0; k < 4; k++) s[k] = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8 * k), _mm256_loadu_ps(x + i + 8 * k), s[k]);
+}
+
 static float dot_deq_avx2(int type, const uint8_t *row, const float *x, int64_t n) {
     if (type == CK_Q5_0) {
         // The same values and operations, the block decoded in registers: (q − 16) as an integer, to
@@ -499,31 +506,20 @@ static float dot_deq_avx2(int type, const uint8_t *row, const float *x, int64_t 
     float buf[256];
     const int64_t be = block_elems(type);
     const size_t bb = block_bytes(type);
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t b = 0; b < n / be; b++) {
         deq_block(type, row + (size_t)b * bb, buf);
-        const float *xb = x + b * be;
-        for (int64_t i = 0; i < be; i += 32) {
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + i), _mm256_loadu_ps(xb + i), s0);
-            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + i + 8), _mm256_loadu_ps(xb + i + 8), s1);
-            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + i + 16), _mm256_loadu_ps(xb + i + 16), s2);
-            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + i + 24), _mm256_loadu_ps(xb + i + 24), s3);
-        }
+        fma_chains(s, buf, x + b * be, be);
     }
-    return hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    return hsum256(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])));
 }
 
 // dot_deq_avx2's operations on a row already decoded to floats (rows of whole 32-float groups): the
 // same four fma chains in the same order, so a token's result is bit-identical to dot_deq_avx2's.
 static float dot_deq_rows_avx2(const float *w, const float *x, int64_t n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n; i += 32) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), s1);
-        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), s2);
-        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), s3);
-    }
-    return hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    fma_chains(s, w, x, n);
+    return hsum256(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])));
 }
 
 static void axpy_avx2(float a, const float *x, float *y, int64_t n) {
