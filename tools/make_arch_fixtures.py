@@ -158,6 +158,34 @@ def write_qwen2_gguf(model, cfg, path):
     finish_gguf(w)
 
 
+def permute_for_llama_cpp(w, heads):
+    """llama.cpp's converter reorders the rows of q/k for its adjacent-pair RoPE (facts of the format)."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_mistral_gguf(model, cfg, path):
+    """As llama.cpp's converter writes Mistral: architecture llama (Q/K permuted, head dimension as
+    key_length), and no sliding window (the llama GGUF has no key for it)."""
+    w, sd = gguf_writer(path, "llama", model, cfg, cfg.rope_parameters["rope_theta"])
+    w.add_key_length(cfg.head_dim)
+    w.add_value_length(cfg.head_dim)
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
+    for i in range(cfg.num_hidden_layers):
+        p, b = "model.layers.%d." % i, "blk.%d." % i
+        w.add_tensor(b + "attn_norm.weight", sd[p + "input_layernorm.weight"])
+        w.add_tensor(b + "attn_q.weight", permute_for_llama_cpp(sd[p + "self_attn.q_proj.weight"], cfg.num_attention_heads))
+        w.add_tensor(b + "attn_k.weight", permute_for_llama_cpp(sd[p + "self_attn.k_proj.weight"], cfg.num_key_value_heads))
+        w.add_tensor(b + "attn_v.weight", sd[p + "self_attn.v_proj.weight"])
+        w.add_tensor(b + "attn_output.weight", sd[p + "self_attn.o_proj.weight"])
+        w.add_tensor(b + "ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
+        w.add_tensor(b + "ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
+        w.add_tensor(b + "ffn_up.weight", sd[p + "mlp.up_proj.weight"])
+        w.add_tensor(b + "ffn_down.weight", sd[p + "mlp.down_proj.weight"])
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
+    w.add_tensor("output.weight", sd["lm_head.weight"])
+    finish_gguf(w)
+
+
 LLAMA_LIKE = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-6, initializer_range=0.1,
                   tie_word_embeddings=False, rope_parameters={"rope_type": "default", "rope_theta": 100000.0})
@@ -169,6 +197,8 @@ OTHER_VARIANTS = {
     "qwen2_window": (Qwen2Config, Qwen2ForCausalLM, {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 2}, None),
     # Mistral: the window on every layer (llama.cpp converts Mistral to a llama GGUF, without the window).
     "mistral": (MistralConfig, MistralForCausalLM, {"sliding_window": 8, "head_dim": 16}, None),
+    # Mistral without a window, also as the llama GGUF llama.cpp's converter writes for it.
+    "mistral_no_window": (MistralConfig, MistralForCausalLM, {"sliding_window": None, "head_dim": 16}, write_mistral_gguf),
 }
 
 
@@ -187,6 +217,7 @@ def make_other(out, name, cfg_cls, model_cls, extra, gguf_writer, seed):
     window = getattr(ref.config, "sliding_window", None)
     types = getattr(ref.config, "layer_types", None) or ["sliding_attention" if window else "full_attention"] * cfg.num_hidden_layers
     case = {"name": name, "architecture": ref.config.model_type, "gguf": gguf_writer is not None,
+            "gguf_architecture": "llama" if gguf_writer is write_mistral_gguf else ref.config.model_type,
             "sliding_window": window or 0, "layer_types": types, "prompt_ids": ids, "output_ids": out_ids,
             "first_logits": [float(x) for x in first], "min_argmax_margin": margin}
     with open(os.path.join(d, "expected.json"), "w") as fh:

@@ -136,6 +136,18 @@ import SiriusEngine
         #expect(tok.decode(off) == "a<|eot_id|>b")
     }
 
+    /// Mistral's [INST] templates (no <<SYS>> block) are not Llama-2's: no format rather than a wrong one
+    /// (`--chat` then says the template is not recognised); Gemma's turns are recognised.
+    @Test func chatFormatDetectionByTemplate() throws {
+        let mistral = "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+            + "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% endif %}{% endfor %}"
+        #expect(ChatFormat.detect(template: mistral, specialTokens: [], bosToken: "<s>", eosToken: "</s>") == nil)
+        let cfg = try TokFixtures.json("llama2/tokenizer_config.json") as! [String: Any]
+        #expect(ChatFormat.detect(template: cfg["chat_template"] as? String, specialTokens: [], bosToken: "<s>", eosToken: "</s>")
+                == .llama2(bos: "<s>", eos: "</s>"))
+        #expect(ChatFormat.detect(template: "{{ '<start_of_turn>' + role }}", specialTokens: [], bosToken: "<bos>", eosToken: "<eos>") == .gemma(bos: "<bos>"))
+    }
+
     @Test func badFilesThrowModelLoadError() throws {
         let p = FileManager.default.temporaryDirectory.appendingPathComponent("bad-tok-\(UUID().uuidString).json").path
         try Data("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}".utf8).write(to: URL(fileURLWithPath: p))

@@ -36,7 +36,9 @@ public enum ChatFormat: Sendable, Equatable {
         if let t = template {
             if t.contains("<|im_start|>") { return .chatML(defaultSystemPrompt: defaultChatMLSystemPrompt(t)) }
             if t.contains("<|start_header_id|>") { return .llama3(bos: bosToken ?? "<|begin_of_text|>") }
-            if t.contains("[INST]") { return .llama2(bos: bosToken ?? "<s>", eos: eosToken ?? "</s>") }
+            // Llama-2's template has the <<SYS>> block; Mistral's [INST] templates differ from it (and
+            // between versions): not rendered at all rather than rendered wrong.
+            if t.contains("[INST]") { return t.contains("<<SYS>>") ? .llama2(bos: bosToken ?? "<s>", eos: eosToken ?? "</s>") : nil }
             if t.contains("<start_of_turn>") { return .gemma(bos: bosToken ?? "<bos>") }
         }
         // Gemma's base models ship no template, but their vocabulary has the turn markers.
