@@ -138,44 +138,29 @@ def make_gemma3(out, name, extra, with_gguf, seed):
     print(name, "->", out_ids, "margin %.4f" % margin)
 
 
-def write_qwen2_gguf(model, cfg, path):
-    """As llama.cpp's converter writes Qwen2: arch qwen2, q/k/v biases, no Q/K permutation (NeoX RoPE)."""
-    w, sd = gguf_writer(path, "qwen2", model, cfg, cfg.rope_parameters["rope_theta"])
-    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
-    for i in range(cfg.num_hidden_layers):
-        p, b = "model.layers.%d." % i, "blk.%d." % i
-        w.add_tensor(b + "attn_norm.weight", sd[p + "input_layernorm.weight"])
-        for x, y in (("q", "q"), ("k", "k"), ("v", "v")):
-            w.add_tensor(b + "attn_%s.weight" % y, sd[p + "self_attn.%s_proj.weight" % x])
-            w.add_tensor(b + "attn_%s.bias" % y, sd[p + "self_attn.%s_proj.bias" % x])
-        w.add_tensor(b + "attn_output.weight", sd[p + "self_attn.o_proj.weight"])
-        w.add_tensor(b + "ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
-        w.add_tensor(b + "ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
-        w.add_tensor(b + "ffn_up.weight", sd[p + "mlp.up_proj.weight"])
-        w.add_tensor(b + "ffn_down.weight", sd[p + "mlp.down_proj.weight"])
-    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
-    w.add_tensor("output.weight", sd["lm_head.weight"])
-    finish_gguf(w)
-
-
 def permute_for_llama_cpp(w, heads):
     """llama.cpp's converter reorders the rows of q/k for its adjacent-pair RoPE (facts of the format)."""
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_mistral_gguf(model, cfg, path):
-    """As llama.cpp's converter writes Mistral: architecture llama (Q/K permuted, head dimension as
-    key_length), and no sliding window (the llama GGUF has no key for it)."""
-    w, sd = gguf_writer(path, "llama", model, cfg, cfg.rope_parameters["rope_theta"])
-    w.add_key_length(cfg.head_dim)
-    w.add_value_length(cfg.head_dim)
+def write_llama_like_gguf(model, cfg, path, arch, permute_qk, biases):
+    """A Llama-shaped model as llama.cpp's converter writes it: `arch`'s tensor names, q/k rows permuted
+    for adjacent-pair RoPE (llama) or left as they are (NeoX RoPE: qwen2), q/k/v biases when present."""
+    w, sd = gguf_writer(path, arch, model, cfg, cfg.rope_parameters["rope_theta"])
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    if head_dim != cfg.hidden_size // cfg.num_attention_heads:
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
+    heads = {"q": cfg.num_attention_heads, "k": cfg.num_key_value_heads}
     w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
     for i in range(cfg.num_hidden_layers):
         p, b = "model.layers.%d." % i, "blk.%d." % i
         w.add_tensor(b + "attn_norm.weight", sd[p + "input_layernorm.weight"])
-        w.add_tensor(b + "attn_q.weight", permute_for_llama_cpp(sd[p + "self_attn.q_proj.weight"], cfg.num_attention_heads))
-        w.add_tensor(b + "attn_k.weight", permute_for_llama_cpp(sd[p + "self_attn.k_proj.weight"], cfg.num_key_value_heads))
-        w.add_tensor(b + "attn_v.weight", sd[p + "self_attn.v_proj.weight"])
+        for x in ("q", "k", "v"):
+            weight = sd[p + "self_attn.%s_proj.weight" % x]
+            w.add_tensor(b + "attn_%s.weight" % x, permute_for_llama_cpp(weight, heads[x]) if permute_qk and x in heads else weight)
+            if biases:
+                w.add_tensor(b + "attn_%s.bias" % x, sd[p + "self_attn.%s_proj.bias" % x])
         w.add_tensor(b + "attn_output.weight", sd[p + "self_attn.o_proj.weight"])
         w.add_tensor(b + "ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
         w.add_tensor(b + "ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
@@ -184,6 +169,17 @@ def write_mistral_gguf(model, cfg, path):
     w.add_tensor("output_norm.weight", sd["model.norm.weight"])
     w.add_tensor("output.weight", sd["lm_head.weight"])
     finish_gguf(w)
+
+
+def write_qwen2_gguf(model, cfg, path):
+    """Qwen2: arch qwen2, q/k/v biases, no Q/K permutation (NeoX RoPE)."""
+    write_llama_like_gguf(model, cfg, path, "qwen2", permute_qk=False, biases=True)
+
+
+def write_mistral_gguf(model, cfg, path):
+    """Mistral: architecture llama (Q/K permuted, head dimension as key_length), and no sliding window
+    (the llama GGUF has no key for it)."""
+    write_llama_like_gguf(model, cfg, path, "llama", permute_qk=True, biases=False)
 
 
 LLAMA_LIKE = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
