@@ -1,2 +1,2 @@
-/// A Llama-family inference engine for the CPU (GGUF and safetensors weights).
+/// An inference engine for the CPU (Llama, Gemma 3, Qwen2 and Mistral; GGUF and safetensors weights).
 public enum SiriusEngine {}

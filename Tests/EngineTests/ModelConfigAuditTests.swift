@@ -257,12 +257,12 @@ struct GGUFMetadataAuditTests {
         try expectLoadError(w.bytes(), ["split into 3 files", "llama-gguf-split --merge"])
     }
 
-    @Test("tensors the llama model does not use (biases, extra norms) are refused")
+    @Test("tensors the llama model does not use (biases, extra norms) are refused, naming the family")
     func unusedTensors() throws {
         for name in ["blk.0.attn_q.bias", "blk.1.ffn_down.bias", "blk.0.attn_q_norm.weight", "blk.0.attn_post_norm.weight"] {
             var w = writer
             w.add(name, floats: Array(repeating: 0, count: 64), shape: [64], type: .f32)
-            try expectLoadError(w.bytes(), ["does not use", name])
+            try expectLoadError(w.bytes(), ["a llama model does not use", name])
         }
         var w = writer
         w.add("blk.0.attn_rot_embd", floats: Array(repeating: 0, count: 8), shape: [8], type: .f32)

@@ -75,7 +75,7 @@ struct GGUFLlamaMetadata {
         }
         for k in ["expert_count", "expert_used_count"] {
             if let n = try int(k), n > 0 {
-                throw refuse("mixture-of-experts models are not supported (\(key(k)) = \(n))", fix: "use a dense Llama-family model")
+                throw refuse("mixture-of-experts models are not supported (\(key(k)) = \(n))", fix: "use a dense model of a supported family")
             }
         }
     }

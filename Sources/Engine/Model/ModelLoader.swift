@@ -1,6 +1,7 @@
 import Foundation
 
-/// Loads a Llama-family model from a GGUF file or a Hugging Face directory (config.json + safetensors).
+/// Loads a model of a supported family (Llama, Gemma 3, Qwen2, Mistral) from a GGUF file or a Hugging Face
+/// directory (config.json + safetensors).
 public enum ModelLoader {
     public static let supportedArchitectures = ["llama", "gemma3", "qwen2"]
 
@@ -114,7 +115,7 @@ public enum ModelLoader {
         let output = c.tiedEmbeddings ? embedding : try matrix("output.weight", rows: vocab, cols: hidden)
         let outputNorm = try norm("output_norm.weight")
         // llama.cpp's optional per-layer rotary table (written by old converters, never read).
-        try checkUnused(g.tensorOrder, used: used, file: path, harmless: { $0.hasPrefix("blk.") && $0.hasSuffix(".attn_rot_embd") })
+        try checkUnused(g.tensorOrder, used: used, file: path, family: arch, harmless: { $0.hasPrefix("blk.") && $0.hasSuffix(".attn_rot_embd") })
         return LlamaModel(config: c, tokenEmbedding: embedding, outputNorm: outputNorm,
                           output: output, layers: layers, source: path)
     }
@@ -147,12 +148,12 @@ public enum ModelLoader {
 
     /// Tensors present but not used mean a variant this engine does not compute (biases, extra norms, a
     /// different head): an error naming them, unless `harmless`.
-    static func checkUnused(_ names: [String], used: Set<String>, file: String, harmless: (String) -> Bool) throws {
+    static func checkUnused(_ names: [String], used: Set<String>, file: String, family: String, harmless: (String) -> Bool) throws {
         let unused = names.filter { !used.contains($0) && !harmless($0) }
         guard !unused.isEmpty else { return }
         let shown = unused.prefix(4).joined(separator: ", ") + (unused.count > 4 ? ", … (\(unused.count) in all)" : "")
-        throw ModelLoadError(file: file, problem: "the file holds tensors a Llama model does not use: \(shown); they belong to a variant this engine does not compute (biases, extra norms or projections)",
-                             fix: "use a plain Llama checkpoint, or remove the tensors if you know the model ignores them")
+        throw ModelLoadError(file: file, problem: "the file holds tensors a \(family) model does not use: \(shown); they belong to a variant this engine does not compute (biases, extra norms or projections)",
+                             fix: "use a plain \(family) checkpoint, or remove the tensors if you know the model ignores them")
     }
 
     static func vector(_ g: GGUFFile, _ t: GGUFTensorInfo, count: Int) throws -> [Float] {
@@ -200,7 +201,7 @@ public enum ModelLoader {
         var used: Set<String> = []
         func tensor(_ name: String) throws -> SafetensorsTensor {
             guard let t = ckpt.tensors[name] else {
-                throw ModelLoadError(file: directory, problem: "tensor \(name) is missing from the safetensors files", fix: "the checkpoint is incomplete or not a Llama model")
+                throw ModelLoadError(file: directory, problem: "tensor \(name) is missing from the safetensors files", fix: "the checkpoint is incomplete or not a \(hf.family.rawValue) model")
             }
             guard t.ggmlType != nil else {
                 throw ModelLoadError(file: t.file.path, problem: "tensor \(name) has dtype \(t.dtype); weights must be F32, F16 or BF16", fix: "convert the checkpoint")
@@ -276,7 +277,7 @@ public enum ModelLoader {
         let outputNorm = try norm("model.norm.weight")
         // Harmless: rotary inverse-frequency buffers saved by old transformers versions, and an lm_head
         // that transformers itself replaces by the embedding when the config ties them.
-        try checkUnused(ckpt.tensors.keys.sorted(), used: used, file: directory, harmless: { name in
+        try checkUnused(ckpt.tensors.keys.sorted(), used: used, file: directory, family: hf.family.rawValue, harmless: { name in
             (name.hasPrefix("model.layers.") && name.hasSuffix(".self_attn.rotary_emb.inv_freq"))
                 || (c.tiedEmbeddings && name == "lm_head.weight")
         })

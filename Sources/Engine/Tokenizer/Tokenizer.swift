@@ -42,7 +42,7 @@ struct TokenizerSpec {
     var stripLeadingSpaceOnDecode = false
 }
 
-/// A text tokenizer for Llama-family models: byte-level BPE (GPT-2, SmolLM2, Llama-3) or SentencePiece
+/// A text tokenizer for the supported model families: byte-level BPE (GPT-2, SmolLM2, Llama-3) or SentencePiece
 /// BPE with byte fallback (Llama-2), loaded from GGUF metadata or a Hugging Face tokenizer.json.
 /// Immutable after loading; safe to use from many threads.
 public final class Tokenizer: Sendable {

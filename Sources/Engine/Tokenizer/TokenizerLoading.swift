@@ -66,7 +66,7 @@ extension Tokenizer {
             spec.addBOS = m["tokenizer.ggml.add_bos_token"]?.boolValue ?? true
         default:
             throw ModelLoadError(file: src, problem: "tokenizer.ggml.model = \"\(model)\" is not supported (only gpt2 and llama)",
-                                 fix: "use a Llama-family model with a BPE or SentencePiece-BPE tokenizer")
+                                 fix: "use a model with a BPE or SentencePiece-BPE tokenizer (gpt2 or llama in the GGUF)")
         }
         for i in 0..<n {
             switch attrs[i] {
@@ -110,7 +110,7 @@ extension Tokenizer {
         let root = try load(path)
         let config = try configPath.map(load)
         func bad(_ problem: String) -> ModelLoadError {
-            ModelLoadError(file: path, problem: problem, fix: "use a BPE tokenizer.json of a Llama-family model (Llama-2, Llama-3, SmolLM2)")
+            ModelLoadError(file: path, problem: problem, fix: "use a BPE tokenizer.json (Llama-2, Llama-3, SmolLM2, Qwen2 style)")
         }
         guard let model = root["model"] else { throw bad("no \"model\" section") }
         let mtype = model["type"]?.string ?? "BPE"
