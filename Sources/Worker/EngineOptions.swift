@@ -27,7 +27,7 @@ struct EngineOptions: ParsableArguments {
 
 /// A model and its tokenizer, loaded once.
 struct LoadedModel {
-    let model: LlamaModel
+    let model: LanguageModel
     let tokenizer: Tokenizer
     let loadSeconds: Double
 

@@ -72,7 +72,7 @@ struct ArchitectureTests {
             } else {
                 c.slidingWindow = nil
             }
-            let w = LlamaModel(config: c, tokenEmbedding: m.tokenEmbedding, outputNorm: m.outputNorm, output: m.output, layers: layers, source: m.source)
+            let w = LanguageModel(config: c, tokenEmbedding: m.tokenEmbedding, outputNorm: m.outputNorm, output: m.output, layers: layers, source: m.source)
             let (first, ids) = greedyContinuation(w, prompt: f.prompt_ids, count: f.output_ids.count)
             let diff = zip(first, f.first_logits).map { abs($0 - $1) }.max() ?? 0
             #expect(diff > 1e-3 || ids != f.output_ids, "\(name): \(diff)")
@@ -91,7 +91,7 @@ struct ArchitectureTests {
         for (what, change) in changes {
             var wrong = m.config
             change(&wrong)
-            let w = LlamaModel(config: wrong, tokenEmbedding: m.tokenEmbedding, outputNorm: m.outputNorm, output: m.output,
+            let w = LanguageModel(config: wrong, tokenEmbedding: m.tokenEmbedding, outputNorm: m.outputNorm, output: m.output,
                                layers: m.layers, source: m.source)
             let (first, _) = greedyContinuation(w, prompt: f.prompt_ids, count: 1)
             let diff = zip(first, f.first_logits).map { abs($0 - $1) }.max() ?? 0

@@ -38,7 +38,7 @@ struct Schedule {
 enum BatchRig {
     /// Runs `jobs` through one `BatchDecoder`: up to `batch` in flight, a finished one's slot refilled at
     /// once. Returns the outcomes in job order, and how many prompt tokens the prefix cache served.
-    static func run(_ jobs: [BatchJob], model: LlamaModel, numerics: Numerics, schedule s: Schedule,
+    static func run(_ jobs: [BatchJob], model: LanguageModel, numerics: Numerics, schedule s: Schedule,
                     chunk: Int) throws -> (outcomes: [BatchOutcome], reused: Int, maxActive: Int) {
         let t = Transformer(model: model, capacity: 1, numerics: numerics, threads: s.threads)
         let d = BatchDecoder(transformer: t, prefixCache: s.prefixCache ? PrefixCache(chunk: chunk, budgetBytes: 256 << 20) : nil,

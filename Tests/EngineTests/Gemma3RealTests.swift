@@ -9,7 +9,7 @@ import TestSupport
 /// (fixtures from tools/make_gemma3_fixtures.py; one prompt is longer than the window).
 @Suite("Gemma-3-270M against transformers")
 struct Gemma3RealTests {
-    static func model() throws -> LlamaModel { try ModelLoader.load(path: try GemmaModel.require()) }
+    static func model() throws -> LanguageModel { try ModelLoader.load(path: try GemmaModel.require()) }
 
     @Test("the loaded configuration is Gemma 3's")
     func configuration() throws {

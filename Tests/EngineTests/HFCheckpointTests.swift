@@ -46,7 +46,7 @@ struct HFCheckpointFixture: Decodable {
 
 /// One full prefill pass, then one-token greedy decode steps (exact numerics): the first step's logits
 /// and the new ids.
-func greedyContinuation(_ model: LlamaModel, prompt: [Int32], count: Int) -> (first: [Float], ids: [Int32]) {
+func greedyContinuation(_ model: LanguageModel, prompt: [Int32], count: Int) -> (first: [Float], ids: [Int32]) {
     let t = Transformer(model: model, capacity: prompt.count + count + 1, numerics: .exact)
     var logits = t.forward(tokens: prompt, start: 0)
     let first = Array(logits)
@@ -84,7 +84,7 @@ struct HFCheckpointTests {
             var wrong = m.config
             wrong.ropeTheta = 10000
             wrong.ropeScaling = nil
-            let w = LlamaModel(config: wrong, tokenEmbedding: m.tokenEmbedding, outputNorm: m.outputNorm, output: m.output,
+            let w = LanguageModel(config: wrong, tokenEmbedding: m.tokenEmbedding, outputNorm: m.outputNorm, output: m.output,
                                layers: m.layers, source: m.source)
             let (first, _) = greedyContinuation(w, prompt: f.prompt_ids, count: 1)
             let diff = zip(first, f.first_logits).map { abs($0 - $1) }.max() ?? 0

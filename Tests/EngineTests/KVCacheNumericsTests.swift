@@ -9,7 +9,7 @@ import TestSupport
 /// pass length, so those checks use `Tol.exact` instead.
 @Suite("KV cache numerics")
 struct KVCacheNumericsTests {
-    func model(_ type: GGMLType = .q8_0, seed: UInt64 = 41) throws -> (TinyLlama, LlamaModel, ReferenceLlama) {
+    func model(_ type: GGMLType = .q8_0, seed: UInt64 = 41) throws -> (TinyLlama, LanguageModel, ReferenceLlama) {
         let tiny = TinyLlama(tinySpec(for: type, tied: false, seed: seed))
         let (m, r) = try tiny.loadGGUF(TinyWeightTypes(type))
         return (tiny, m, r)

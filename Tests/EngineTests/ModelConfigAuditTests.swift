@@ -22,7 +22,7 @@ struct HFConfigAuditTests {
         return dir
     }
 
-    func load(set: [String: Any] = [:], remove: [String] = [], edit: (inout SafetensorsWriter) -> Void = { _ in }) throws -> LlamaModel {
+    func load(set: [String: Any] = [:], remove: [String] = [], edit: (inout SafetensorsWriter) -> Void = { _ in }) throws -> LanguageModel {
         let dir = try directory(set: set, remove: remove, edit: edit)
         defer { dir.remove() }
         return try ModelLoader.load(path: dir.path)
@@ -157,7 +157,7 @@ struct GGUFMetadataAuditTests {
     let tiny = TinyLlama(.small(seed: 4))
     var writer: GGUFWriter { tiny.ggufWriter(TinyWeightTypes(.q8_0)) }
 
-    func load(_ w: GGUFWriter) throws -> LlamaModel {
+    func load(_ w: GGUFWriter) throws -> LanguageModel {
         let dir = try TempDir("gguf-audit")
         defer { dir.remove() }
         return try ModelLoader.load(path: try dir.write(w.bytes(), to: "m.gguf"))

@@ -113,7 +113,7 @@ struct RopeScalingTests {
         try checkLogits(model, tiny.safetensorsReference(dtype: "F32"), invFreq: c.inv_freq, tokens: 20)
     }
 
-    func checkLogits(_ model: LlamaModel, _ reference: ReferenceLlama, invFreq: [Float], tokens n: Int) throws {
+    func checkLogits(_ model: LanguageModel, _ reference: ReferenceLlama, invFreq: [Float], tokens n: Int) throws {
         var ref = reference
         ref.invFreq = invFreq.map(Double.init)
         let tokens = TinyLlama.tokens(n, vocab: model.config.vocabSize, seed: 9)

@@ -7,7 +7,7 @@ import TestSupport
 /// side by side on fresh transformers.
 enum SiriusRig {
     /// A tiny random Llama (hidden 64, intermediate 128, 2 layers, GQA, vocab 300) stored as `type`.
-    static func tinyModel(_ type: GGMLType = .f32, seed: UInt64 = 11, layers: Int = 2) throws -> LlamaModel {
+    static func tinyModel(_ type: GGMLType = .f32, seed: UInt64 = 11, layers: Int = 2) throws -> LanguageModel {
         var spec = TinyLlamaSpec.small(seed: seed)
         spec.layers = layers
         return try TinyLlama(spec).loadGGUF(TinyWeightTypes(type)).model
@@ -31,7 +31,7 @@ enum SiriusRig {
     }
 
     /// Dense greedy decoding (`full`).
-    static func fullGreedy(_ model: LlamaModel, prompt: [Int32], maxNew: Int, capacity: Int? = nil,
+    static func fullGreedy(_ model: LanguageModel, prompt: [Int32], maxNew: Int, capacity: Int? = nil,
                            eos: Set<Int32> = [], numerics: Numerics = .exact) throws -> [Int32] {
         let t = Transformer(model: model, capacity: capacity ?? (prompt.count + maxNew + 1), numerics: numerics)
         let committed = CommittedText(tokenizer: nil, maxNewTokens: maxNew, eosIDs: eos)
@@ -40,7 +40,7 @@ enum SiriusRig {
 
     /// One generation with `method` on a fresh transformer; `afterPeriod` sees the transformer, the
     /// committed text and the number of cached positions after each period's rollback.
-    static func run(_ model: LlamaModel, prompt: [Int32], method: MethodSpec, maxNew: Int, eos: Set<Int32> = [],
+    static func run(_ model: LanguageModel, prompt: [Int32], method: MethodSpec, maxNew: Int, eos: Set<Int32> = [],
                     weights: SparseWeights? = nil, numerics: Numerics = .exact,
                     afterPeriod: ((Transformer, CommittedText, Int) -> Void)? = nil) throws -> MethodOutcome {
         let t = Transformer(model: model, capacity: capacity(prompt: prompt.count, maxNew: maxNew, method: method),

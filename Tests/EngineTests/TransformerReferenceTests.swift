@@ -66,7 +66,7 @@ struct TransformerReferenceTests {
         try checkAllPaths(model, tokens: tokens, expected: ref.logits(tokens), label: "\(dtype) tied=\(tied)")
     }
 
-    func checkAllPaths(_ model: LlamaModel, tokens: [Int32], expected: [[Float]], label: String) throws {
+    func checkAllPaths(_ model: LanguageModel, tokens: [Int32], expected: [[Float]], label: String) throws {
         var worst: Float = 0
         defer { print("[numerics] \(label): worst exact relDiff \(worst)") }
         try KernelSelection.shared.stable {
@@ -126,7 +126,7 @@ struct TransformerReferenceTests {
         let (model, ref) = try tiny.loadGGUF(TinyWeightTypes(.q8_0))
         let tokens = TinyLlama.tokens(8, vocab: tiny.spec.vocab, seed: 1)
         let expected = ref.logits(tokens)
-        func worst(_ m: LlamaModel) -> Float {
+        func worst(_ m: LanguageModel) -> Float {
             let t = Transformer(model: m, capacity: 16)
             let got = t.logits(tokens, start: 0, all: true)
             return tokens.indices.map { Compare.relDiff(got[$0], expected[$0]) }.max()!
@@ -135,7 +135,7 @@ struct TransformerReferenceTests {
         // Half-split RoPE on GGUF-permuted weights (the "Q/K permutation trap").
         var cfg = model.config
         cfg.ropeStyle = .halfSplit
-        let wrongStyle = LlamaModel(config: cfg, tokenEmbedding: model.tokenEmbedding, outputNorm: model.outputNorm,
+        let wrongStyle = LanguageModel(config: cfg, tokenEmbedding: model.tokenEmbedding, outputNorm: model.outputNorm,
                                     output: model.output, layers: model.layers, source: "test")
         let wrong = worst(wrongStyle)
         #expect(wrong > 100 * Tol.exact, "wrong RoPE style: \(wrong)")

@@ -166,7 +166,7 @@ public struct TinyLlama: Sendable {
 
     /// Writes the GGUF copy to a temporary file, loads it with `ModelLoader`, deletes the file (the
     /// mapping stays valid) and returns the model with its reference.
-    public func loadGGUF(_ types: TinyWeightTypes) throws -> (model: LlamaModel, reference: ReferenceLlama) {
+    public func loadGGUF(_ types: TinyWeightTypes) throws -> (model: LanguageModel, reference: ReferenceLlama) {
         let dir = try TempDir("tiny-gguf")
         defer { dir.remove() }
         let path = try dir.write(ggufWriter(types).bytes(), to: "tiny.gguf")
@@ -234,7 +234,7 @@ public struct TinyLlama: Sendable {
                               outputNorm: rt(outputNorm), output: lmHead.map(rt))
     }
 
-    public func loadSafetensors(dtype: String) throws -> (model: LlamaModel, reference: ReferenceLlama) {
+    public func loadSafetensors(dtype: String) throws -> (model: LanguageModel, reference: ReferenceLlama) {
         let dir = try TempDir("tiny-st")
         defer { dir.remove() }
         try writeSafetensors(to: dir.path, dtype: dtype)

@@ -6,7 +6,7 @@ public enum ModelLoader {
     public static let supportedArchitectures = ["llama", "gemma3", "qwen2"]
 
     /// Loads `path`: a `.gguf` file, or a directory with `config.json` and safetensors weights.
-    public static func load(path: String) throws -> LlamaModel {
+    public static func load(path: String) throws -> LanguageModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw ModelLoadError(file: path, problem: "no such file or directory",
@@ -18,7 +18,7 @@ public enum ModelLoader {
 
     // MARK: GGUF
 
-    public static func load(gguf g: GGUFFile) throws -> LlamaModel {
+    public static func load(gguf g: GGUFFile) throws -> LanguageModel {
         let path = g.path
         guard let arch = g.metadata["general.architecture"]?.stringValue else {
             throw ModelLoadError(file: path, problem: "metadata general.architecture is missing", fix: "the file is not a model GGUF; regenerate it")
@@ -27,7 +27,7 @@ public enum ModelLoader {
             throw ModelLoadError(file: path, problem: "architecture '\(arch)' is not supported (supported: \(supportedArchitectures.joined(separator: ", ")))",
                                  fix: "use a model of a supported family (Llama 2/3, SmolLM2, TinyLlama, Gemma 3, ...)")
         }
-        let meta = GGUFLlamaMetadata(file: g, arch: arch)
+        let meta = GGUFModelMetadata(file: g, arch: arch)
         try meta.checkKeys()
         let hidden = try meta.requiredInt("embedding_length")
         let heads = try meta.requiredInt("attention.head_count")
@@ -116,7 +116,7 @@ public enum ModelLoader {
         let outputNorm = try norm("output_norm.weight")
         // llama.cpp's optional per-layer rotary table (written by old converters, never read).
         try checkUnused(g.tensorOrder, used: used, file: path, family: arch, harmless: { $0.hasPrefix("blk.") && $0.hasSuffix(".attn_rot_embd") })
-        return LlamaModel(config: c, tokenEmbedding: embedding, outputNorm: outputNorm,
+        return LanguageModel(config: c, tokenEmbedding: embedding, outputNorm: outputNorm,
                           output: output, layers: layers, source: path)
     }
 
@@ -125,7 +125,7 @@ public enum ModelLoader {
     /// `attention.sliding_window_pattern`), local RoPE base 10000, GELU-tanh, embeddings × √hidden, NeoX
     /// (half-split) rotary pairs, scores scaled by 1/√key_length (27B, the 62-layer model: by
     /// 1/√(hidden/heads), its query_pre_attn_scalar).
-    static func gemma3(_ c: inout ModelConfig, _ meta: GGUFLlamaMetadata) throws {
+    static func gemma3(_ c: inout ModelConfig, _ meta: GGUFModelMetadata) throws {
         c.architecture = "gemma3"
         c.activation = .geluTanh
         c.ropeStyle = .halfSplit
@@ -186,8 +186,8 @@ public enum ModelLoader {
 
     // MARK: safetensors
 
-    public static func loadSafetensors(directory: String) throws -> LlamaModel {
-        let hf = try HFLlamaConfig(directory: directory)
+    public static func loadSafetensors(directory: String) throws -> LanguageModel {
+        let hf = try HFModelConfig(directory: directory)
         let cfgPath = hf.file
         let config = try hf.modelConfig()
         let ckpt = try SafetensorsCheckpoint(directory: directory)
@@ -281,7 +281,7 @@ public enum ModelLoader {
             (name.hasPrefix("model.layers.") && name.hasSuffix(".self_attn.rotary_emb.inv_freq"))
                 || (c.tiedEmbeddings && name == "lm_head.weight")
         })
-        return LlamaModel(config: c, tokenEmbedding: embedding, outputNorm: outputNorm,
+        return LanguageModel(config: c, tokenEmbedding: embedding, outputNorm: outputNorm,
                           output: output, layers: layers, source: directory)
     }
 }

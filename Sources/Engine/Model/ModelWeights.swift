@@ -23,7 +23,7 @@ public struct LayerWeights: Sendable {
 }
 
 /// A loaded model (any of the supported families): configuration plus weights (immutable, shareable).
-public final class LlamaModel: Sendable {
+public final class LanguageModel: Sendable {
     public let config: ModelConfig
     public let tokenEmbedding: WeightMatrix
     public let outputNorm: [Float]

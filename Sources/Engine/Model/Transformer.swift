@@ -9,7 +9,7 @@ import Foundation
 /// Also owns one cache (`cache`) for the single-sequence calls (`forward(tokens:…)`, the one-sequence
 /// decoders). Not Sendable: one owner (the thread that runs the passes).
 public final class Transformer {
-    public let model: LlamaModel
+    public let model: LanguageModel
     public let config: ModelConfig
     public let backend: any ComputeBackend
     /// The cache of the single-sequence API.
@@ -48,11 +48,11 @@ public final class Transformer {
     private var griffinRuns: [GriffinRun] = []
 
     /// A transformer on the CPU backend (`threads` pool threads) whose own cache holds `capacity` positions.
-    public convenience init(model: LlamaModel, capacity: Int, numerics: Numerics = .exact, threads: Int = 1) {
+    public convenience init(model: LanguageModel, capacity: Int, numerics: Numerics = .exact, threads: Int = 1) {
         self.init(model: model, capacity: capacity, backend: CPUBackend(numerics: numerics, threads: threads))
     }
 
-    public init(model: LlamaModel, capacity: Int, backend: any ComputeBackend) {
+    public init(model: LanguageModel, capacity: Int, backend: any ComputeBackend) {
         self.model = model
         self.config = model.config
         self.backend = backend

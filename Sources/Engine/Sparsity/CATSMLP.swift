@@ -9,7 +9,7 @@ public final class CATSMLP: SparseMLP {
     public let density: Double
     public let mode: CATSMode
     public let calibration: CATSCalibration?
-    let model: LlamaModel
+    let model: LanguageModel
     let down: NeuronMajorDown
     let d: Int, h: Int, k: Int
     private var active: UnsafeMutablePointer<Int32>
@@ -25,7 +25,7 @@ public final class CATSMLP: SparseMLP {
     /// The active neurons of the last layer run (ascending), for tests and diagnostics.
     public var lastActive: [Int32] { Array(UnsafeBufferPointer(start: active, count: lastCount)) }
 
-    public init(model: LlamaModel, density: Double, mode: CATSMode = .topk, calibration: CATSCalibration? = nil,
+    public init(model: LanguageModel, density: Double, mode: CATSMode = .topk, calibration: CATSCalibration? = nil,
                 down: NeuronMajorDown) {
         self.model = model
         self.density = density; self.mode = mode; self.calibration = calibration; self.down = down

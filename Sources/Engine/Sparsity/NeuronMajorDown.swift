@@ -7,7 +7,7 @@ public final class NeuronMajorDown: @unchecked Sendable {
     public let layers: [WeightMatrix]
     private let buffers: [WeightBuffer]
 
-    public init(model: LlamaModel) {
+    public init(model: LanguageModel) {
         let c = model.config
         var ms: [WeightMatrix] = []
         var bs: [WeightBuffer] = []

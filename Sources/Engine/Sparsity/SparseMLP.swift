@@ -16,7 +16,7 @@ public protocol SparseMLP: AnyObject {
 /// What the sparse MLPs of one model share: the neuron-major down copies Griffin and CATS read, made
 /// once on first use, and the batched Griffin step's buffers. One per model and engine thread.
 public final class SparseWeights {
-    public let model: LlamaModel
+    public let model: LanguageModel
     private var down: NeuronMajorDown?
     /// Buffers of the batched Griffin step.
     let griffinScratch = GriffinScratch()
@@ -29,7 +29,7 @@ public final class SparseWeights {
     /// Griffin MLPs of this model holding such a copy now.
     public internal(set) var packedCopies = 0
 
-    public init(model: LlamaModel) { self.model = model }
+    public init(model: LanguageModel) { self.model = model }
 
     /// The neuron-major down projections (made on the first call).
     public var neuronMajorDown: NeuronMajorDown {
@@ -52,7 +52,7 @@ public final class SparseWeights {
 
 /// Model density from the MLP bytes one sparse step reads: (dense bytes − dense MLP bytes + sparse MLP
 /// bytes) / dense bytes.
-func sparseModelDensity(_ model: LlamaModel, mlpBytesPerStep sparse: Double) -> Double {
+func sparseModelDensity(_ model: LanguageModel, mlpBytesPerStep sparse: Double) -> Double {
     let dense = Double(model.denseDecodeBytes)
     let mlpDense = Double(model.layers.reduce(0) { $0 + $1.gate.byteCount + $1.up.byteCount + $1.down.byteCount })
     return (dense - mlpDense + sparse) / dense

@@ -1,8 +1,8 @@
-/// The `llama` architecture's GGUF metadata, read strictly: every `llama.*` key is either read and used,
-/// known to leave the computation unchanged, or the file is refused naming the key. Defaults are
+/// A GGUF's model metadata (`ARCH.*` keys: llama, gemma3, qwen2), read strictly: every key is either read
+/// and used, known to leave the computation unchanged, or the file is refused naming the key. Defaults are
 /// llama.cpp's own for the same file (the head dimensions, the KV head count, the RoPE base 10000 and the
 /// context length); the RMSNorm epsilon has no default there and none here.
-struct GGUFLlamaMetadata {
+struct GGUFModelMetadata {
     let file: GGUFFile
     let arch: String
 

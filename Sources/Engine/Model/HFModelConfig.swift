@@ -1,7 +1,8 @@
 import Foundation
 
-/// A Hugging Face `config.json` for the Llama architecture, read strictly: every field that changes the
-/// computation is read and used, or the model is refused with an error naming the field and the fix.
+/// A Hugging Face `config.json` of a supported family (model_type llama, gemma3_text, qwen2, mistral),
+/// read strictly: every field that changes the computation is read and used, or the model is refused
+/// with an error naming the field and the fix.
 /// A default is taken only where the tensors' shapes check it (head counts, head dimension) or where it
 /// does not change the math (the context length).
 ///
@@ -10,7 +11,7 @@ import Foundation
 /// - older files: top-level `"rope_theta"` and `"rope_scaling": {"rope_type" or "type": …, …}` (or null).
 /// As in transformers, a non-empty `rope_scaling` takes precedence over `rope_parameters`, and a
 /// `rope_theta` inside the parameters over the top-level one.
-struct HFLlamaConfig {
+struct HFModelConfig {
     let file: String
     let fields: JSONFields
 
