@@ -472,8 +472,7 @@ static float dot_f32_avx2(const float *a, const float *b, int64_t n) {
 
 // Block types without a kernel of their own (Q5_0, Q4_K, Q6_K): each block dequantised exactly as the
 // scalar reference does, then multiplied into four 8-float accumulators (rows of whole blocks).
-static inline __m256i bits_to_bytes(uint32_t v);
-static inline __m256i bytes_from_nibbles(const uint8_t *qs);
+static inline __m256i q5_0_unsigned(const uint8_t *blk);
 
 // s[k] += w[i + 8k … i + 8k + 7] · x[…] for i = 0, 32, … < n: the four fma chains of the dequantising
 // kernels below, one place for both (their bits must match).
@@ -490,9 +489,7 @@ static float dot_deq_avx2(int type, const uint8_t *row, const float *x, int64_t 
         const __m256i sixteen = _mm256_set1_epi8(16);
         for (int64_t b = 0; b < n / 32; b++) {
             const uint8_t *blk = row + b * 22;
-            uint32_t qh;
-            memcpy(&qh, blk + 2, 4);
-            const __m256i q = _mm256_sub_epi8(_mm256_or_si256(bytes_from_nibbles(blk + 6), _mm256_and_si256(bits_to_bytes(qh), sixteen)), sixteen);
+            const __m256i q = _mm256_sub_epi8(q5_0_unsigned(blk), sixteen);
             const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
             const __m256 d = _mm256_set1_ps(f16_hw(blk));
             const float *xb = x + b * 32;
@@ -843,11 +840,17 @@ static inline __m256i bits_to_bytes(uint32_t v) {
 // row_dot_q8_other_scalar's sums with AVX2 (the integers are the same; the float sums run in lanes).
 // One Q5_0 block against one activation block: the unsigned 5-bit values' integer products (as floats)
 // and the block's scale (the offset −16·d goes through the activation block sum s, as Q4_0's −8·d).
-static inline __m256 q5_0_block_q8(const uint8_t *blk, const ck_q8_block *xb, float *d) {
-    const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi8(16);
+// A Q5_0 block's 32 values before the offset, 0 … 31 (low nibbles, then high nibbles, each with its
+// fifth bit from qh), as bytes: shared by the exact and the fast kernels.
+static inline __m256i q5_0_unsigned(const uint8_t *blk) {
     uint32_t qh;
     memcpy(&qh, blk + 2, 4);
-    const __m256i q = _mm256_or_si256(bytes_from_nibbles(blk + 6), _mm256_and_si256(bits_to_bytes(qh), sixteen));
+    return _mm256_or_si256(bytes_from_nibbles(blk + 6), _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16)));
+}
+
+static inline __m256 q5_0_block_q8(const uint8_t *blk, const ck_q8_block *xb, float *d) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i q = q5_0_unsigned(blk);
     *d = f16_hw(blk);
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)xb->q)), ones));
 }
@@ -1458,6 +1461,7 @@ int ck_matmul_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *x
     const uint8_t *p = (const uint8_t *)w;
     const int64_t nb = n / 32;
     if (type == CK_Q5_0 || type == CK_Q4_K || type == CK_Q6_K) {
+        if (n % block_elems(type) != 0) return 0;
         // The one-token kernel per token (so each token's bits are its own), the row still in cache.
         const int avx = ck_has_avx2();
         for (int64_t r = r0; r < r1; r++) {

@@ -103,8 +103,13 @@ public final class CPUBackend: ComputeBackend {
     /// Fast numerics on Q4_0 / Q4_1 / Q5_0 / Q8_0 / Q4_K / Q6_K rows: integer products (Q4/Q8: each weight
     /// block decoded once per four tokens). False when the weights are another type or the numerics exact.
     private func matmulQ8(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int) -> Bool {
-        let blockCols = w.type == .q4_K || w.type == .q6_K ? 256 : 32
-        guard numerics == .fast && w.cols % blockCols == 0 && [.q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q6_K].contains(w.type) else { return false }
+        let blockCols: Int
+        switch w.type {
+        case .q4_0, .q4_1, .q5_0, .q8_0: blockCols = 32
+        case .q4_K, .q6_K: blockCols = 256
+        default: return false
+        }
+        guard numerics == .fast && w.cols % blockCols == 0 else { return false }
         let xq = quantize(x, count: tokens * w.cols)   // T consecutive rows → T·nb blocks
         precondition(w.cols / 32 * tokens <= q8Capacity)
         parallelRows(w.rows) { r0, r1 in

@@ -51,7 +51,8 @@ struct HFModelConfig {
             throw refuse("\"hidden_act\": \"\(act)\" is not supported (Llama models use silu)",
                          fix: "use a Llama checkpoint with \"hidden_act\": \"silu\"")
         }
-        for key in ["attention_bias", "mlp_bias"] where try f.bool(key) == true && family != .qwen2 {
+        // (Qwen2's q/k/v biases are part of the family, read from the weights; no MLP biases anywhere.)
+        for key in ["attention_bias", "mlp_bias"] where try f.bool(key) == true && !(family == .qwen2 && key == "attention_bias") {
             throw refuse("\"\(key)\": true: this engine's Llama has no bias terms",
                          fix: "use a checkpoint without \(key == "mlp_bias" ? "MLP" : "attention") biases")
         }
@@ -100,8 +101,9 @@ struct HFModelConfig {
         case .qwen2:
             guard try f.bool("use_sliding_window") == true, let w = try f.int("sliding_window") else { return (nil, []) }
             let layers = try f.requiredInt("num_hidden_layers")
+            let firstSliding = try f.int("max_window_layers") ?? 28
             let types = (f.object["layer_types"] as? [String])
-                ?? (0..<layers).map { $0 >= (try? f.int("max_window_layers")).flatMap { $0 } ?? 28 ? "sliding_attention" : "full_attention" }
+                ?? (0..<layers).map { $0 >= firstSliding ? "sliding_attention" : "full_attention" }
             guard types.count == layers, types.allSatisfy({ $0 == "sliding_attention" || $0 == "full_attention" }) else {
                 throw refuse("\"layer_types\" must list \(layers) entries, each sliding_attention or full_attention", fix: "restore config.json from the model's repository")
             }

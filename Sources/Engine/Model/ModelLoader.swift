@@ -76,8 +76,9 @@ public enum ModelLoader {
             used.insert(name)
             return WeightMatrix(type: t.type, rows: rows, cols: cols, data: g.data(of: t), owner: g)
         }
-        // (Gemma's norm weights are stored as 1 + w by llama.cpp's converter: used as they are.)
-        func norm(_ name: String, count: Int? = nil) throws -> [Float] {
+        // A norm's weights or a bias (Gemma's norm weights are stored as 1 + w by llama.cpp's converter:
+        // used as they are).
+        func vector1D(_ name: String, count: Int? = nil) throws -> [Float] {
             guard let t = g.tensors[name] else {
                 throw ModelLoadError(file: path, problem: "tensor \(name) is missing", fix: "the file is incomplete; regenerate it")
             }
@@ -89,31 +90,31 @@ public enum ModelLoader {
         for i in 0..<c.layerCount {
             let p = "blk.\(i)."
             var layer = LayerWeights(
-                attnNorm: try norm(p + "attn_norm.weight"),
+                attnNorm: try vector1D(p + "attn_norm.weight"),
                 wq: try matrix(p + "attn_q.weight", rows: c.qDim, cols: hidden),
                 wk: try matrix(p + "attn_k.weight", rows: c.kvDim, cols: hidden),
                 wv: try matrix(p + "attn_v.weight", rows: c.kvDim, cols: hidden),
                 wo: try matrix(p + "attn_output.weight", rows: hidden, cols: c.qDim),
-                ffnNorm: try norm(p + "ffn_norm.weight"),
+                ffnNorm: try vector1D(p + "ffn_norm.weight"),
                 gate: try matrix(p + "ffn_gate.weight", rows: c.intermediateSize, cols: hidden),
                 up: try matrix(p + "ffn_up.weight", rows: c.intermediateSize, cols: hidden),
                 down: try matrix(p + "ffn_down.weight", rows: hidden, cols: c.intermediateSize))
             if arch == "qwen2" {
-                layer.qBias = try norm(p + "attn_q.bias", count: c.qDim)
-                layer.kBias = try norm(p + "attn_k.bias", count: c.kvDim)
-                layer.vBias = try norm(p + "attn_v.bias", count: c.kvDim)
+                layer.qBias = try vector1D(p + "attn_q.bias", count: c.qDim)
+                layer.kBias = try vector1D(p + "attn_k.bias", count: c.kvDim)
+                layer.vBias = try vector1D(p + "attn_v.bias", count: c.kvDim)
             }
             if arch == "gemma3" {
-                layer.qNorm = try norm(p + "attn_q_norm.weight", count: c.headDim)
-                layer.kNorm = try norm(p + "attn_k_norm.weight", count: c.headDim)
-                layer.postAttentionNorm = try norm(p + "post_attention_norm.weight")
-                layer.postMLPNorm = try norm(p + "post_ffw_norm.weight")
+                layer.qNorm = try vector1D(p + "attn_q_norm.weight", count: c.headDim)
+                layer.kNorm = try vector1D(p + "attn_k_norm.weight", count: c.headDim)
+                layer.postAttentionNorm = try vector1D(p + "post_attention_norm.weight")
+                layer.postMLPNorm = try vector1D(p + "post_ffw_norm.weight")
             }
             layers.append(layer)
         }
         let embedding = try matrix("token_embd.weight", rows: vocab, cols: hidden)
         let output = c.tiedEmbeddings ? embedding : try matrix("output.weight", rows: vocab, cols: hidden)
-        let outputNorm = try norm("output_norm.weight")
+        let outputNorm = try vector1D("output_norm.weight")
         // llama.cpp's optional per-layer rotary table (written by old converters, never read).
         try checkUnused(g.tensorOrder, used: used, file: path, family: arch, harmless: { $0.hasPrefix("blk.") && $0.hasSuffix(".attn_rot_embd") })
         return LanguageModel(config: c, tokenEmbedding: embedding, outputNorm: outputNorm,
@@ -228,24 +229,19 @@ public enum ModelLoader {
         }
         // Gemma's RMSNorms multiply by (1 + w), computed here in floats as transformers computes it.
         let normShift: Float = hf.family == .gemma3 ? 1 : 0
-        func norm(_ name: String, count: Int? = nil) throws -> [Float] {
-            let n = count ?? hidden
+        func vector(_ name: String, count n: Int) throws -> [Float] {
             let t = try tensor(name)
             guard t.shape == [n] else {
                 throw ModelLoadError(file: t.file.path, problem: "tensor \(name) has shape \(t.shape), expected [\(n)]", fix: "config.json does not match the weights")
             }
-            let w = WeightMatrix(type: t.ggmlType!, rows: 1, cols: n, data: t.data, owner: t.file).dequantized()
+            return WeightMatrix(type: t.ggmlType!, rows: 1, cols: n, data: t.data, owner: t.file).dequantized()
+        }
+        func norm(_ name: String, count: Int? = nil) throws -> [Float] {
+            let w = try vector(name, count: count ?? hidden)
             return normShift == 0 ? w : w.map { normShift + $0 }
         }
         var layers: [LayerWeights] = []
         let gemma = hf.family == .gemma3
-        func bias(_ name: String, count: Int) throws -> [Float] {
-            let t = try tensor(name)
-            guard t.shape == [count] else {
-                throw ModelLoadError(file: t.file.path, problem: "tensor \(name) has shape \(t.shape), expected [\(count)]", fix: "config.json does not match the weights")
-            }
-            return WeightMatrix(type: t.ggmlType!, rows: 1, cols: count, data: t.data, owner: t.file).dequantized()
-        }
         for i in 0..<c.layerCount {
             let p = "model.layers.\(i)."
             var layer = LayerWeights(
@@ -260,9 +256,9 @@ public enum ModelLoader {
                 up: try matrix(p + "mlp.up_proj.weight", rows: c.intermediateSize, cols: hidden),
                 down: try matrix(p + "mlp.down_proj.weight", rows: hidden, cols: c.intermediateSize))
             if hf.family == .qwen2 {
-                layer.qBias = try bias(p + "self_attn.q_proj.bias", count: c.qDim)
-                layer.kBias = try bias(p + "self_attn.k_proj.bias", count: c.kvDim)
-                layer.vBias = try bias(p + "self_attn.v_proj.bias", count: c.kvDim)
+                layer.qBias = try vector(p + "self_attn.q_proj.bias", count: c.qDim)
+                layer.kBias = try vector(p + "self_attn.k_proj.bias", count: c.kvDim)
+                layer.vBias = try vector(p + "self_attn.v_proj.bias", count: c.kvDim)
             }
             if gemma {
                 layer.qNorm = try norm(p + "self_attn.q_norm.weight", count: c.headDim)

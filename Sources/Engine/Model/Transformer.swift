@@ -176,7 +176,7 @@ public final class Transformer {
 
     /// Embedding rows and the rotary table (cos at [2i], sin at [2i+1]) of every token of the pass.
     private func embed(_ segments: [PassSegment]) {
-        let c = config, half = c.headDim / 2
+        let c = config
         for (i, s) in segments.enumerated() {
             for (t, id) in s.tokens.enumerated() {
                 precondition(id >= 0 && Int(id) < c.vocabSize, "token id \(id) out of range")
@@ -185,21 +185,18 @@ public final class Transformer {
                 model.tokenEmbedding.dequantizeRow(Int(id), into: row)
                 if let scale = c.embeddingScale { for j in 0..<c.hiddenSize { row[j] *= scale } }
                 let pos = Float(s.positions?[t] ?? (s.start + t))
-                let table = rope + r * c.headDim
-                for j in 0..<half {
-                    let a = pos * invFreq[j]
-                    table[2 * j] = cos(a)
-                    table[2 * j + 1] = sin(a)
-                }
-                if let sliding = ropeSliding, let inv = invFreqSliding {
-                    let st = sliding + r * c.headDim
-                    for j in 0..<half {
-                        let a = pos * inv[j]
-                        st[2 * j] = cos(a)
-                        st[2 * j + 1] = sin(a)
-                    }
-                }
+                Self.fillRope(rope + r * c.headDim, position: pos, inverseFrequencies: invFreq)
+                if let sliding = ropeSliding, let inv = invFreqSliding { Self.fillRope(sliding + r * c.headDim, position: pos, inverseFrequencies: inv) }
             }
+        }
+    }
+
+    /// One token's rotary table: (cos, sin) of position × each inverse frequency, pair by pair.
+    private static func fillRope(_ table: UnsafeMutablePointer<Float>, position: Float, inverseFrequencies inv: [Float]) {
+        for j in inv.indices {
+            let a = position * inv[j]
+            table[2 * j] = cos(a)
+            table[2 * j + 1] = sin(a)
         }
     }
 
