@@ -144,7 +144,7 @@ struct BenchCommand: ParsableCommand {
             for r in rows {
                 print("| \(name) | \(String(format: "%.2f MiB", sizeMiB)) | \(String(format: "%.2f M", params)) | \(r.threads) | \(r.numerics.rawValue) | \(r.test) | \(String(format: "%.2f ± %.2f", r.mean, r.stddev)) |")
             }
-            print("\nmodel loaded in \(String(format: "%.3f", loadSeconds)) s; \(model.denseDecodeBytes) weight bytes read per decode token")
+            print("\nmodel loaded in \(String(format: "%.3f", loadSeconds)) s; \(model.denseDecodeBytes) weight bytes read per decode token; OpenBLAS kernels \(CPUBackend.blasKernels) (exact prompt chunks)")
             if bandwidth {
                 let bw = MemoryBandwidth.measureRead()
                 print(String(format: "memory read bandwidth %.2f GB/s (1 GiB streaming read, best of 5): decode ceiling %.1f tokens/s",

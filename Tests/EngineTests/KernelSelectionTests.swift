@@ -285,4 +285,47 @@ struct KernelSelectionTests {
             }
         }
     }
+    /// Exact prompt chunks go through OpenBLAS's sgemm, whose bits depend on the kernels the library
+    /// picks for the CPU (Prescott, its generic fallback on a CPU it does not know, and SkylakeX give
+    /// other bits than Haswell and Zen). The engine chooses Haswell's on every x86-64 CPU with AVX2 and
+    /// FMA, so a prompt's K/V and logits are the same bits on every such worker: the product below has
+    /// the bits it had where it was recorded (OpenBLAS 0.3.21, Debian 12).
+    @Test("exact prompt chunks run the pinned OpenBLAS kernels, with the same bits on every AVX2 machine")
+    func promptChunksUsePinnedBLASKernels() throws {
+        let backend = CPUBackend(numerics: .exact, threads: 1)
+        #if arch(x86_64)
+        if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil && run(scalar: false, { ck_has_avx2() }) == 1 {
+            #expect(CPUBackend.blasKernels == "Haswell")
+        } else {
+            print("[numerics] OpenBLAS kernels chosen by the library or OPENBLAS_CORETYPE: \(CPUBackend.blasKernels)")
+        }
+        #endif
+        let rows = 48, cols = 576, tokens = 16
+        let (m, _) = matrix(.q4_1, rows: rows, cols: cols, seed: 77)
+        var rng = SeededRandom(seed: 78)
+        let x = (0..<(tokens * cols)).map { _ in rng.nextUnit() * 2 - 1 }
+        var y = [Float](repeating: .nan, count: tokens * rows)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { backend.matmulPrompt(m, xp.baseAddress!, $0.baseAddress!, tokens: tokens) }
+        }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for v in y { h = (h ^ UInt64(v.bitPattern)) &* 0x100_0000_01b3 }
+        print("[numerics] prompt-chunk product bits: \(String(h, radix: 16)) with OpenBLAS \(CPUBackend.blasKernels)")
+        if CPUBackend.blasKernels == "Haswell" {
+            #expect(h == Self.haswellPromptBits, "sgemm's bits changed: another OpenBLAS, or other kernels than Haswell's")
+        }
+        // Whatever the kernels, the values are the product's (the dequantised rows in doubles).
+        let w = [Float](unsafeUninitializedCapacity: rows * cols) { buf, n in
+            ck_dequantize_rows(Int32(GGMLType.q4_1.rawValue), m.data, m.rowBytes, Int64(cols), 0, Int64(rows), buf.baseAddress!)
+            n = rows * cols
+        }
+        for t in 0..<tokens {
+            for r in 0..<rows {
+                var ref = 0.0
+                for c in 0..<cols { ref += Double(w[r * cols + c]) * Double(x[t * cols + c]) }
+                #expect(abs(Double(y[t * rows + r]) - ref) < 1e-4, "token \(t) row \(r)")
+            }
+        }
+    }
+    static let haswellPromptBits: UInt64 = 0x8dae_c218_8fc2_be9d
 }

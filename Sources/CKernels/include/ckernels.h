@@ -36,6 +36,12 @@ void ck_limit_avx512(int on);
 int ck_selection_get(void);
 void ck_selection_set(int bits);
 
+/// Chooses OpenBLAS's Haswell kernels on x86-64 CPUs with AVX2 and FMA, whatever the library detected
+/// (unless OPENBLAS_CORETYPE is set), so that every such machine computes the same sgemm bits and none
+/// falls back to a generic core; returns the name of the kernels in use ("unknown" if the library does
+/// not say). Call once, before the first BLAS call of the process (blas_kernels.c).
+const char *ck_blas_pin_kernels(void);
+
 /// Whether `type` is supported by these kernels.
 int ck_type_supported(int type);
 

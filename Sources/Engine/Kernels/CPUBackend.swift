@@ -21,6 +21,11 @@ public final class CPUBackend: ComputeBackend {
     private let job = ChunkJob()
     private var q8Capacity: Int
 
+    /// OpenBLAS's kernels for the exact prompt chunks, chosen once per process before the first backend
+    /// exists: Haswell's on every x86-64 CPU with AVX2 and FMA (`ck_blas_pin_kernels`), so results do not
+    /// depend on which CPU model the library recognises.
+    public static let blasKernels: String = String(cString: ck_blas_pin_kernels())
+
     public init(numerics: Numerics, threads: Int = 1) {
         self.numerics = numerics
         self.threads = max(1, threads)
@@ -28,6 +33,7 @@ public final class CPUBackend: ComputeBackend {
         tiles = (0..<max(1, threads)).map { _ in .allocate(capacity: 1 << 16) }
         q8Capacity = 1024
         q8 = .allocate(capacity: q8Capacity)
+        _ = CPUBackend.blasKernels
         openblas_set_num_threads(1)
         pool = self.threads > 1 ? ck_pool_create(Int32(self.threads)) : nil
     }
