@@ -1145,85 +1145,136 @@ static void acc_rows_q8_0_avx512(const uint8_t *w, size_t row_bytes, int64_t nb,
     }
 }
 
-// The exact multi-token product on CPUs with AVX-512: dot_f32_group_avx2's operations exactly (its
-// group_block and group_token, 256-bit vectors, the same final sum per token), compiled
-// with AVX-512VL's 32 vector registers so that one pass over a row's blocks serves eight tokens (the
-// AVX2 build has 16 registers: four tokens, and every row's weights converted twice as often). The
-// blocks `b0 … b1` of a row: `state` (2·ng vectors) carries the accumulators between calls over
-// successive block ranges — stored and reloaded unchanged, so splitting the row changes no bit — and
-// the last range writes the sums to `out`.
-static inline __attribute__((always_inline)) void dot_f32_group8_avx512(int type, const uint8_t *row, const float *x, int64_t ldx,
-                                                                        const float *sx, int64_t lds, int ng, int64_t b0, int64_t b1,
-                                                                        int first, int last, __m256 *state, float *out) {
+// The exact multi-token product on CPUs with AVX-512: dot_f32_group_avx2's products (its group_block
+// and group_token operations, the same final sum per token) with two tokens in each 512-bit vector:
+// token 2i in the low 256 bits, 2i + 1 in the high ones. Every 256-bit half runs exactly group_token's
+// operations for its token (the block's weights, scale and minimum are the same vectors in both halves;
+// the activations, block sums and accumulators are the token's own), so each token's result is
+// bit-identical to the single-token kernel. A CPU with two 512-bit FMA units (Sapphire Rapids) does two
+// tokens' arithmetic per instruction, and one pass over a row's blocks serves sixteen tokens (32 vector
+// registers). Activations and block sums are first interleaved by pairs (`pairs_avx512`).
+static inline __m512 both_halves(__m256 v) {
+    const __m512 z = _mm512_castps256_ps512(v);
+    return _mm512_shuffle_f32x4(z, z, 0x44);
+}
+
+// Per pair of tokens (the second one zero when T is odd) and block: the four activation vectors of the
+// block, then (Q4) the lane sums (x0 + x1) + (x2 + x3) that block_sums_avx2 forms, each as one 512-bit
+// vector of both tokens. Pair-major: pair i's blocks at i · nb · vb vectors (vb = 4, or 5 with sums).
+static float *pairs_avx512(int type, const float *x, int64_t ldx, int64_t T, int64_t n) {
+    const int64_t nb = n / 32, np = (T + 1) / 2, vb = type == CK_Q8_0 ? 4 : 5;
+    float *buf = (float *)thread_scratch((size_t)np * (size_t)nb * (size_t)vb * 16 * sizeof(float));
+    if (!buf) return NULL;
+    for (int64_t i = 0; i < np; i++) {
+        const float *x0 = x + 2 * i * ldx, *x1 = 2 * i + 1 < T ? x0 + ldx : NULL;
+        for (int64_t b = 0; b < nb; b++) {
+            float *o = buf + (i * nb + b) * vb * 16;
+            __m512 v[4];
+            for (int k = 0; k < 4; k++) {
+                const __m256 lo = _mm256_loadu_ps(x0 + b * 32 + 8 * k);
+                const __m256 hi = x1 ? _mm256_loadu_ps(x1 + b * 32 + 8 * k) : _mm256_setzero_ps();
+                v[k] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+                _mm512_storeu_ps(o + 16 * k, v[k]);
+            }
+            if (vb == 5) _mm512_storeu_ps(o + 64, _mm512_add_ps(_mm512_add_ps(v[0], v[1]), _mm512_add_ps(v[2], v[3])));
+        }
+    }
+    return buf;
+}
+
+// `np` (1 … 8) pairs of tokens against blocks b0 … b1 of a row; `xp` is the first pair's interleaved
+// data, `ps` the floats from one pair's to the next. `state` (2·np vectors) carries the accumulators
+// between block ranges (stored and reloaded unchanged, so splitting the row changes no bit); the last
+// range writes the 2·np sums to `out`.
+static inline __attribute__((always_inline)) void dot_f32_pairs_avx512(int type, const uint8_t *row, const float *xp, int64_t ps,
+                                                                       int np, int64_t b0, int64_t b1, int first, int last,
+                                                                       __m512 *state, float *out) {
     const int q8 = type == CK_Q8_0, is1 = type == CK_Q4_1;
     const size_t bb = q8 ? 34 : is1 ? 20 : 18;
-    __m256 acc[8], accm[8];
+    const int64_t vb = q8 ? 4 : 5;
+    __m512 acc[8], accm[8];
 #pragma clang loop unroll(full)
-    for (int t = 0; t < ng; t++) {
-        acc[t] = first ? _mm256_setzero_ps() : state[2 * t];
-        accm[t] = first ? _mm256_setzero_ps() : state[2 * t + 1];
+    for (int t = 0; t < np; t++) {
+        acc[t] = first ? _mm512_setzero_ps() : state[2 * t];
+        accm[t] = first ? _mm512_setzero_ps() : state[2 * t + 1];
     }
     for (int64_t b = b0; b < b1; b++) {
         __m256 q[4], vd, vm;
         group_block(q8, is1, row + b * bb, q, &vd, &vm);
+        const __m512 q0 = both_halves(q[0]), q1 = both_halves(q[1]), q2 = both_halves(q[2]), q3 = both_halves(q[3]);
+        const __m512 d = both_halves(vd), m = both_halves(vm);
 #pragma clang loop unroll(full)
-        for (int t = 0; t < ng; t++)
-            group_token(q8, q, vd, vm, x + t * ldx + b * 32, q8 ? NULL : sx + t * lds + b * 8, &acc[t], &accm[t]);
+        for (int t = 0; t < np; t++) {
+            // group_token's operations, in both halves at once.
+            const float *xb = xp + t * ps + b * vb * 16;
+            __m512 pr = _mm512_mul_ps(q0, _mm512_loadu_ps(xb));
+            pr = _mm512_fmadd_ps(q1, _mm512_loadu_ps(xb + 16), pr);
+            pr = _mm512_fmadd_ps(q2, _mm512_loadu_ps(xb + 32), pr);
+            pr = _mm512_fmadd_ps(q3, _mm512_loadu_ps(xb + 48), pr);
+            acc[t] = _mm512_fmadd_ps(d, pr, acc[t]);
+            if (!q8) accm[t] = _mm512_fmadd_ps(m, _mm512_loadu_ps(xb + 64), accm[t]);
+        }
     }
 #pragma clang loop unroll(full)
-    for (int t = 0; t < ng; t++) {
-        if (last) out[t] = q8 ? hsum256(acc[t]) : hsum256(_mm256_add_ps(acc[t], accm[t]));
-        else { state[2 * t] = acc[t]; state[2 * t + 1] = accm[t]; }
+    for (int t = 0; t < np; t++) {
+        if (last) {
+            const __m512 z = q8 ? acc[t] : _mm512_add_ps(acc[t], accm[t]);
+            out[2 * t] = hsum256(_mm512_castps512_ps256(z));
+            out[2 * t + 1] = hsum256(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(z), 1)));
+        } else {
+            state[2 * t] = acc[t];
+            state[2 * t + 1] = accm[t];
+        }
     }
 }
 
-static inline void dot_f32_group8_any_avx512(int type, const uint8_t *row, const float *x, int64_t ldx, const float *sx,
-                                             int64_t lds, int ng, int64_t b0, int64_t b1, int first, int last, __m256 *state,
-                                             float *out) {
-    switch (ng) {
-    case 8: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 8, b0, b1, first, last, state, out); break;
-    case 7: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 7, b0, b1, first, last, state, out); break;
-    case 6: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 6, b0, b1, first, last, state, out); break;
-    case 5: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 5, b0, b1, first, last, state, out); break;
-    case 4: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 4, b0, b1, first, last, state, out); break;
-    case 3: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 3, b0, b1, first, last, state, out); break;
-    case 2: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 2, b0, b1, first, last, state, out); break;
-    default: dot_f32_group8_avx512(type, row, x, ldx, sx, lds, 1, b0, b1, first, last, state, out); break;
+static inline void dot_f32_pairs_any_avx512(int type, const uint8_t *row, const float *xp, int64_t ps, int np, int64_t b0,
+                                            int64_t b1, int first, int last, __m512 *state, float *out) {
+    switch (np) {
+    case 8: dot_f32_pairs_avx512(type, row, xp, ps, 8, b0, b1, first, last, state, out); break;
+    case 7: dot_f32_pairs_avx512(type, row, xp, ps, 7, b0, b1, first, last, state, out); break;
+    case 6: dot_f32_pairs_avx512(type, row, xp, ps, 6, b0, b1, first, last, state, out); break;
+    case 5: dot_f32_pairs_avx512(type, row, xp, ps, 5, b0, b1, first, last, state, out); break;
+    case 4: dot_f32_pairs_avx512(type, row, xp, ps, 4, b0, b1, first, last, state, out); break;
+    case 3: dot_f32_pairs_avx512(type, row, xp, ps, 3, b0, b1, first, last, state, out); break;
+    case 2: dot_f32_pairs_avx512(type, row, xp, ps, 2, b0, b1, first, last, state, out); break;
+    default: dot_f32_pairs_avx512(type, row, xp, ps, 1, b0, b1, first, last, state, out); break;
     }
 }
 
 enum {
-    MM8_ROWS = 16,        // rows whose accumulators are carried between block ranges (8 KiB of state)
-    MM8_CHUNK_BLOCKS = 18 // at most this many blocks a range: eight tokens' activations and block sums,
-                          // 1.25 KiB a block, stay within the 32 KiB L1 data cache beside the rows
+    MMP_ROWS = 16,        // rows whose accumulators are carried between block ranges (32 KiB of state)
+    MMP_PAIRS = 8,        // pairs of tokens (16 tokens) per pass over a row
+    MMP_CHUNK_BLOCKS = 9  // blocks a range: 8 pairs' interleaved data, 2.5 KiB a block, stay within the
+                          // L1 data cache beside the chunk's rows
 };
 
-/// Rows [r0, r1) × tokens [0, T) with the eight-token kernel: tokens in groups of eight (the rest in
-/// one group), rows in chunks of MM8_ROWS, and a row's blocks in even ranges of at most
-/// MM8_CHUNK_BLOCKS, so that a group's activations stay in L1 while the chunk's rows (in L1 / L2) are
-/// read once per group. Every (row, token) result is bit-identical to the single-token kernel's.
-static int matmul_f32_avx512(int type, const uint8_t *p, size_t row_bytes, const float *x, int64_t ldx, int64_t T,
-                             float *y, int64_t ldy, int64_t n, int64_t r0, int64_t r1) {
+/// Rows [r0, r1) × tokens [0, T) with the paired kernel: tokens in groups of up to 16 (8 pairs), rows
+/// in chunks of MMP_ROWS, and a row's blocks in even ranges of at most MMP_CHUNK_BLOCKS, so that a
+/// group's activations stay in L1 while the chunk's rows (in L1 / L2) are read once per group. Every
+/// (row, token) result is bit-identical to the single-token kernel's.
+static int matmul_f32_pairs_avx512(int type, const uint8_t *p, size_t row_bytes, const float *x, int64_t ldx, int64_t T,
+                                   float *y, int64_t ldy, int64_t n, int64_t r0, int64_t r1) {
     if (type != CK_Q4_0 && type != CK_Q4_1 && type != CK_Q8_0) return 0;
-    int ok;
-    const float *sxs = group_sums_avx2(type, x, ldx, T, n, &ok);
-    if (!ok) return 0;
-    const int64_t nb = n / 32, ranges = (nb + MM8_CHUNK_BLOCKS - 1) / MM8_CHUNK_BLOCKS;
-    _Alignas(32) __m256 state[MM8_ROWS][16];
-    float out[8];
-    for (int64_t rc = r0; rc < r1; rc += MM8_ROWS) {
-        const int64_t re = r1 - rc < MM8_ROWS ? r1 : rc + MM8_ROWS;
-        for (int64_t t0 = 0; t0 < T; t0 += 8) {
-            const int ng = T - t0 < 8 ? (int)(T - t0) : 8;
-            const float *xg = x + t0 * ldx, *sg = sxs ? sxs + t0 * nb * 8 : NULL;
+    const float *xp = pairs_avx512(type, x, ldx, T, n);
+    if (!xp) return 0;
+    const int64_t nb = n / 32, np = (T + 1) / 2, ps = nb * (type == CK_Q8_0 ? 4 : 5) * 16;
+    const int64_t ranges = (nb + MMP_CHUNK_BLOCKS - 1) / MMP_CHUNK_BLOCKS;
+    _Alignas(64) __m512 state[MMP_ROWS][2 * MMP_PAIRS];
+    float out[2 * MMP_PAIRS];
+    for (int64_t rc = r0; rc < r1; rc += MMP_ROWS) {
+        const int64_t re = r1 - rc < MMP_ROWS ? r1 : rc + MMP_ROWS;
+        for (int64_t g0 = 0; g0 < np; g0 += MMP_PAIRS) {
+            const int ng = np - g0 < MMP_PAIRS ? (int)(np - g0) : MMP_PAIRS;
+            const int64_t t0 = 2 * g0, tn = T - t0 < 2 * ng ? T - t0 : 2 * ng;
             int64_t b0 = 0;
             for (int64_t c = 0; c < ranges; c++) {
                 const int64_t b1 = b0 + (nb - b0) / (ranges - c);
                 for (int64_t r = rc; r < re; r++) {
-                    dot_f32_group8_any_avx512(type, p + (size_t)r * row_bytes, xg, ldx, sg, nb * 8, ng, b0, b1, c == 0,
-                                              c == ranges - 1, state[r - rc], out);
+                    dot_f32_pairs_any_avx512(type, p + (size_t)r * row_bytes, xp + g0 * ps, ps, ng, b0, b1, c == 0,
+                                             c == ranges - 1, state[r - rc], out);
                     if (c == ranges - 1)
-                        for (int t = 0; t < ng; t++) y[(t0 + t) * ldy + r] = out[t];
+                        for (int64_t t = 0; t < tn; t++) y[(t0 + t) * ldy + r] = out[t];
                 }
                 b0 = b1;
             }
@@ -1295,7 +1346,7 @@ void ck_matmul_f32(int type, const void *w, size_t row_bytes, const float *x, in
     const uint8_t *p = (const uint8_t *)w;
     int avx = ck_has_avx2();
 #if CK_X86
-    if (avx && T > 1 && ck_has_avx512() && matmul_f32_avx512(type, p, row_bytes, x, ldx, T, y, ldy, n, r0, r1)) return;
+    if (avx && T > 1 && ck_has_avx512() && matmul_f32_pairs_avx512(type, p, row_bytes, x, ldx, T, y, ldy, n, r0, r1)) return;
     if (avx && matmul_f32_avx2(type, p, row_bytes, x, ldx, T, y, ldy, n, r0, r1)) return;
 #endif
 #if CK_X86
