@@ -131,6 +131,19 @@ int ck_has_avx512(void) {
     return ck_has_avx2() && g_avx512 && !g_avx512_limited;
 }
 
+int ck_cpu_level(void) {
+#if CK_X86
+    detect_wide();
+    if (g_avx2 < 0) {
+        __builtin_cpu_init();
+        g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    }
+    return g_avx2 ? (g_avx512 ? 2 : 1) : 0;
+#else
+    return 0;
+#endif
+}
+
 // VNNI level for the multi-token kernels (on top of AVX2): 2 = AVX-512 VNNI, 1 = AVX-VNNI, 0 = none.
 static int vnni_level(void) {
     if (ck_has_avx512() && g_avx512vnni) return 2;

@@ -286,20 +286,19 @@ struct KernelSelectionTests {
         }
     }
     /// Exact prompt chunks go through OpenBLAS's sgemm, whose bits depend on the kernels the library
-    /// picks for the CPU (Prescott, its generic fallback on a CPU it does not know, and SkylakeX give
-    /// other bits than Haswell and Zen). The engine chooses Haswell's on every x86-64 CPU with AVX2 and
-    /// FMA, so a prompt's K/V and logits are the same bits on every such worker: the product below has
-    /// the bits it had where it was recorded (OpenBLAS 0.3.21, Debian 12).
-    @Test("exact prompt chunks run the pinned OpenBLAS kernels, with the same bits on every AVX2 machine")
+    /// picks for the CPU (Prescott, its generic fallback on a CPU it does not know, gives other bits
+    /// than Haswell, and SkylakeX others again). The engine chooses by the CPU's class — SkylakeX's with
+    /// AVX-512, Haswell's with AVX2 — so a prompt's K/V and logits are the same bits on every machine of
+    /// the class: the product below has the bits it had where it was recorded (OpenBLAS 0.3.21, Debian 12).
+    @Test("exact prompt chunks run the OpenBLAS kernels of the CPU's class, with the same bits on every machine of it")
     func promptChunksUsePinnedBLASKernels() throws {
         let backend = CPUBackend(numerics: .exact, threads: 1)
-        #if arch(x86_64)
-        if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil && run(scalar: false, { ck_has_avx2() }) == 1 {
-            #expect(CPUBackend.blasKernels == "Haswell")
+        let expected = [2: "SkylakeX", 1: "Haswell"][Int(ck_cpu_level())]
+        if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, let expected {
+            #expect(CPUBackend.blasKernels == expected)
         } else {
             print("[numerics] OpenBLAS kernels chosen by the library or OPENBLAS_CORETYPE: \(CPUBackend.blasKernels)")
         }
-        #endif
         let rows = 48, cols = 576, tokens = 16
         let (m, _) = matrix(.q4_1, rows: rows, cols: cols, seed: 77)
         var rng = SeededRandom(seed: 78)
@@ -311,8 +310,8 @@ struct KernelSelectionTests {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for v in y { h = (h ^ UInt64(v.bitPattern)) &* 0x100_0000_01b3 }
         print("[numerics] prompt-chunk product bits: \(String(h, radix: 16)) with OpenBLAS \(CPUBackend.blasKernels)")
-        if CPUBackend.blasKernels == "Haswell" {
-            #expect(h == Self.haswellPromptBits, "sgemm's bits changed: another OpenBLAS, or other kernels than Haswell's")
+        if let bits = Self.promptBits[CPUBackend.blasKernels] {
+            #expect(h == bits, "sgemm's bits changed: another OpenBLAS, or other kernels than \(CPUBackend.blasKernels)'s")
         }
         // Whatever the kernels, the values are the product's (the dequantised rows in doubles).
         let w = [Float](unsafeUninitializedCapacity: rows * cols) { buf, n in
@@ -327,5 +326,5 @@ struct KernelSelectionTests {
             }
         }
     }
-    static let haswellPromptBits: UInt64 = 0x8dae_c218_8fc2_be9d
+    static let promptBits: [String: UInt64] = ["Haswell": 0x8dae_c218_8fc2_be9d, "SkylakeX": 0xa3b3_6ada_26f0_81a6]
 }

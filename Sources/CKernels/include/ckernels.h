@@ -36,11 +36,16 @@ void ck_limit_avx512(int on);
 int ck_selection_get(void);
 void ck_selection_set(int bits);
 
-/// Chooses OpenBLAS's Haswell kernels on x86-64 CPUs with AVX2 and FMA, whatever the library detected
-/// (unless OPENBLAS_CORETYPE is set), so that every such machine computes the same sgemm bits and none
-/// falls back to a generic core; returns the name of the kernels in use ("unknown" if the library does
-/// not say). Call once, before the first BLAS call of the process (blas_kernels.c).
+/// Chooses OpenBLAS's kernels by the CPU's class, whatever the library detected (unless
+/// OPENBLAS_CORETYPE is set): SkylakeX's with AVX-512, Haswell's with AVX2 and FMA, so that machines of
+/// one class compute the same sgemm bits and none falls back to a generic core; returns the name of the
+/// kernels in use ("unknown" if the library does not say). Call once, before the first BLAS call of the
+/// process (blas_kernels.c).
 const char *ck_blas_pin_kernels(void);
+
+/// The kernels this CPU runs, whatever the calling thread's test switches say: 2 = AVX-512 (F, BW, VL),
+/// 1 = AVX2 / FMA / F16C, 0 = the portable scalar ones.
+int ck_cpu_level(void);
 
 /// Whether `type` is supported by these kernels.
 int ck_type_supported(int type);

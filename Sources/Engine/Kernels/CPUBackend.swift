@@ -22,8 +22,8 @@ public final class CPUBackend: ComputeBackend {
     private var q8Capacity: Int
 
     /// OpenBLAS's kernels for the exact prompt chunks, chosen once per process before the first backend
-    /// exists: Haswell's on every x86-64 CPU with AVX2 and FMA (`ck_blas_pin_kernels`), so results do not
-    /// depend on which CPU model the library recognises.
+    /// exists: SkylakeX's on CPUs with AVX-512, Haswell's on other CPUs with AVX2 and FMA
+    /// (`ck_blas_pin_kernels`), so results do not depend on which CPU model the library recognises.
     public static let blasKernels: String = String(cString: ck_blas_pin_kernels())
 
     public init(numerics: Numerics, threads: Int = 1) {
