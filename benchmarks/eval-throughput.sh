@@ -43,7 +43,9 @@ def info(name):
     hashes = dict(((t, e, m), h) for t, e, m, h in c.execute("SELECT task, example_id, method, result_hash FROM results"))
     reused, prompt, hits, n = c.execute("SELECT SUM(reused_prompt_tokens), SUM(prompt_tokens), SUM(reused_prompt_tokens > 0), COUNT(*) FROM results").fetchone()
     devices = [r[0] for r in c.execute("SELECT DISTINCT device FROM results")]
+    batch = max(r[0] for r in c.execute("SELECT DISTINCT batch_size FROM results"))
     return {"served_seconds": served, "results": len(hashes), "results_per_second": len(hashes) / served,
+            "batch_size": batch,
             "worker_peak_rss_mib": rss, "prefix_hits": hits, "reused_prompt_tokens": reused, "prompt_tokens": prompt,
             "devices": devices}, hashes
 b, hb = info("baseline")

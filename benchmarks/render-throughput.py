@@ -20,7 +20,8 @@ if runs:
     for r in runs:
         for name in ("baseline", "batched"):
             x = r[name]
-            label = "batch 1, no prefix cache" if name == "baseline" else "defaults: batch 8, prefix cache"
+            # Files written before the batch size was recorded were all measured at the default of then, 8.
+            label = "batch 1, no prefix cache" if name == "baseline" else "defaults: batch %d, prefix cache" % x.get("batch_size", 8)
             reused = x.get("reused_prompt_tokens") or 0
             share = "%.1f %%" % (100.0 * reused / x["prompt_tokens"]) if x.get("prompt_tokens") else "–"
             rss = "%.0f MiB" % max(x["worker_peak_rss_mib"]) if x["worker_peak_rss_mib"] else "–"

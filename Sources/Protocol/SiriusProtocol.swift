@@ -32,7 +32,7 @@ public struct ProtocolVersion: Codable, Sendable, Equatable, CustomStringConvert
 /// Defaults of a worker that the coordinator passes on to the workers it spawns.
 public enum WorkerDefaults {
     /// Examples a sirius worker decodes at once (from the batch-size curve in the README).
-    public static let batchSize = 8
+    public static let batchSize = 16
     /// Memory of a worker's prefix cache.
     public static let prefixCacheMiB = 512
 }
