@@ -4,7 +4,7 @@
 // Two things go wrong with that for this engine:
 //  - a CPU the library does not know falls back to a generic core: Debian's 0.3.21 on a Sapphire Rapids
 //    VM ("Intel(R) Xeon(R) Processor") chose Prescott (SSE3), 40 GFLOPS at one thread, where the
-//    Haswell kernels give 97 and the SkylakeX ones 171 (measured-here.md);
+//    Haswell kernels give 97 and the SkylakeX ones 171 (README, Decisions);
 //  - the kernels decide the bits (Haswell's and Zen's sgemm agree; SkylakeX's and Prescott's differ), so
 //    two workers whose CPUs the library names differently would store different results for one example.
 // So the kernels follow the instruction set the engine's own kernels use (ck_cpu_level):

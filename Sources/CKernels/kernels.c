@@ -89,13 +89,20 @@ static inline float rd_f16(const uint8_t *p) {
 static _Thread_local int g_force_scalar = 0;
 static int g_avx2 = -1;
 
-int ck_has_avx2(void) {
 #if CK_X86
+// AVX2, FMA and F16C, detected once (the test switches aside).
+static int detect_avx2(void) {
     if (g_avx2 < 0) {
         __builtin_cpu_init();
         g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     }
-    return g_avx2 && !g_force_scalar;
+    return g_avx2;
+}
+#endif
+
+int ck_has_avx2(void) {
+#if CK_X86
+    return detect_avx2() && !g_force_scalar;
 #else
     return 0;
 #endif
@@ -134,11 +141,7 @@ int ck_has_avx512(void) {
 int ck_cpu_level(void) {
 #if CK_X86
     detect_wide();
-    if (g_avx2 < 0) {
-        __builtin_cpu_init();
-        g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    }
-    return g_avx2 ? (g_avx512 ? 2 : 1) : 0;
+    return detect_avx2() ? (g_avx512 ? 2 : 1) : 0;
 #else
     return 0;
 #endif
