@@ -9,7 +9,8 @@ import SiriusProtocol
 /// a lease names the shard's examples neither stored, failed, held by another lease nor awaited from
 /// a worker's spool. A lease that ends by a fault (expiry, lost worker) counts a failure against
 /// each unfinished example and against its shard; a shard that failed twice is split into single
-/// examples; an example that failed `maxAttempts` times is declared failed. A lease handed back
+/// examples; an example that failed `maxAttempts` times is declared failed. A worker is given the other
+/// methods' shards of the examples it got last before new examples (its prefix cache holds their prompts). A lease handed back
 /// without fault (BYE, cancel) requeues its examples and counts nothing.
 struct Scheduler {
     struct Shard {
@@ -21,7 +22,13 @@ struct Scheduler {
     }
 
     /// A unit of pending work: a whole shard, or one example of a split shard.
-    enum Unit: Equatable { case shard(Int), single(Int, ResultKey) }
+    enum Unit: Equatable {
+        case shard(Int), single(Int, ResultKey)
+
+        var shardId: Int {
+            switch self { case .shard(let id), .single(let id, _): id }
+        }
+    }
 
     struct Lease: Equatable {
         var id: Int64
@@ -58,6 +65,10 @@ struct Scheduler {
     /// Results a worker announced from its spool, with the time by which they must arrive.
     private(set) var awaitingSpool: [ResultKey: Int64] = [:]
     private(set) var shardOf: [ResultKey: Int] = [:]
+    /// Shards of the same examples (the methods of one example range) share a group.
+    private var groupOf: [Int: Int] = [:]
+    /// The group of each worker's latest lease.
+    private var lastGroup: [String: Int] = [:]
     private(set) var totalKeys = 0
     private(set) var keysPerTask: [String: Int] = [:]
     private(set) var nextLeaseId: Int64
@@ -73,9 +84,13 @@ struct Scheduler {
         self.failureCounts = failureCounts
         self.failed = failed
         self.nextLeaseId = nextLeaseId
+        var groups: [[String]: Int] = [:]
         for s in rows {
             let keys = keysOf(s)
             shards[s.shardId] = Shard(keys: keys, failures: s.failures, split: s.split, attempts: s.attempts)
+            let examples = [s.task] + keys.map(\.exampleId)
+            if groups[examples] == nil { groups[examples] = groups.count }
+            groupOf[s.shardId] = groups[examples]!
             for k in keys { shardOf[k] = s.shardId }
             totalKeys += keys.count
             keysPerTask[s.task, default: 0] += keys.count
@@ -110,8 +125,8 @@ struct Scheduler {
     /// The next lease for `workerId`, or nil when nothing is pending. Units with nothing left to
     /// lease (stored, failed, held or awaited meanwhile) are dropped on the way.
     mutating func grant(to workerId: String, now: Int64, ttlMs: Int) -> Grant? {
-        while !pending.isEmpty {
-            let unit = pending.removeFirst()
+        while let next = nextUnit(for: workerId) {
+            let unit = pending.remove(at: next)
             let shardId: Int
             let items: [ResultKey]
             switch unit {
@@ -129,9 +144,20 @@ struct Scheduler {
                               attempt: shards[shardId]!.attempts, expiresAt: now + Int64(ttlMs))
             nextLeaseId += 1
             leases[lease.id] = lease
+            lastGroup[workerId] = groupOf[shardId]
             return Grant(lease: lease, skip: shards[shardId]!.keys.filter { committed.contains($0) }, unit: unit)
         }
         return nil
+    }
+
+    /// Where in `pending` the next lease for `workerId` comes from: the first unit of the examples it was
+    /// given last (another method on the same prompts, which its prefix cache holds), else the first whose
+    /// examples no other worker holds, else the first.
+    private func nextUnit(for workerId: String) -> Int? {
+        guard !pending.isEmpty else { return nil }
+        if let g = lastGroup[workerId], let i = pending.firstIndex(where: { groupOf[$0.shardId] == g }) { return i }
+        let elsewhere = Set(leases.values.lazy.filter { $0.workerId != workerId }.compactMap { self.groupOf[$0.shardId] })
+        return pending.firstIndex { !elsewhere.contains(groupOf[$0.shardId] ?? -1) } ?? 0
     }
 
     /// Takes back a grant the store could not record: as if it had never been made.

@@ -90,6 +90,24 @@ import Testing
         #expect(!s.isComplete)
     }
 
+    /// Shards of the same examples under other methods go to the worker that has those prompts cached;
+    /// a worker starting on new examples takes ones no other worker holds.
+    @Test func aWorkerKeepsItsExamplesAcrossMethods() throws {
+        var rows: [Store.ShardRow] = []
+        for (id, (first, method)) in [(0, "full"), (0, "griffin"), (0, "sirius"), (3, "full"), (3, "griffin"), (3, "sirius")].enumerated() {
+            rows.append(Store.ShardRow(shardId: id, task: "t", method: method, firstOrd: first, count: 3, failures: 0, split: false, attempts: 0))
+        }
+        var s = Scheduler(shards: rows, keysOf: { r in (r.firstOrd..<r.firstOrd + 3).map { ResultKey(task: "t", exampleId: String($0), method: r.method) } },
+                          committed: [], failureCounts: [:], failed: [], openLeases: [], nextLeaseId: 1, maxAttempts: 3, graceUntil: 0)
+        var order: [String] = []
+        for w in ["w1", "w2", "w1", "w2", "w1", "w2"] {
+            let g = try take(&s, to: w, now: 0, ttlMs: 100)
+            order.append("\(w):\(g.lease.shardId)")
+        }
+        #expect(order == ["w1:0", "w2:3", "w1:1", "w2:4", "w1:2", "w2:5"])
+        let none = s.grant(to: "w1", now: 0, ttlMs: 100); #expect(none == nil)
+    }
+
     /// BYE or a cancel hands the examples back without counting anything against them.
     @Test func aLeaseHandedBackCountsNoFailure() throws {
         var s = scheduler()

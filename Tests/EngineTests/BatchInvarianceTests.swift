@@ -144,7 +144,19 @@ struct BatchInvarianceTests {
         #expect(first.reusedPromptTokens == 0)
         #expect(second.reusedPromptTokens == 16)         // 20 shared tokens → two whole chunks
         #expect(third.reusedPromptTokens == 8)           // 9 tokens: at most 8 (the last is computed)
-        #expect(pc.hits == 2 && pc.misses == 1 && pc.entryCount == 1)
+        // `second` went on for a chunk past what it reused: it left an extension for its own prompt.
+        #expect(pc.hits == 2 && pc.misses == 1 && pc.entryCount == 2)
+        // The same prompt again (another method of the same question) reuses all of it but the last
+        // partial chunk: the shared prefix read from the first entry, the rest copied from the extension.
+        let repeated = try d.admit(method: MethodSpec(kind: .sparse, sparsity: .griffin, density: 0.5), promptIDs: b, committed: committed())
+        let other = try d.admit(method: .full, promptIDs: shared + TinyLlama.tokens(9, vocab: v, seed: 8), committed: committed())
+        d.runToCompletion()
+        #expect(repeated.reusedPromptTokens == 24)
+        #expect(other.reusedPromptTokens == 16)          // the extension serves only its own question
+        #expect(pc.hits == 4 && pc.entryCount == 3)
+        let alone = try BatchRig.run([BatchJob(method: repeated.method, prompt: b, maxNew: 4)], model: model, numerics: .exact,
+                                     schedule: Schedule(batch: 1, prefixCache: false), chunk: 8)
+        #expect(repeated.committed.ids == alone.outcomes[0].ids && repeated.counters == alone.outcomes[0].counters)
         // An entry larger than the budget is dropped once complete; the next prompt computes its own.
         let small = PrefixCache(chunk: 8, budgetBytes: 1)
         let d2 = BatchDecoder(transformer: t, prefixCache: small, promptChunk: 8)

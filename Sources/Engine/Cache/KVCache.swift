@@ -129,23 +129,25 @@ public final class KVCache {
     /// Bytes of keys and values held (all layers, whole capacity).
     public var byteCount: Int { 2 * layerCount * capacity * kvDim * esize }
 
-    /// Makes positions `0..<count` a copy of `other`'s (same model and entry type; capacities may
-    /// differ) and sets `count`. How a prefix cache entry is lent to a sequence and taken from one.
-    public func copyPrefix(from other: KVCache, count n: Int) {
+    /// Copies positions `range` of `other` (same model and entry type; capacities may differ) to
+    /// positions `at ..< at + range.count` of this cache, and sets `count` to `at + range.count`. How a
+    /// prefix cache entry is taken from a sequence and lent to one.
+    public func copyPositions(_ range: Range<Int>, from other: KVCache, to at: Int) {
         precondition(other.kvDim == kvDim && other.kvHeads == kvHeads && other.layerCount == layerCount
-                     && other.halfPrecision == halfPrecision && n <= other.count && n <= capacity)
-        precondition(shared == nil, "copy into a cache that shares no prefix")
+                     && other.halfPrecision == halfPrecision && range.upperBound <= other.count)
+        precondition(at >= sharedLength && at <= count && at + range.count <= capacity, "copy into positions this cache holds")
         // Two runs: what `other` reads from its shared prefix, then what it holds itself.
-        for (source, from, to) in [(other.shared, 0, min(n, other.sharedLength)), (other, other.sharedLength, n)] where to > from {
-            let src = source!, bytes = (to - from) * headDim * esize
+        let split = min(max(range.lowerBound, other.sharedLength), range.upperBound)
+        for (source, from, to) in [(other.shared, range.lowerBound, split), (other, split, range.upperBound)] where to > from {
+            let src = source!, bytes = (to - from) * headDim * esize, dest = at + from - range.lowerBound
             for l in 0..<layerCount {
                 for g in 0..<kvHeads {
-                    (keys[l] + offset(head: g, position: from)).copyMemory(from: src.keys[l] + src.offset(head: g, position: from), byteCount: bytes)
-                    (values[l] + offset(head: g, position: from)).copyMemory(from: src.values[l] + src.offset(head: g, position: from), byteCount: bytes)
+                    (keys[l] + offset(head: g, position: dest)).copyMemory(from: src.keys[l] + src.offset(head: g, position: from), byteCount: bytes)
+                    (values[l] + offset(head: g, position: dest)).copyMemory(from: src.values[l] + src.offset(head: g, position: from), byteCount: bytes)
                 }
             }
         }
-        count = n
+        count = at + range.count
     }
 
     /// Copies the K/V of position `from` to position `to` in every layer (tree compaction).

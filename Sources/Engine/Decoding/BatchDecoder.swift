@@ -66,6 +66,8 @@ public final class BatchDecoder {
         case .hit(let e, let length):
             pc.apply(e, length: length, to: seq)
             pc.count(prompt: seq.promptIDs.count, reused: length)
+            // The rest of its prompt serves the other methods of the same question.
+            seq.recording = pc.begin(seq.promptIDs, extending: e, reused: length)
         case .pending(let e):
             seq.state = .waiting(e)
         case .miss:
