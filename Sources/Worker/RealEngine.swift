@@ -83,7 +83,8 @@ final class SiriusEvaluationEngine: EvaluationEngine {
         let committed = CommittedText(tokenizer: loaded.tokenizer, maxNewTokens: maxNew, stopStrings: request.stop,
                                       eosIDs: loaded.tokenizer.eosIDs)
         do {
-            let seq = try decoder.admit(method: method, promptIDs: ids, committed: committed)
+            // A timing sample runs alone; the others wait meanwhile (the batch is not drained).
+            let seq = try decoder.admit(method: method, promptIDs: ids, committed: committed, solo: request.timingSample == true)
             running[tag] = (seq, request)
         } catch {
             throw EngineFailure(.engineError, "\(error)")

@@ -19,6 +19,8 @@ struct BatchOutcome: Equatable, CustomStringConvertible {
     var counters: DecodeCounters
     var modelDensity: Double?
     var reused: Int
+    /// Every pass it ran in was its own.
+    var alone = false
 
     static func == (a: Self, b: Self) -> Bool {
         a.ids == b.ids && a.stop == b.stop && a.counters == b.counters && a.modelDensity == b.modelDensity
@@ -33,6 +35,8 @@ struct Schedule {
     /// New sequences join at most this many per step (1: they trickle in while others decode).
     var joinPerStep: Int = .max
     var threads = 1
+    /// Jobs admitted as solo sequences (timing samples): nothing joins while one runs.
+    var solo: Set<Int> = []
 }
 
 enum BatchRig {
@@ -48,10 +52,11 @@ enum BatchRig {
         var out = [BatchOutcome?](repeating: nil, count: jobs.count)
         while next < jobs.count || !d.isEmpty {
             var joined = 0
-            while d.active.count < s.batch, next < jobs.count, joined < s.joinPerStep {
+            while d.active.count < s.batch, next < jobs.count, joined < s.joinPerStep, d.solo == nil {
                 let j = jobs[next]
                 let seq = try d.admit(method: j.method, promptIDs: j.prompt,
-                                      committed: CommittedText(tokenizer: nil, maxNewTokens: j.maxNew, eosIDs: j.stop))
+                                      committed: CommittedText(tokenizer: nil, maxNewTokens: j.maxNew, eosIDs: j.stop),
+                                      solo: s.solo.contains(next))
                 bySeq[seq.id] = next
                 next += 1
                 joined += 1
@@ -59,7 +64,7 @@ enum BatchRig {
             maxActive = max(maxActive, d.active.count)
             for seq in d.step() {
                 out[bySeq[seq.id]!] = BatchOutcome(ids: seq.committed.ids, stop: seq.stopReason, counters: seq.counters,
-                                                   modelDensity: seq.modelDensity, reused: seq.reusedPromptTokens)
+                                                   modelDensity: seq.modelDensity, reused: seq.reusedPromptTokens, alone: !seq.sharedPasses)
             }
         }
         return (out.map { $0! }, d.prefixCache?.reusedTokens ?? 0, maxActive)
@@ -116,10 +121,14 @@ struct BatchInvarianceTests {
             Schedule(batch: 1, prefixCache: true), Schedule(batch: 3, prefixCache: true),
             Schedule(batch: 8, prefixCache: true), Schedule(batch: 8, prefixCache: true, joinPerStep: 1),
             Schedule(batch: 5, prefixCache: true, joinPerStep: 1, threads: 2),
+            // Timing samples decoded alone in the middle of a full batch, which waits meanwhile.
+            Schedule(batch: 8, prefixCache: true, solo: [9, 10, 15]),
         ]
         for s in schedules {
             let r = try BatchRig.run(jobs, model: model, numerics: numerics, schedule: s, chunk: chunk)
             #expect(r.maxActive == min(s.batch, jobs.count), "\(s)")
+            for i in s.solo { #expect(r.outcomes[i].alone, "\(s): solo job \(i) shared a pass") }
+            if !s.solo.isEmpty { #expect(r.outcomes.filter { !$0.alone }.count >= jobs.count / 2, "\(s): the batch did not run batched") }
             if s.prefixCache { #expect(r.reused >= 20 * chunk, "\(s): the prefix cache served \(r.reused) tokens") }
             for (i, (got, want)) in zip(r.outcomes, reference.outcomes).enumerated() {
                 #expect(got == want, "\(type) \(numerics) \(s) job \(i) (\(jobs[i].method.name)): \(got) vs \(want)")
@@ -154,6 +163,16 @@ struct BatchInvarianceTests {
         #expect(repeated.reusedPromptTokens == 24)
         #expect(other.reusedPromptTokens == 16)          // the extension serves only its own question
         #expect(pc.hits == 4 && pc.entryCount == 3)
+        // Past the extension limit, the least recently used extensions go.
+        pc.extensionLimit = 1
+        let newest = shared + TinyLlama.tokens(10, vocab: v, seed: 9)
+        try d.admit(method: .full, promptIDs: newest, committed: committed())
+        d.runToCompletion()
+        #expect(pc.entryCount == 2)
+        let kept = try d.admit(method: .full, promptIDs: newest, committed: committed())
+        let evicted = try d.admit(method: .full, promptIDs: b, committed: committed())
+        d.runToCompletion()
+        #expect(kept.reusedPromptTokens == 24 && evicted.reusedPromptTokens == 16)
         let alone = try BatchRig.run([BatchJob(method: repeated.method, prompt: b, maxNew: 4)], model: model, numerics: .exact,
                                      schedule: Schedule(batch: 1, prefixCache: false), chunk: 8)
         #expect(repeated.committed.ids == alone.outcomes[0].ids && repeated.counters == alone.outcomes[0].counters)

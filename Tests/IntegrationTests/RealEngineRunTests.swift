@@ -137,6 +137,11 @@ struct RealEngineRunTests {
             #expect(r.counters.allSatisfy { $0 >= 0 }, "\(r.exampleId) \(r.method): \(r.counters)")
             #expect(r.genTokens > 0, "\(r.exampleId) \(r.method) generated nothing")
         }
+        // The timing sample (the first 3 examples of each method, the default) was decoded alone, in
+        // batches that paused for it.
+        #expect(try Self.count(s.db, """
+            SELECT COUNT(*) FROM results r JOIN examples e USING (run_id, task, example_id) WHERE e.ord < 3 AND r.decoded_alone = 1
+            """) == 3 * Self.methods.count)
         let sirius = rows.filter { $0.method.hasPrefix("sirius/") }
         #expect(sirius.reduce(0) { $0 + $1.counters[0] } > 0, "no Sirius period was counted")
         for r in sirius {

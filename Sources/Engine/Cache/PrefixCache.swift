@@ -39,6 +39,8 @@ public final class PrefixCache {
 
     public let chunk: Int
     public let budgetBytes: Int
+    /// Extensions kept at most (least recently used go first).
+    public var extensionLimit = 32
     public private(set) var hits = 0
     public private(set) var misses = 0
     public private(set) var reusedTokens = 0
@@ -70,9 +72,11 @@ public final class PrefixCache {
         return n / chunk * chunk
     }
 
-    func lookup(_ prompt: [Int32]) -> Lookup {
+    /// The entry serving most of `prompt`; `completeOnly`: never one still being computed (for a
+    /// sequence that must not wait).
+    func lookup(_ prompt: [Int32], completeOnly: Bool = false) -> Lookup {
         var best: Entry?, bestR = 0
-        for e in entries {
+        for e in entries where e.complete || !completeOnly {
             let r = reusable(e, prompt)
             if r > bestR || (r == bestR && r > 0 && e.complete && !(best?.complete ?? false)) { best = e; bestR = r }
         }
@@ -148,6 +152,12 @@ public final class PrefixCache {
     private func evict() {
         while bytes > budgetBytes, let victim = entries.filter(\.complete).min(by: { $0.lastUse < $1.lastUse }) {
             entries.removeAll { $0 === victim || $0.base === victim }
+        }
+        // An extension serves the other methods of its question, which a worker runs soon after the
+        // first (the coordinator leases them together): old ones only take memory.
+        while entries.count(where: { $0.base != nil }) > extensionLimit,
+              let victim = entries.filter({ $0.complete && $0.base != nil }).min(by: { $0.lastUse < $1.lastUse }) {
+            entries.removeAll { $0 === victim }
         }
     }
 }

@@ -19,6 +19,9 @@ public final class BatchDecoder {
     /// The canonical prompt chunk C.
     public let promptChunk: Int
     public private(set) var active: [DecodeSequence] = []
+    /// While set, passes run this sequence only and the others wait, their state kept (a timing sample:
+    /// decoded alone without draining the batch).
+    public private(set) var solo: DecodeSequence?
     private var nextId = 0
     private var segments: [PassSegment] = []
     private var members: [(DecodeSequence, PassPhase)] = []
@@ -40,10 +43,12 @@ public final class BatchDecoder {
     public var isEmpty: Bool { active.isEmpty }
 
     /// Starts a generation. Its cache is `cache` (e.g. the transformer's own, for one-sequence use) or one
-    /// sized for the prompt, `committed.maxNewTokens` and a Sirius period's drafts.
+    /// sized for the prompt, `committed.maxNewTokens` and a Sirius period's drafts. `solo`: it runs alone
+    /// until it finishes (see `solo`; it never waits for a prefix entry another sequence computes).
     @discardableResult
     public func admit(method: MethodSpec, promptIDs: [Int32], committed: CommittedText, sampling: SamplingParams = SamplingParams(),
-                      cache: KVCache? = nil) throws -> DecodeSequence {
+                      cache: KVCache? = nil, solo isSolo: Bool = false) throws -> DecodeSequence {
+        precondition(!isSolo || solo == nil, "one solo sequence at a time")
         try method.validate()
         guard !promptIDs.isEmpty else { throw GenerationError("the prompt is empty: give some text to continue") }
         if method.kind == .sirius && !sampling.isGreedy {
@@ -56,13 +61,14 @@ public final class BatchDecoder {
         let seq = DecodeSequence(id: nextId, method: method, promptIDs: promptIDs, committed: committed, sampling: sampling,
                                  cache: kv, weights: weights, chunk: promptChunk)
         nextId += 1
+        if isSolo { solo = seq }
         if let pc = prefixCache { usePrefixCache(pc, seq) }
         active.append(seq)
         return seq
     }
 
     private func usePrefixCache(_ pc: PrefixCache, _ seq: DecodeSequence) {
-        switch pc.lookup(seq.promptIDs) {
+        switch pc.lookup(seq.promptIDs, completeOnly: seq === solo) {
         case .hit(let e, let length):
             pc.apply(e, length: length, to: seq)
             pc.count(prompt: seq.promptIDs.count, reused: length)
@@ -87,6 +93,7 @@ public final class BatchDecoder {
         if let e = seq.recording { prefixCache?.abandon(e) }
         seq.recording = nil
         active.removeAll { $0 === seq }
+        if seq === solo { solo = nil }
         release(seq)
     }
 
@@ -101,7 +108,7 @@ public final class BatchDecoder {
         segments.removeAll(keepingCapacity: true)
         members.removeAll(keepingCapacity: true)
         var done: [DecodeSequence] = []
-        for seq in active {
+        for seq in solo.map({ [$0] }) ?? active {
             if let (segment, phase) = seq.nextPass() {
                 segments.append(segment)
                 members.append((seq, phase))
@@ -109,6 +116,7 @@ public final class BatchDecoder {
                 done.append(seq)
             }
         }
+        arrangeSegments()
         if !segments.isEmpty {
             let clock = ContinuousClock()
             let t0 = clock.now
@@ -127,9 +135,28 @@ public final class BatchDecoder {
         for seq in done {
             if let e = seq.recording { prefixCache?.abandon(e); seq.recording = nil }
             active.removeAll { $0 === seq }
+            if seq === solo { solo = nil }
             release(seq)
         }
         return done
+    }
+
+    /// Puts the pass's segments in the order its products run best: every product covers a run of
+    /// adjacent segments, so the segments with the model's own MLP come first, then those with a sparse
+    /// MLP (the attention projections and the output head cover both in one product, the dense MLP the
+    /// first ones), then the prompt chunks (each a product of its own). Nothing a token computes
+    /// depends on where its segment sits in the pass.
+    private func arrangeSegments() {
+        func rank(_ s: PassSegment) -> Int {
+            if s.isPromptChunk { return 2 }
+            if case .sparse = s.mlp { return 1 }
+            return 0
+        }
+        let ranks = segments.map(rank)
+        guard zip(ranks, ranks.dropFirst()).contains(where: { $0 > $1 }) else { return }
+        let order = ranks.indices.sorted { ranks[$0] != ranks[$1] ? ranks[$0] < ranks[$1] : $0 < $1 }
+        segments = order.map { segments[$0] }
+        members = order.map { members[$0] }
     }
 
     /// Sequences waiting for a prefix entry look again (it is complete, or was abandoned).

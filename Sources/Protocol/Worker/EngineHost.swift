@@ -51,8 +51,9 @@ final class EngineHost: @unchecked Sendable {
     func waitFinished(timeoutMs: Int) -> Bool { finished.pop(timeoutMs: timeoutMs) != nil }
 
     /// Keeps up to the engine's batch size of examples in flight: admits queued jobs into free slots,
-    /// steps the engine, reports each example as it finishes. A timing-sample example runs alone: the
-    /// batch drains first and nothing joins it.
+    /// steps the engine, reports each example as it finishes. A timing-sample example runs alone (the
+    /// engine pauses the others, see `EvaluationEngine.admit`); others join the waiting batch meanwhile,
+    /// so it is full again when the sample finishes, but the next sample waits for this one.
     private func loop(factory: EngineFactory, waker: any Waker) {
         let engine: any EvaluationEngine
         do {
@@ -66,18 +67,19 @@ final class EngineHost: @unchecked Sendable {
         var prepared: String? = nil
         var inFlight: [Int: Job] = [:]
         var nextTag = 0
-        var held: Job? = nil         // taken from the queue, waiting for the batch to drain (timing sample, new model)
-        var alone = false            // a timing sample is in flight
+        var held: Job? = nil         // taken from the queue, waiting for the batch to drain (new model) or a sample to finish
+        var sampleTag: Int? = nil    // the timing sample in flight, decoded alone while the others wait
         func report(_ o: Output) { outputs.push(o); waker.wake() }
         while true {
             let stop = stopping.current
+            if let t = sampleTag, inFlight[t] == nil { sampleTag = nil }
             // Admit.
-            while !stop && !alone && inFlight.count < engine.batchSize {
+            while !stop && inFlight.count < engine.batchSize {
                 guard let job = held ?? (inFlight.isEmpty ? jobs.pop(timeoutMs: 200) : jobs.popNow()) else { break }
                 held = nil
                 if cancelled.current.contains(job.leaseId) { report(.skipped(job)); continue }
                 let sample = job.request.timingSample == true
-                if (sample || prepared != job.model) && !inFlight.isEmpty { held = job; break }
+                if (prepared != job.model || (sample && sampleTag != nil)) && !inFlight.isEmpty { held = job; break }
                 do {
                     if prepared != job.model {
                         state.withLock { $0 = .loading }
@@ -87,7 +89,7 @@ final class EngineHost: @unchecked Sendable {
                     try engine.admit(job.request, tag: nextTag)
                     inFlight[nextTag] = job
                     nextTag += 1
-                    if sample { alone = true }
+                    if sample { sampleTag = nextTag - 1 }
                 } catch let e as EngineFailure where e.errorClass == .fatalConfig {
                     report(.fatal(e.message))
                     return
@@ -105,7 +107,6 @@ final class EngineHost: @unchecked Sendable {
                 report(.skipped(job))
             }
             if inFlight.isEmpty {
-                alone = false
                 busy.withLock { $0 = false }
                 state.withLock { $0 = .idle }
                 if stop { break }

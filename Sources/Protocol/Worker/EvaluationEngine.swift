@@ -27,7 +27,9 @@ public protocol EvaluationEngine: AnyObject {
     /// worker reports `loading` while this runs.
     func prepare(model: String) throws
     /// Starts decoding an example; `tag` names it in `step`'s results. Throw `EngineFailure` for an
-    /// example that cannot start (`fatal_config` makes the worker leave the run).
+    /// example that cannot start (`fatal_config` makes the worker leave the run). A timing sample
+    /// (`request.timingSample`) is decoded alone: until it finishes, `step` advances it only and the
+    /// others in flight wait (examples admitted meanwhile too; the worker never has two samples in flight).
     func admit(_ request: ExampleRequest, tag: Int) throws
     /// Advances every example in flight; returns those that finished. Throwing `SimulatedCrash` (fake
     /// engine) makes the worker die like a killed process.
