@@ -12,7 +12,8 @@ public struct WorkerOptions: Sendable {
     /// Join token, sent inside HELLO; only over CURVE (the CLI enforces this).
     public var token: String?
     /// Leases held at once (pull model: `READY credits`); nil: enough to keep `batchSize` examples in
-    /// flight (one lease beyond the batch's worth of shards, or one lease at batch size 1).
+    /// flight (another lease whenever fewer than `batchSize` examples are unfinished, or one lease at
+    /// batch size 1).
     public var credits: Int? = nil
     /// Examples the engine decodes at once (reported in HELLO).
     public var batchSize = 1
@@ -169,8 +170,6 @@ public final class WorkerAgent: @unchecked Sendable {
     private var restored: [ResultSpool.Entry] = []
     private var coordinatorPaused = false
     private var helloSentMs: Int64 = 0
-    /// Leases to hold, set at WELCOME from the run's shard size.
-    private var leasesWanted = 1
     /// Leases asked for (READY) and not yet assigned; the coordinator forgets them at a new HELLO.
     private var creditsOut = 0
     private var resultsSent = 0
@@ -362,8 +361,6 @@ public final class WorkerAgent: @unchecked Sendable {
             configHash = w.configHash ?? ""
             heartbeatMs = max(10, w.heartbeatMs)
             leaseTtlMs = w.leaseTtlMs
-            let shard = max(1, w.shardSize ?? 1)
-            leasesWanted = options.credits ?? (options.batchSize <= 1 ? 1 : (options.batchSize + shard - 1) / shard + 1)
             creditsOut = 0
             // What an earlier process of this worker decoded for this run goes out first.
             let ours: (ResultSpool.Entry) -> Bool = { $0.runId == self.runId && $0.configHash == self.configHash }
@@ -465,12 +462,21 @@ public final class WorkerAgent: @unchecked Sendable {
         askForLeases()
     }
 
-    /// Keeps `leasesWanted` leases held or asked for (one until the engine has produced an output, when
-    /// the count is automatic).
+    /// Keeps `credits` leases held or asked for; automatic (no `credits`): one lease until the engine has
+    /// produced an output or at batch size 1, else one more whenever fewer than the batch size of
+    /// examples are unfinished — counted in examples, not leases, so that a lease waiting on its last,
+    /// long examples does not keep the batch from filling (the coordinator grants on the same count).
     private func askForLeases() {
         guard welcomed, !drainRequested.current else { return }
-        let target = options.credits != nil || engineProven ? leasesWanted : 1
-        let missing = target - held.count - creditsOut
+        let missing: Int
+        if let credits = options.credits {
+            missing = credits - held.count - creditsOut
+        } else if !engineProven || options.batchSize <= 1 {
+            missing = 1 - held.count - creditsOut
+        } else {
+            let unfinished = held.values.reduce(0) { $0 + $1.remaining.count }
+            missing = (unfinished < options.batchSize ? 1 : 0) - creditsOut
+        }
         guard missing > 0 else { return }
         if send(.ready(Ready(credits: missing))) { creditsOut += missing }
     }
