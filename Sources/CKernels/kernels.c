@@ -1198,11 +1198,10 @@ static float *pairs_avx512(int type, const float *x, int64_t ldx, int64_t T, int
     return buf;
 }
 
-// `np` (1 … 8) pairs of tokens against blocks b0 … b1 of a row; `xp` is the first pair's interleaved
-// data, `ps` the floats from one pair's to the next. `state` (2·np vectors) carries the accumulators
+// `np` (1 … 8) pairs of tokens against blocks b0 … b1 of a row; `xp[t]` is pair t's interleaved data. `state` (2·np vectors) carries the accumulators
 // between block ranges (stored and reloaded unchanged, so splitting the row changes no bit); the last
 // range writes the 2·np sums to `out`.
-static inline __attribute__((always_inline)) void dot_f32_pairs_avx512(int type, const uint8_t *row, const float *xp, int64_t ps,
+static inline __attribute__((always_inline)) void dot_f32_pairs_avx512(int type, const uint8_t *row, const float *const *xp,
                                                                        int np, int64_t b0, int64_t b1, int first, int last,
                                                                        __m512 *state, float *out) {
     const int q8 = type == CK_Q8_0, is1 = type == CK_Q4_1;
@@ -1222,7 +1221,7 @@ static inline __attribute__((always_inline)) void dot_f32_pairs_avx512(int type,
 #pragma clang loop unroll(full)
         for (int t = 0; t < np; t++) {
             // group_token's operations, in both halves at once.
-            const float *xb = xp + t * ps + b * vb * 16;
+            const float *xb = xp[t] + b * vb * 16;
             __m512 pr = _mm512_mul_ps(q0, _mm512_loadu_ps(xb));
             pr = _mm512_fmadd_ps(q1, _mm512_loadu_ps(xb + 16), pr);
             pr = _mm512_fmadd_ps(q2, _mm512_loadu_ps(xb + 32), pr);
@@ -1244,17 +1243,17 @@ static inline __attribute__((always_inline)) void dot_f32_pairs_avx512(int type,
     }
 }
 
-static inline void dot_f32_pairs_any_avx512(int type, const uint8_t *row, const float *xp, int64_t ps, int np, int64_t b0,
+static inline void dot_f32_pairs_any_avx512(int type, const uint8_t *row, const float *const *xp, int np, int64_t b0,
                                             int64_t b1, int first, int last, __m512 *state, float *out) {
     switch (np) {
-    case 8: dot_f32_pairs_avx512(type, row, xp, ps, 8, b0, b1, first, last, state, out); break;
-    case 7: dot_f32_pairs_avx512(type, row, xp, ps, 7, b0, b1, first, last, state, out); break;
-    case 6: dot_f32_pairs_avx512(type, row, xp, ps, 6, b0, b1, first, last, state, out); break;
-    case 5: dot_f32_pairs_avx512(type, row, xp, ps, 5, b0, b1, first, last, state, out); break;
-    case 4: dot_f32_pairs_avx512(type, row, xp, ps, 4, b0, b1, first, last, state, out); break;
-    case 3: dot_f32_pairs_avx512(type, row, xp, ps, 3, b0, b1, first, last, state, out); break;
-    case 2: dot_f32_pairs_avx512(type, row, xp, ps, 2, b0, b1, first, last, state, out); break;
-    default: dot_f32_pairs_avx512(type, row, xp, ps, 1, b0, b1, first, last, state, out); break;
+    case 8: dot_f32_pairs_avx512(type, row, xp, 8, b0, b1, first, last, state, out); break;
+    case 7: dot_f32_pairs_avx512(type, row, xp, 7, b0, b1, first, last, state, out); break;
+    case 6: dot_f32_pairs_avx512(type, row, xp, 6, b0, b1, first, last, state, out); break;
+    case 5: dot_f32_pairs_avx512(type, row, xp, 5, b0, b1, first, last, state, out); break;
+    case 4: dot_f32_pairs_avx512(type, row, xp, 4, b0, b1, first, last, state, out); break;
+    case 3: dot_f32_pairs_avx512(type, row, xp, 3, b0, b1, first, last, state, out); break;
+    case 2: dot_f32_pairs_avx512(type, row, xp, 2, b0, b1, first, last, state, out); break;
+    default: dot_f32_pairs_avx512(type, row, xp, 1, b0, b1, first, last, state, out); break;
     }
 }
 
@@ -1283,16 +1282,56 @@ static int matmul_f32_pairs_avx512(int type, const uint8_t *p, size_t row_bytes,
         for (int64_t g0 = 0; g0 < np; g0 += MMP_PAIRS) {
             const int ng = np - g0 < MMP_PAIRS ? (int)(np - g0) : MMP_PAIRS;
             const int64_t t0 = 2 * g0, tn = T - t0 < 2 * ng ? T - t0 : 2 * ng;
+            const float *pairs[MMP_PAIRS];
+            for (int t = 0; t < ng; t++) pairs[t] = xp + (g0 + t) * ps;
             int64_t b0 = 0;
             for (int64_t c = 0; c < ranges; c++) {
                 const int64_t b1 = b0 + (nb - b0) / (ranges - c);
                 for (int64_t r = rc; r < re; r++) {
-                    dot_f32_pairs_any_avx512(type, p + (size_t)r * row_bytes, xp + g0 * ps, ps, ng, b0, b1, c == 0,
+                    dot_f32_pairs_any_avx512(type, p + (size_t)r * row_bytes, pairs, ng, b0, b1, c == 0,
                                              c == ranges - 1, state[r - rc], out);
                     if (c == ranges - 1)
                         for (int64_t t = 0; t < tn; t++) y[(t0 + t) * ldy + r] = out[t];
                 }
                 b0 = b1;
+            }
+        }
+    }
+    return 1;
+}
+/// ck_matmul_masked's exact path with the paired kernel: the pass's tokens paired in order (0 with 1,
+/// 2 with 3, …); each listed row against every pair with a token its mask names, up to MMP_PAIRS pairs
+/// at a time (a pair with one such token costs what one token costs in the grouped AVX2 kernel; a
+/// whole pair, half). Only the named tokens' results are written.
+static int matmul_masked_pairs_avx512(int type, const uint8_t *p, size_t row_bytes, const float *x, int64_t ldx, int64_t T,
+                                      int64_t n, const int32_t *rows, const uint64_t *masks, int64_t count, float *y, int64_t ldy) {
+    if (type != CK_Q4_0 && type != CK_Q4_1 && type != CK_Q8_0) return 0;
+    const float *xp = pairs_avx512(type, x, ldx, T, n);
+    if (!xp) return 0;
+    const int64_t nb = n / 32, ps = nb * (type == CK_Q8_0 ? 4 : 5) * 16;
+    float out[2 * MMP_PAIRS];
+    const float *pairs[MMP_PAIRS];
+    int first[MMP_PAIRS];
+    for (int64_t i = 0; i < count; i++) {
+        const uint8_t *row = p + (size_t)rows[i] * row_bytes;
+        if (i + 8 < count) prefetch_row(p + (size_t)rows[i + 8] * row_bytes, row_bytes);
+        const uint64_t m = masks[i];
+        // Bit 2k of `touched`: pair k has a named token.
+        uint64_t touched = (m | (m >> 1)) & 0x5555555555555555ull;
+        while (touched) {
+            int np = 0;
+            while (touched && np < MMP_PAIRS) {
+                const int t = __builtin_ctzll(touched);
+                touched &= touched - 1;
+                first[np] = t;
+                pairs[np] = xp + (t / 2) * ps;
+                np++;
+            }
+            dot_f32_pairs_any_avx512(type, row, pairs, np, 0, nb, 1, 1, NULL, out);
+            for (int k = 0; k < np; k++) {
+                const int t = first[k];
+                if (m >> t & 1) y[t * ldy + rows[i]] = out[2 * k];
+                if (t + 1 < 64 && (m >> (t + 1) & 1)) y[(t + 1) * ldy + rows[i]] = out[2 * k + 1];
             }
         }
     }
@@ -1399,6 +1438,7 @@ void ck_matmul_masked(int type, const void *w, size_t row_bytes, const float *x,
     int avx = ck_has_avx2();
     const int64_t nb = n / 32;
 #if CK_X86
+    if (!xq && avx && T > 1 && ck_has_avx512() && matmul_masked_pairs_avx512(type, p, row_bytes, x, ldx, T, n, rows, masks, count, y, ldy)) return;
     if (!xq && avx && matmul_masked_avx2(type, p, row_bytes, x, ldx, T, n, rows, masks, count, y, ldy)) return;
 #endif
     // Other types and fast numerics: the one-token kernel per (row, token), the row still in cache for
