@@ -321,7 +321,8 @@ static inline __m512 tile_dots16_two(const float *qa, const float *qb, const flo
         const __m512 qsa = _mm512_loadu_ps(qa + i), qsb = _mm512_loadu_ps(qb + i);
 #pragma clang loop unroll(full)
         for (int r = 0; r < 8; r++) {
-            const __m512 t = _mm512_load_ps(tile + r * d + i);
+            // Unaligned load: a tile read in place need not be 64-byte aligned (the tests' caches are not).
+            const __m512 t = _mm512_loadu_ps(tile + r * d + i);
             a[r] = _mm512_fmadd_ps(qsa, t, a[r]);
             b[r] = _mm512_fmadd_ps(qsb, t, b[r]);
         }
