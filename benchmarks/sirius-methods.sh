@@ -6,6 +6,8 @@
 #   PERIODS=4,8,16      other periods (default 2,3,4,8,16)
 #   ADAPTIVE="0.5 0.9"  also Sirius-Griffin and Sirius-CATS with an adaptive period of each bound (K = 16)
 #   OUT=FILE            also write the JSON the README's tables are rendered from (benchmarks/render-readme.py)
+#   FULL_AFTER=1        time full again after every other method: its second row's time ratio is the
+#                       host's drift over the run (a noisy host moves it by 10 % or more)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10}; density=${2:-0.5}; threads=${3:-1}; shift $(( $# < 3 ? $# : 3 ))
@@ -15,6 +17,7 @@ methods=full,griffin,cats,sirius/griffin,sirius/cats
 for a in ${ADAPTIVE:-}; do
   methods+=",sirius/griffin@$density,period=16,adaptive=$a,sirius/cats@$density,period=16,adaptive=$a"
 done
+[ -n "${FULL_AFTER:-}" ] && methods+=",full"
 args=(bench --methods "$methods" --task "${TASK:-gsm8k-cot}" --limit "$n"
   --density "$density" --periods "${PERIODS:-${KERNEL_SIZES:-2,3,4,8,16}}" --threshold 0.1 --acceptance threshold -t "$threads" --numerics fast "$@")
 if [ -n "${OUT:-}" ]; then

@@ -3,7 +3,7 @@
 # PROMPTS prompts of GSM8K-CoT and CSQA, at one and two threads, density 0.5 and 0.4, with the adaptive
 # period beside the fixed ones; one JSON per run in benchmarks/results/ (methods-TASK-dD-tT.json), which
 # `python3 benchmarks/render-readme.py` turns into the tables.
-# Usage: benchmarks/sparsity-cpu.sh [PROMPTS]   (PERIODS, ADAPTIVE as for sirius-methods.sh)
+# Usage: benchmarks/sparsity-cpu.sh [PROMPTS]   (PERIODS, ADAPTIVE, FULL_AFTER as for sirius-methods.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10}
