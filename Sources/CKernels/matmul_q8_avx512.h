@@ -192,10 +192,11 @@ static void avx512_convert_scales(int type, const uint8_t *w, size_t row_bytes, 
     }
 }
 
-// Rows [r0, r1) × tokens [0, T): y[t·ldy + r] = w_r · x_t. Returns 0 (the caller falls back to another
-// kernel) if its scratch cannot be allocated.
+// Rows [r0, r1) × tokens [0, T): y[t·ldy + r] = w_r · x_t. With a `list`, output row r is weight row
+// list[r] (listed rows: a sparse product over the active neurons). Returns 0 (the caller falls back to
+// another kernel) if its scratch cannot be allocated.
 static int matmul_q8_avx512(int type, const uint8_t *w, size_t row_bytes, const ck_q8_block *xq, int64_t T, float *y,
-                            int64_t ldy, int64_t nb, int64_t r0, int64_t r1) {
+                            int64_t ldy, int64_t nb, int64_t r0, int64_t r1, const int32_t *list) {
     // Rows in chunks that stay in cache while each token group passes over them.
     const int64_t chunk = 64;
     const int64_t pairs = (nb + 1) / 2, stride = pairs * 2, groups = (T + 3) / 4;
@@ -240,7 +241,7 @@ static int matmul_q8_avx512(int type, const uint8_t *w, size_t row_bytes, const 
                 // A short last tile repeats the chunk's last row (computed, not stored).
                 const uint8_t *rows[AVX512_NR];
                 for (int i = 0; i < AVX512_NR; i++) {
-                    const int64_t ri = r + i < rce ? r + i : rce - 1;
+                    const int64_t ri = list ? list[r + i < rce ? r + i : rce - 1] : (r + i < rce ? r + i : rce - 1);
                     rows[i] = w + (size_t)ri * row_bytes;
                     // The first token group converts the tile's scales, for every group to use.
                     if (g == 0) avx512_convert_scales(type, w, row_bytes, nb, stride, ri, 1, d + (r - rc + i) * stride, m + (r - rc + i) * stride);
@@ -249,8 +250,12 @@ static int matmul_q8_avx512(int type, const uint8_t *w, size_t row_bytes, const 
                 // a tile's share at a time (few tokens are compute-light enough to wait on memory otherwise).
                 if (g == 0 && rce < r1) {
                     const int64_t next = rce + (r - rc), end = next + AVX512_NR < r1 ? next + AVX512_NR : r1;
-                    const char *p0 = (const char *)(w + (size_t)next * row_bytes), *p1 = (const char *)(w + (size_t)end * row_bytes);
-                    for (const char *p = p0; p < p1; p += 64) _mm_prefetch(p, _MM_HINT_T0);
+                    if (list) {
+                        for (int64_t q = next; q < end; q++) prefetch_row(w + (size_t)list[q] * row_bytes, row_bytes);
+                    } else {
+                        const char *p0 = (const char *)(w + (size_t)next * row_bytes), *p1 = (const char *)(w + (size_t)end * row_bytes);
+                        for (const char *p = p0; p < p1; p += 64) _mm_prefetch(p, _MM_HINT_T0);
+                    }
                 }
 #define AVX512_TILE(TY)                                                                                 \
                 switch (nt) {                                                                           \

@@ -173,6 +173,42 @@ struct KernelSelectionTests {
         }
     }
 
+    /// On AVX-512 VNNI, a fast one-token product over Q4_0 / Q4_1 / Q8_0 rows (all rows, or listed ones)
+    /// runs the multi-token tile kernel with one token; it must give the 256-bit kernels' bits (what a CPU
+    /// without AVX-512 computes), for every row count (whole tiles and remainders), odd and even block
+    /// counts, row ranges split over threads, and lists with repeats in any order. On a CPU without
+    /// AVX-512 VNNI both runs take the 256-bit kernels.
+    @Test("fast one-token products on AVX-512 equal the AVX2 kernels bit for bit (all rows and row lists)",
+          arguments: [GGMLType.q4_0, .q4_1, .q8_0])
+    func oneTokenWideEqualsAVX2(type: GGMLType) {
+        for (rows, cols) in [(70, 288), (5, 32), (131, 1216), (64, 96)] {
+            let (m, _) = matrix(type, rows: rows, cols: cols, seed: 900 + UInt64(rows) + UInt64(type.rawValue))
+            var rng = SeededRandom(seed: UInt64(rows))
+            let x = (0..<cols).map { _ in (rng.nextUnit() * 2 - 1) * 3 }
+            let list: [Int32] = (0..<(rows + 9)).map { i in Int32((i * 37 + 11) % rows) } + [0, Int32(rows - 1), 0]
+            func products(limited: Bool, threads: Int) -> [Float] {
+                KernelSelection.shared.with(scalar: false) {
+                    ck_limit_avx512(limited ? 1 : 0)
+                    defer { ck_limit_avx512(0) }
+                    let b = CPUBackend(numerics: .fast, threads: threads)
+                    var y = [Float](repeating: .nan, count: rows), z = [Float](repeating: .nan, count: list.count)
+                    x.withUnsafeBufferPointer { xp in
+                        y.withUnsafeMutableBufferPointer { b.matvec(m, xp.baseAddress!, $0.baseAddress!) }
+                        list.withUnsafeBufferPointer { lp in
+                            z.withUnsafeMutableBufferPointer { b.matvecRows(m, rows: lp.baseAddress!, count: list.count, xp.baseAddress!, $0.baseAddress!) }
+                        }
+                    }
+                    return y + z
+                }
+            }
+            let narrow = products(limited: true, threads: 1)
+            #expect(!narrow.contains { $0.isNaN }, "\(type) \(rows)×\(cols): every entry written")
+            for threads in [1, 2] {
+                #expect(Compare.bitsEqual(products(limited: false, threads: threads), narrow), "\(type) \(rows)×\(cols) threads=\(threads)")
+            }
+        }
+    }
+
     @Test("mat-vec kernels (exact and fast, all rows and row lists) agree with each other and the reference",
           arguments: allWeightTypes)
     func matvecKernels(type: GGMLType) {
