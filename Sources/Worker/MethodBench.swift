@@ -54,6 +54,27 @@ struct MethodBench {
         /// Completions scored by the task (with --task): correct and answered (an answer was extracted).
         var scored = 0, correct = 0, answered = 0
         var tokensPerSecond: Double { decodeSeconds > 0 ? Double(tokens) / decodeSeconds : 0 }
+
+        /// Adds one prompt's generation; `decodeSeconds` is its time after the prefill (the first token
+        /// comes from the prefill).
+        mutating func add(_ o: MethodOutcome, decodeSeconds seconds: Double, task: String?, example: TaskExample?) throws {
+            decodeSeconds += seconds
+            tokens += max(0, o.generation.outputIDs.count - 1)
+            let c = o.counters
+            counters = counters + c
+            sparseSeconds += o.timings.sparseSeconds; verifySeconds += o.timings.verifySeconds
+            allPeriods += c.periods + (c.finalPeriodAdvance > 0 ? 1 : 0)
+            allAdvanced += c.advancedTokens + c.finalPeriodAdvance
+            if let d = o.modelDensity { densitySum += d; densityCount += 1 }
+            paramDensity = o.paramDensity
+            texts.append(o.generation.text)
+            if let task, let example {
+                let score = try TaskRegistry.score(task: task, completion: o.generation.text, example: example)
+                scored += 1
+                if score.correct { correct += 1 }
+                if score.answer != nil { answered += 1 }
+            }
+        }
     }
 
     func prompts(_ loaded: LoadedModel) throws -> [Prompt] {
@@ -85,42 +106,41 @@ struct MethodBench {
                            (ps.map { $0.ids.count + $0.maxNew }.max() ?? 0) + (ks.max() ?? 16) * methodOptions.treeWidth + 2)
         let t = Transformer(model: loaded.model, capacity: capacity, numerics: engine.numerics, threads: engine.threads)
         let runner = MethodRunner(transformer: t)
-        var rows: [Row] = []
-        let clock = ContinuousClock()
-        for spec in specs {
-            let isSirius = spec.kind == .sirius
+        // One row per (method, K), in the order given.
+        var rows: [Row] = specs.flatMap { spec -> [Row] in
+            guard spec.kind == .sirius else { return [Row(method: spec, period: nil)] }
             // A Sirius method that names its period (`…,period=16`) keeps it; the others take each of --periods.
-            for k in isSirius ? (spec.name.contains("period=") ? [spec.period] : ks) : [0] {
+            return (spec.name.contains("period=") ? [spec.period] : ks).map { k in
                 var method = spec
-                if isSirius { method.period = k }
-                var row = Row(method: method, period: isSirius ? k : nil)
-                for p in ps {
-                    let committed = CommittedText(tokenizer: loaded.tokenizer, maxNewTokens: p.maxNew, stopStrings: p.stop,
-                                                  eosIDs: loaded.tokenizer.eosIDs)
-                    let s0 = clock.now
-                    let o = try runner.generate(method, promptIDs: p.ids, committed: committed)
-                    let wall = (clock.now - s0).seconds
-                    // Decode time: everything after the prefill (the first token comes from the prefill).
-                    row.decodeSeconds += wall - o.generation.timings.prefillSeconds
-                    row.tokens += max(0, o.generation.outputIDs.count - 1)
-                    let c = o.counters
-                    row.counters = row.counters + c
-                    row.sparseSeconds += o.timings.sparseSeconds; row.verifySeconds += o.timings.verifySeconds
-                    row.allPeriods += c.periods + (c.finalPeriodAdvance > 0 ? 1 : 0)
-                    row.allAdvanced += c.advancedTokens + c.finalPeriodAdvance
-                    if let d = o.modelDensity { row.densitySum += d; row.densityCount += 1 }
-                    row.paramDensity = o.paramDensity
-                    row.texts.append(o.generation.text)
-                    if let task = bench.task, let ex = p.example {
-                        let score = try TaskRegistry.score(task: task, completion: o.generation.text, example: ex)
-                        row.scored += 1
-                        if score.correct { row.correct += 1 }
-                        if score.answer != nil { row.answered += 1 }
-                    }
-                }
-                printErr("\(method.name)\(isSirius ? " K=\(k)" : ""): \(row.tokens) tokens, \(String(format: "%.2f", row.tokensPerSecond)) tok/s")
-                rows.append(row)
+                method.period = k
+                return Row(method: method, period: k)
             }
+        }
+        let clock = ContinuousClock()
+        // Untimed warm-up: CATS's neuron-major copies are made here rather than inside a timed decode,
+        // and the first prompt's pages and caches are touched once.
+        if specs.contains(where: { $0.kind != .full && $0.sparsity == .cats }) { _ = runner.weights.neuronMajorDown }
+        _ = try runner.generate(.full, promptIDs: ps[0].ids,
+                                committed: CommittedText(tokenizer: loaded.tokenizer, maxNewTokens: min(16, ps[0].maxNew),
+                                                         stopStrings: [], eosIDs: loaded.tokenizer.eosIDs))
+        // Interleaved schedule: every row decodes prompt i before any row starts prompt i + 1, in the given
+        // order on even prompts and reversed on odd ones. A host whose speed drifts over the run (a shared
+        // VM's can move by 10–40 % within minutes) then slows every row alike, so ratios to `full` measure
+        // the methods, not when each ran. Each generation is independent of the others (its own batch and
+        // a reset cache), so the order changes times only, never outputs or counters.
+        for (i, p) in ps.enumerated() {
+            for j in (i % 2 == 0 ? Array(rows.indices) : rows.indices.reversed()) {
+                let committed = CommittedText(tokenizer: loaded.tokenizer, maxNewTokens: p.maxNew, stopStrings: p.stop,
+                                              eosIDs: loaded.tokenizer.eosIDs)
+                let s0 = clock.now
+                let o = try runner.generate(rows[j].method, promptIDs: p.ids, committed: committed)
+                let wall = (clock.now - s0).seconds
+                try rows[j].add(o, decodeSeconds: wall - o.generation.timings.prefillSeconds, task: bench.task, example: p.example)
+            }
+            printErr("prompt \(i + 1)/\(ps.count) done by all \(rows.count) rows")
+        }
+        for row in rows {
+            printErr("\(row.method.name)\(row.period.map { " K=\($0)" } ?? ""): \(row.tokens) tokens, \(String(format: "%.2f", row.tokensPerSecond)) tok/s")
         }
         // Dense K-token pass times for the cost model, measured after a typical prompt.
         var verifyTime: [Int: Double] = [:]
