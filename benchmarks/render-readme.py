@@ -83,10 +83,15 @@ def methods_table(path):
 
     out = ["| method | K | mean period | density | model density | param density | AAL | eff. density | tok/s | time ratio to full | verify pass ÷ full step | cost model | measured / model | accuracy (answered) |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    seen = set()
     for j in b["results"]:
         acc = "%.0f %% (%d)" % (100 * j["accuracy"], j.get("answered", 0)) if "accuracy" in j else "–"
+        # A method listed twice (FULL_AFTER=1's second full) is named as the repeat it is.
+        key = (j["method"], j.get("period"))
+        name = j["method"] + (" (again)" if key in seen else "")
+        seen.add(key)
         out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            j["method"], j.get("period", "–"), f(j.get("mean_period"), "%.2f"), "%g" % j["density"] if "density" in j else "1", f(j.get("model_density")),
+            name, j.get("period", "–"), f(j.get("mean_period"), "%.2f"), "%g" % j["density"] if "density" in j else "1", f(j.get("model_density")),
             f(j.get("param_density")), f(j.get("aal"), "%.2f"), f(j.get("effective_density")), f(j.get("tokens_per_second"), "%.2f"),
             f(j.get("time_ratio")), f(j.get("verify_pass_in_decode_steps"), "%.2f"), f(j.get("cost_model_ratio")),
             f(j.get("measured_over_cost_model")), acc))
