@@ -1493,8 +1493,8 @@ static int matvec_q8_wide(int type, const uint8_t *p, size_t row_bytes, const ck
 
 void ck_matvec_q8(int type, const void *w, size_t row_bytes, const ck_q8_block *xq, const float *x, float *y, int64_t n, int64_t r0, int64_t r1) {
     const uint8_t *p = (const uint8_t *)w;
-    // The wide kernel writes y[r] for r in [r0, r1); this function's y starts at row r0.
-    if (matvec_q8_wide(type, p, row_bytes, xq, y - r0, n, r0, r1, NULL)) return;
+    // y starts at row r0: the wide kernel gets the rows from r0 on as rows 0 ..< r1 − r0.
+    if (matvec_q8_wide(type, p + (size_t)r0 * row_bytes, row_bytes, xq, y, n, 0, r1 - r0, NULL)) return;
     int avx = ck_has_avx2();
     for (int64_t r = r0; r < r1; r++) y[r - r0] = row_dot_q8(type, p + (size_t)r * row_bytes, xq, x, n, avx);
 }

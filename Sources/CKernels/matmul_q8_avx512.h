@@ -241,7 +241,7 @@ static int matmul_q8_avx512(int type, const uint8_t *w, size_t row_bytes, const 
                 // A short last tile repeats the chunk's last row (computed, not stored).
                 const uint8_t *rows[AVX512_NR];
                 for (int i = 0; i < AVX512_NR; i++) {
-                    const int64_t ri = list ? list[r + i < rce ? r + i : rce - 1] : (r + i < rce ? r + i : rce - 1);
+                    const int64_t at = r + i < rce ? r + i : rce - 1, ri = list ? list[at] : at;
                     rows[i] = w + (size_t)ri * row_bytes;
                     // The first token group converts the tile's scales, for every group to use.
                     if (g == 0) avx512_convert_scales(type, w, row_bytes, nb, stride, ri, 1, d + (r - rc + i) * stride, m + (r - rc + i) * stride);
