@@ -5,7 +5,7 @@ import SiriusMethod
 import Testing
 import TestSupport
 
-/// CATS's step: the choice of active neurons (a radix select, no sort) and the step's MLP, each against
+/// CATS's step: the choice of active neurons (a bit-wise search or a radix select, no sort) and the step's MLP, each against
 /// an independent computation.
 @Suite("CATS step")
 struct CATSStepTests {
@@ -23,9 +23,12 @@ struct CATSStepTests {
         return (Array(active.prefix(Int(n))), mag)
     }
 
+    /// On the CPU's widest choice (AVX-512 where present) and on the radix select (`ck_limit_avx512`).
     @Test("top-k equals a sort's choice: random magnitudes, ties (lower index wins), zeros, k at the ends",
-          arguments: [1536, 128, 37])
-    func topKEqualsSort(d: Int) {
+          arguments: [1536, 128, 37], [false, true])
+    func topKEqualsSort(d: Int, limited: Bool) {
+        ck_limit_avx512(limited ? 1 : 0)
+        defer { ck_limit_avx512(0) }
         var rng = SeededRandom(seed: UInt64(d))
         // Values drawn from a few levels make many exact ties; the rest are continuous, some tiny and zero.
         let levels: [Float] = [0, 1e-30, 0.25, 0.5, 3]
@@ -44,8 +47,10 @@ struct CATSStepTests {
         }
     }
 
-    @Test("threshold mode lists exactly the neurons above the threshold, ascending")
-    func thresholdMode() {
+    @Test("threshold mode lists exactly the neurons above the threshold, ascending", arguments: [false, true])
+    func thresholdMode(limited: Bool) {
+        ck_limit_avx512(limited ? 1 : 0)
+        defer { ck_limit_avx512(0) }
         var rng = SeededRandom(seed: 9)
         let g = (0..<300).map { _ in (rng.nextUnit() * 2 - 1) * 2 }
         let (active, mag) = Self.select(g, tokens: 1, k: 10, threshold: 0.8)

@@ -3,8 +3,9 @@ import SiriusMethod
 
 /// CATS (fine contextual sparsity, §2.2): per token, the neurons with the largest |silu(gate)| (top-k)
 /// or those above a per-layer calibrated threshold; the gate projection is dense, then only the active
-/// neurons' up rows and neuron-major down rows are read. Top-k ties go to the lower index; the choice is a
-/// radix select (`ck_cats_select`), no sort. Scratch sized once; one per sequence.
+/// neurons' up rows and neuron-major down rows are read. Top-k ties go to the lower index; the choice
+/// (`ck_cats_select`) is a binary search over the magnitudes' bits on AVX-512, a radix select elsewhere,
+/// no sort. Scratch sized once; one per sequence.
 public final class CATSMLP: SparseMLP {
     public let density: Double
     public let mode: CATSMode
