@@ -172,6 +172,11 @@ def cats_table(source):
     return "\n".join(out) + "\n"
 
 
+def text_output(source):
+    """A benchmark's own text output (e.g. benchmarks/kernels/pass-cost.sh's table), as a code block."""
+    return "```\n" + open(os.path.join(root, source)).read().rstrip("\n") + "\n```\n"
+
+
 def throughput(_):
     return subprocess.run([sys.executable, os.path.join(root, "benchmarks", "render-throughput.py")],
                           check=True, capture_output=True, text=True).stdout
@@ -192,6 +197,8 @@ def render(name, source):
         return engine_table(source)
     if name.startswith("accuracy"):
         return accuracy_table(source)
+    if name.startswith("output"):
+        return text_output(source)
     raise SystemExit("render-readme: no renderer for block %r" % name)
 
 
