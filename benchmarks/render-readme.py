@@ -152,23 +152,23 @@ def cats_table(source):
         m = re.fullmatch(r"cats-(.+)-d([0-9.]+)-t([0-9]+)\.json", name)
         if not m:
             continue
-        b = json.load(open(os.path.join(folder, name)))
-        rows = b["results"]
-        full, cats = rows[0], next(r for r in rows if r["method"].startswith("cats"))
-        again = [r for r in rows[1:] if r["method"] == "full"]
+        def ratios(path):  # the run's first full row, its CATS row, and the second full row's ratio
+            rows = json.load(open(path))["results"]
+            again = [r for r in rows[1:] if r["method"] == "full"]
+            return rows[0], next(r for r in rows if r["method"].startswith("cats")), "%.3f" % again[0]["time_ratio"] if again else "–"
+        full, cats, again = ratios(os.path.join(folder, name))
         suite = os.path.join(folder, "methods-%s-d%s-t%s.json" % m.groups())
         sc = next((r["time_ratio"] for r in json.load(open(suite))["results"] if r["method"].startswith("cats")), None) if os.path.exists(suite) else None
         target = cats["model_density"] + 0.05
         repeat = os.path.join(folder, "repeat", name)
+        met = lambda ratio: "%.3f%s" % (ratio, " (met)" if ratio <= target else "")
         rep = "–"
         if os.path.exists(repeat):
-            rr = json.load(open(repeat))["results"]
-            rc = next(r for r in rr if r["method"].startswith("cats"))["time_ratio"]
-            ra = [r for r in rr[1:] if r["method"] == "full"]
-            rep = "%.3f%s / %s" % (rc, " (met)" if rc <= target else "", "%.3f" % ra[0]["time_ratio"] if ra else "–")
-        out.append("| %s | %s | %s | %.1f | %.3f%s | %.3f | %s | %s | %s |" % (
-            m.group(1), m.group(2), m.group(3), full["tokens_per_second"], cats["time_ratio"], " (met)" if cats["time_ratio"] <= target else "",
-            target, "%.3f" % again[0]["time_ratio"] if again else "–", rep, "%.3f" % sc if sc is not None else "–"))
+            _, rc, ra = ratios(repeat)
+            rep = "%s / %s" % (met(rc["time_ratio"]), ra)
+        out.append("| %s | %s | %s | %.1f | %s | %.3f | %s | %s | %s |" % (
+            m.group(1), m.group(2), m.group(3), full["tokens_per_second"], met(cats["time_ratio"]),
+            target, again, rep, "%.3f" % sc if sc is not None else "–"))
     return "\n".join(out) + "\n"
 
 

@@ -5,8 +5,8 @@ import SiriusMethod
 import Testing
 import TestSupport
 
-/// CATS's step: the choice of active neurons (a bit-wise search or a radix select, no sort) and the step's MLP, each against
-/// an independent computation.
+/// CATS's step: the choice of active neurons (a bit-wise search or a radix select, no sort) and the
+/// step's MLP, each against an independent computation.
 @Suite("CATS step")
 struct CATSStepTests {
     /// The reference choice: sort by magnitude (largest first, ties by index), keep k, list ascending.
